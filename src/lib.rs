@@ -7,4 +7,5 @@ pub mod cost;
 pub mod graph;
 pub mod platform;
 pub mod precision;
+pub mod report;
 pub mod units;

@@ -82,8 +82,8 @@ pub struct Layer {
     pub weights: u64,
     pub macs: u64,
     pub activation: Option<Activation>,
-    /// Indices of the graph nodes this layer computes.
-    pub nodes: Vec<usize>,
+    /// Weights and biases after batch-norm folding.
+    pub params: u64,
 }
 
 impl Layer {
@@ -138,7 +138,7 @@ impl FusedGraph {
         // act_of[t]: the buffer that holds graph tensor t.
         let mut act_of = vec![usize::MAX; graph.tensors.len()];
         act_of[graph.input] = 0;
-        for (index, node) in graph.nodes.iter().enumerate() {
+        for node in &graph.nodes {
             let input = act_of[node.inputs[0]];
             let alias = match &node.op {
                 op if is_view(op) => Some(input),
@@ -146,7 +146,7 @@ impl FusedGraph {
                     let source = root[node.inputs[0]];
                     let sole_reader = readers[source] == 1 && root[graph.output] != source;
                     sole_reader
-                        .then(|| fused.fuse_activation(input, *act, index))
+                        .then(|| fused.fuse_activation(input, *act))
                         .flatten()
                 }
                 _ => None,
@@ -204,7 +204,7 @@ impl FusedGraph {
                 weights,
                 macs: stats.macs,
                 activation: None,
-                nodes: vec![index],
+                params: node.op.params(),
             });
             act_of[node.output] = output;
         }
@@ -214,14 +214,13 @@ impl FusedGraph {
 
     /// Fuses an activation (the sole reader of `input`) into the layer producing `input`; returns
     /// the buffer the activation's output lives in, or `None` to keep it as its own layer.
-    fn fuse_activation(&mut self, input: ActId, act: Activation, node: usize) -> Option<ActId> {
+    fn fuse_activation(&mut self, input: ActId, act: Activation) -> Option<ActId> {
         let producer = self.tensors[input].producer?;
         let layer = &mut self.layers[producer];
         if layer.activation.is_some() || layer.kind == LayerKind::Elementwise {
             return None;
         }
         layer.activation = Some(act);
-        layer.nodes.push(node);
         Some(input)
     }
 

@@ -1,0 +1,601 @@
+//! Refits the kernel cost parameters of a platform from measured kernel cycles.
+//!
+//! A measurement is one kernel call on data in L1. The kernel model is linear in the parameters,
+//! so each row's prediction is `sum_j phi_ij * theta_j`; the fit minimises the squared relative
+//! error over the parameters the rows exercise, log-parametrised so they stay positive, with a
+//! small pull towards the prior values so that parameters the data cannot tell apart stay put.
+
+use super::kernel::{KernelCall, Precisions, call_cycles};
+use crate::graph::{LayerKind, Shape};
+use crate::platform::{CostParams, Platform};
+use crate::precision::Bits;
+use argmin::core::{CostFunction, Executor, Gradient};
+use argmin::solver::linesearch::MoreThuenteLineSearch;
+use argmin::solver::quasinewton::LBFGS;
+use std::path::Path;
+
+/// The columns of a measurements CSV, in the order `qsearch microbench` writes them.
+pub const COLUMNS: &[&str] = &[
+    "kernel", "in_c", "in_h", "in_w", "out_c", "kernel_h", "kernel_w", "stride", "pad", "groups",
+    "w_bits", "in_bits", "out_bits", "cores", "cycles",
+];
+
+const KERNELS: &[(&str, LayerKind)] = &[
+    ("conv", LayerKind::Conv),
+    ("pointwise", LayerKind::Pointwise),
+    ("depthwise", LayerKind::Depthwise),
+    ("grouped", LayerKind::GroupedConv),
+    ("linear", LayerKind::Linear),
+    ("add", LayerKind::Add),
+    ("maxpool", LayerKind::MaxPool),
+    ("avgpool", LayerKind::AvgPool),
+    ("globalavgpool", LayerKind::GlobalAvgPool),
+    ("globalmaxpool", LayerKind::GlobalMaxPool),
+];
+
+/// Pull of each log-parameter towards its prior, relative to the data term.
+const PRIOR_WEIGHT: f64 = 1e-8;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CalibrationError {
+    #[error("{path}: cannot read the file: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: line {line}: {message}")]
+    Row {
+        path: String,
+        line: usize,
+        message: String,
+    },
+    #[error("{path}: {message}")]
+    File { path: String, message: String },
+    #[error("the fit did not converge: {0}")]
+    Solver(String),
+}
+
+/// One measured kernel call.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Measurement {
+    /// Line in the CSV (1-based, header = 1).
+    pub line: usize,
+    pub kernel: String,
+    pub call: KernelCall,
+    pub bits: Precisions,
+    pub cores: usize,
+    pub cycles: f64,
+}
+
+impl Measurement {
+    /// Builds a measurement's kernel call from CSV-style geometry.
+    #[allow(clippy::too_many_arguments)]
+    pub fn geometry(
+        kind: LayerKind,
+        input: Shape,
+        out_c: usize,
+        kernel: [usize; 2],
+        stride: usize,
+        pad: usize,
+        groups: usize,
+    ) -> Result<KernelCall, String> {
+        let out_hw = |size: usize, k: usize| -> Result<usize, String> {
+            let padded = size + 2 * pad;
+            if stride == 0 || k == 0 || padded < k {
+                return Err(format!(
+                    "kernel {k} with stride {stride} and pad {pad} does not fit input size {size}"
+                ));
+            }
+            Ok((padded - k) / stride + 1)
+        };
+        let output = match kind {
+            LayerKind::Linear => Shape::vector(out_c),
+            LayerKind::GlobalAvgPool | LayerKind::GlobalMaxPool => Shape::new(input.c, 1, 1),
+            LayerKind::Add | LayerKind::Elementwise => input,
+            LayerKind::MaxPool | LayerKind::AvgPool => Shape::new(
+                input.c,
+                out_hw(input.h, kernel[0])?,
+                out_hw(input.w, kernel[1])?,
+            ),
+            _ => Shape::new(
+                out_c,
+                out_hw(input.h, kernel[0])?,
+                out_hw(input.w, kernel[1])?,
+            ),
+        };
+        if groups == 0 || input.c % groups != 0 || output.c % groups != 0 {
+            return Err(format!(
+                "groups {groups} must divide in_c {} and out_c {}",
+                input.c, output.c
+            ));
+        }
+        let input = if kind == LayerKind::Linear {
+            Shape::vector(input.elements() as usize)
+        } else {
+            input
+        };
+        Ok(KernelCall {
+            kind,
+            input,
+            output,
+            kernel,
+            groups,
+        })
+    }
+}
+
+/// Reads a measurements CSV (header row naming the [`COLUMNS`], in any order).
+pub fn read_measurements(path: &Path) -> Result<Vec<Measurement>, CalibrationError> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| CalibrationError::Io {
+        path: name.clone(),
+        source,
+    })?;
+    parse_measurements(&text, &name)
+}
+
+pub fn parse_measurements(text: &str, path: &str) -> Result<Vec<Measurement>, CalibrationError> {
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty() && !l.starts_with('#'));
+    let (_, header) = lines.next().ok_or_else(|| CalibrationError::File {
+        path: path.to_string(),
+        message: format!("is empty; expected a header row: {}", COLUMNS.join(",")),
+    })?;
+    let names: Vec<&str> = header.split(',').map(str::trim).collect();
+    let position = |column: &str| {
+        names
+            .iter()
+            .position(|n| *n == column)
+            .ok_or_else(|| CalibrationError::File {
+                path: path.to_string(),
+                message: format!(
+                    "the header lacks column '{column}'; expected {}",
+                    COLUMNS.join(",")
+                ),
+            })
+    };
+    let index: Vec<usize> = COLUMNS
+        .iter()
+        .map(|c| position(c))
+        .collect::<Result<_, _>>()?;
+    let mut rows = Vec::new();
+    for (i, line) in lines {
+        let line_no = i + 1;
+        let row_err = |message: String| CalibrationError::Row {
+            path: path.to_string(),
+            line: line_no,
+            message,
+        };
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        let field = |c: usize| -> Result<&str, CalibrationError> {
+            fields.get(index[c]).copied().ok_or_else(|| {
+                row_err(format!(
+                    "has {} fields, the header {}",
+                    fields.len(),
+                    names.len()
+                ))
+            })
+        };
+        let number = |c: usize| -> Result<usize, CalibrationError> {
+            let text = field(c)?;
+            text.parse().map_err(|_| {
+                row_err(format!(
+                    "column '{}' = '{text}' is not a whole number",
+                    COLUMNS[c]
+                ))
+            })
+        };
+        let bits = |c: usize| -> Result<Bits, CalibrationError> {
+            let n = number(c)?;
+            Bits::from_count(n as u32).ok_or_else(|| {
+                row_err(format!(
+                    "column '{}' = {n}; bits must be 2, 4 or 8",
+                    COLUMNS[c]
+                ))
+            })
+        };
+        let kernel = field(0)?.to_string();
+        let kind = KERNELS
+            .iter()
+            .find(|(k, _)| *k == kernel)
+            .map(|(_, kind)| *kind)
+            .ok_or_else(|| {
+                let names: Vec<&str> = KERNELS.iter().map(|(k, _)| *k).collect();
+                row_err(format!(
+                    "kernel '{kernel}' is not one of {}",
+                    names.join(", ")
+                ))
+            })?;
+        let input = Shape::new(number(1)?, number(2)?, number(3)?);
+        if input.elements() == 0 {
+            return Err(row_err("input dimensions must be positive".into()));
+        }
+        let call = Measurement::geometry(
+            kind,
+            input,
+            number(4)?,
+            [number(5)?, number(6)?],
+            number(7)?,
+            number(8)?,
+            number(9)?,
+        )
+        .map_err(row_err)?;
+        let in_bits = bits(11)?;
+        let cores = number(13)?;
+        let cycles_text = field(14)?;
+        let cycles: f64 = cycles_text
+            .parse()
+            .ok()
+            .filter(|c: &f64| c.is_finite() && *c > 0.0)
+            .ok_or_else(|| row_err(format!("cycles '{cycles_text}' is not a positive number")))?;
+        if cores == 0 {
+            return Err(row_err("cores must be at least 1".into()));
+        }
+        rows.push(Measurement {
+            line: line_no,
+            kernel,
+            call,
+            bits: Precisions {
+                weight: bits(10)?,
+                input: in_bits,
+                second: in_bits,
+                output: bits(12)?,
+            },
+            cores,
+            cycles,
+        });
+    }
+    if rows.is_empty() {
+        return Err(CalibrationError::File {
+            path: path.to_string(),
+            message: "has a header but no measurements".into(),
+        });
+    }
+    Ok(rows)
+}
+
+/// One row's measured and predicted cycles.
+#[derive(Clone, Debug)]
+pub struct RowFit {
+    pub line: usize,
+    pub kernel: String,
+    pub measured: f64,
+    pub before: f64,
+    pub after: f64,
+}
+
+/// The outcome of a fit.
+#[derive(Clone, Debug)]
+pub struct FitReport {
+    pub rows: Vec<RowFit>,
+    pub mape_before: f64,
+    pub mape_after: f64,
+    /// `(parameter, value before, value after)` for the refitted parameters.
+    pub fitted: Vec<(String, f64, f64)>,
+    /// Parameters no measurement exercises (left as they were).
+    pub untouched: Vec<String>,
+}
+
+/// Predicted cycles of every measurement under `params`.
+pub fn predict(params: &CostParams, rows: &[Measurement]) -> Vec<f64> {
+    rows.iter()
+        .map(|m| call_cycles(params, m.cores, &m.call, m.bits))
+        .collect()
+}
+
+/// Mean absolute percentage error of `predicted` against the measurements.
+pub fn mape(predicted: &[f64], rows: &[Measurement]) -> f64 {
+    let total: f64 = predicted
+        .iter()
+        .zip(rows)
+        .map(|(p, m)| ((p - m.cycles) / m.cycles).abs())
+        .sum();
+    100.0 * total / rows.len() as f64
+}
+
+/// The least-squares problem in log-parameters `u`: `theta_j = prior_j * exp(u_j)`.
+struct Problem {
+    /// Per row: `(constant, [(free parameter, d cycles / d theta)])` and the measured cycles.
+    features: Vec<(f64, Vec<(usize, f64)>)>,
+    measured: Vec<f64>,
+    prior: Vec<f64>,
+}
+
+impl Problem {
+    fn residuals(&self, u: &[f64]) -> Vec<f64> {
+        self.features
+            .iter()
+            .zip(&self.measured)
+            .map(|((c, phi), y)| {
+                let predicted = c + phi
+                    .iter()
+                    .map(|&(j, f)| f * self.prior[j] * u[j].exp())
+                    .sum::<f64>();
+                (predicted - y) / y
+            })
+            .collect()
+    }
+}
+
+impl CostFunction for Problem {
+    type Param = Vec<f64>;
+    type Output = f64;
+    fn cost(&self, u: &Vec<f64>) -> Result<f64, argmin::core::Error> {
+        let data: f64 = self.residuals(u).iter().map(|r| r * r).sum();
+        Ok(data + PRIOR_WEIGHT * u.iter().map(|x| x * x).sum::<f64>())
+    }
+}
+
+impl Gradient for Problem {
+    type Param = Vec<f64>;
+    type Gradient = Vec<f64>;
+    fn gradient(&self, u: &Vec<f64>) -> Result<Vec<f64>, argmin::core::Error> {
+        let mut g: Vec<f64> = u.iter().map(|x| 2.0 * PRIOR_WEIGHT * x).collect();
+        for ((r, (_, phi)), y) in self
+            .residuals(u)
+            .iter()
+            .zip(&self.features)
+            .zip(&self.measured)
+        {
+            for &(j, f) in phi {
+                g[j] += 2.0 * r * f * self.prior[j] * u[j].exp() / y;
+            }
+        }
+        Ok(g)
+    }
+}
+
+/// Refits `platform`'s cost parameters to `rows`. `label` names the measurements in the refitted
+/// parameters' sources.
+pub fn calibrate(
+    platform: &Platform,
+    rows: &[Measurement],
+    label: &str,
+) -> Result<(Platform, FitReport), CalibrationError> {
+    let base = platform.cost.clone();
+    let before = predict(&base, rows);
+    let names: Vec<String> = base.entries().into_iter().map(|(n, _)| n).collect();
+    let prior: Vec<f64> = base.entries().iter().map(|(_, p)| p.value).collect();
+
+    // phi_ij by a small relative bump of parameter j: the model is linear in each parameter as
+    // long as the bump does not change which kernel variant is fastest. Parameters at zero mark
+    // structurally absent work (e.g. no unpacking of native operands) and stay zero.
+    let mut columns: Vec<Vec<f64>> = Vec::new();
+    for (j, &value) in prior.iter().enumerate() {
+        if value <= 0.0 {
+            columns.push(vec![0.0; rows.len()]);
+            continue;
+        }
+        let mut bumped = base.clone();
+        bumped.entries_mut()[j].1.value = 2.0 * value;
+        let after = predict(&bumped, rows);
+        columns.push(
+            after
+                .iter()
+                .zip(&before)
+                .map(|(a, b)| (a - b) / value)
+                .collect(),
+        );
+    }
+    let free: Vec<usize> = (0..prior.len())
+        .filter(|&j| columns[j].iter().any(|f| f.abs() > 0.0))
+        .collect();
+    let features = (0..rows.len())
+        .map(|i| {
+            let phi: Vec<(usize, f64)> = free
+                .iter()
+                .map(|&j| (j, columns[j][i]))
+                .filter(|(_, f)| *f != 0.0)
+                .collect();
+            let linear: f64 = phi.iter().map(|&(j, f)| f * prior[j]).sum();
+            (before[i] - linear, phi)
+        })
+        .collect();
+    let problem = Problem {
+        features,
+        measured: rows.iter().map(|m| m.cycles).collect(),
+        prior: prior.clone(),
+    };
+    let solver = LBFGS::new(MoreThuenteLineSearch::new(), 10)
+        .with_tolerance_grad(1e-12)
+        .and_then(|s| s.with_tolerance_cost(1e-14))
+        .map_err(|e| CalibrationError::Solver(e.to_string()))?;
+    let result = Executor::new(problem, solver)
+        .configure(|state| state.param(vec![0.0; prior.len()]).max_iters(1000))
+        .run()
+        .map_err(|e| CalibrationError::Solver(e.to_string()))?;
+    let u = result
+        .state()
+        .best_param
+        .clone()
+        .ok_or_else(|| CalibrationError::Solver("no parameters returned".into()))?;
+
+    let mut fitted_cost = base.clone();
+    for (j, (_, p)) in fitted_cost.entries_mut().into_iter().enumerate() {
+        if free.contains(&j) {
+            p.value = prior[j] * u[j].exp();
+        }
+    }
+    let after = predict(&fitted_cost, rows);
+    let (mape_before, mape_after) = (mape(&before, rows), mape(&after, rows));
+    let source = format!(
+        "fit: {label}, {} rows, MAPE {mape_before:.1}% -> {mape_after:.1}%",
+        rows.len()
+    );
+    for (j, (_, p)) in fitted_cost.entries_mut().into_iter().enumerate() {
+        if free.contains(&j) {
+            p.source = format!("{source} (prior {}: {})", prior[j], p.source);
+        }
+    }
+    let mut fitted_platform = platform.clone();
+    fitted_platform.cost = fitted_cost.clone();
+    let new_values: Vec<f64> = fitted_cost.entries().iter().map(|(_, p)| p.value).collect();
+    let report = FitReport {
+        rows: rows
+            .iter()
+            .zip(before.iter().zip(&after))
+            .map(|(m, (b, a))| RowFit {
+                line: m.line,
+                kernel: m.kernel.clone(),
+                measured: m.cycles,
+                before: *b,
+                after: *a,
+            })
+            .collect(),
+        mape_before,
+        mape_after,
+        fitted: free
+            .iter()
+            .map(|&j| (names[j].clone(), prior[j], new_values[j]))
+            .collect(),
+        untouched: (0..names.len())
+            .filter(|j| !free.contains(j))
+            .map(|j| names[j].clone())
+            .collect(),
+    };
+    Ok((fitted_platform, report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{RngExt, SeedableRng};
+
+    /// Kernel calls over a grid of geometries and precisions.
+    fn grid() -> Vec<(KernelCall, Precisions)> {
+        let mut calls = Vec::new();
+        let all = Bits::ALL;
+        for (i, &w) in all.iter().enumerate() {
+            for (j, &x) in all.iter().enumerate() {
+                for (k, &y) in all.iter().enumerate() {
+                    let bits = Precisions {
+                        weight: w,
+                        input: x,
+                        second: x,
+                        output: y,
+                    };
+                    let v = 4 * (1 + (i + 2 * j + k) % 4);
+                    let shapes = [
+                        (LayerKind::Conv, Shape::new(v, 10, 10), 8 + v, 3),
+                        (LayerKind::Conv, Shape::new(16, 6 + v, 8), 4 * v + 2, 3),
+                        (LayerKind::Pointwise, Shape::new(8 * v, 8, 4 + v), 16 + v, 1),
+                        (LayerKind::Pointwise, Shape::new(16, 3 + v, 5), 6 + 2 * v, 1),
+                        (LayerKind::Depthwise, Shape::new(8 * v, 9, 9), 8 * v, 3),
+                        (LayerKind::Depthwise, Shape::new(16, 4 + v, 12), 16, 3),
+                        (LayerKind::Linear, Shape::vector(64 * v), 10 + v, 1),
+                        (LayerKind::Linear, Shape::vector(100), 3 * v + 1, 1),
+                        (LayerKind::Add, Shape::new(8 * v, 6, 6), 0, 1),
+                        (LayerKind::Add, Shape::new(32, v, 3), 0, 1),
+                        (LayerKind::MaxPool, Shape::new(4 * v, 8, 8), 0, 2),
+                        (LayerKind::AvgPool, Shape::new(16, 4 * v, 8), 0, 2),
+                    ];
+                    for (kind, input, out_c, kernel) in shapes {
+                        let groups = if kind == LayerKind::Depthwise {
+                            input.c
+                        } else {
+                            1
+                        };
+                        let stride = if kernel == 2 { 2 } else { 1 };
+                        let call = Measurement::geometry(
+                            kind,
+                            input,
+                            out_c,
+                            [kernel, kernel],
+                            stride,
+                            0,
+                            groups,
+                        )
+                        .unwrap();
+                        calls.push((call, bits));
+                    }
+                }
+            }
+        }
+        calls
+    }
+
+    #[test]
+    fn recovers_known_parameters_from_synthetic_measurements() {
+        let prior = Platform::load("gap8").unwrap();
+        let mut truth = prior.cost.clone();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        for (_, p) in truth.entries_mut() {
+            p.value *= rng.random_range(0.7..1.4);
+        }
+        let rows: Vec<Measurement> = grid()
+            .into_iter()
+            .enumerate()
+            .map(|(i, (call, bits))| Measurement {
+                line: i + 2,
+                kernel: call.kind.name().into(),
+                call,
+                bits,
+                cores: 8,
+                cycles: call_cycles(&truth, 8, &call, bits),
+            })
+            .collect();
+        let (fitted, report) = calibrate(&prior, &rows, "synthetic").unwrap();
+        assert!(report.mape_before > 5.0, "{}", report.mape_before);
+        assert!(report.mape_after < 0.01, "{}", report.mape_after);
+        let truth_values = truth.entries();
+        for (name, p) in fitted.cost.entries() {
+            let expected = truth_values
+                .iter()
+                .find(|(n, _)| *n == name)
+                .unwrap()
+                .1
+                .value;
+            if report.fitted.iter().any(|(n, _, _)| *n == name) {
+                let error = (p.value - expected).abs() / expected.max(1e-9);
+                assert!(
+                    error < 0.01,
+                    "{name}: fitted {} vs true {expected}",
+                    p.value
+                );
+                assert!(p.source.starts_with("fit: synthetic"));
+            }
+        }
+        assert!(
+            report
+                .untouched
+                .contains(&"tile_overhead_cycles".to_string())
+        );
+    }
+
+    #[test]
+    fn bad_rows_are_reported_with_their_line() {
+        let header = COLUMNS.join(",");
+        let err = parse_measurements(
+            &format!("{header}\nconv,8,8,8,8,3,3,1,1,1,8,3,8,8,1000\n"),
+            "m.csv",
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "m.csv: line 2: column 'in_bits' = 3; bits must be 2, 4 or 8"
+        );
+        let err = parse_measurements(
+            &format!("{header}\nfft,8,8,8,8,3,3,1,1,1,8,8,8,8,1000\n"),
+            "m.csv",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("kernel 'fft' is not one of conv"),
+            "{err}"
+        );
+        let err = parse_measurements("kernel,cycles\nconv,5\n", "m.csv").unwrap_err();
+        assert!(err.to_string().contains("lacks column 'in_c'"), "{err}");
+        let err = parse_measurements(
+            &format!("{header}\nconv,8,8,8,8,3,3,1,1,1,8,8,8,8,-4\n"),
+            "m.csv",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("cycles '-4' is not a positive number"),
+            "{err}"
+        );
+    }
+}

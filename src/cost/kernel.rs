@@ -1,0 +1,197 @@
+//! Cycles of one kernel call on data already in L1: the part of the model a microbenchmark
+//! measures, and the part `qsearch calibrate` refits. It is linear in the cost parameters.
+//! See `docs/cost-model.md` for the formulas and their derivation.
+
+use crate::graph::{Layer, LayerKind, Shape};
+use crate::platform::CostParams;
+use crate::precision::Bits;
+
+/// Relative cost per MAC of the 1-channel x 2-pixel leftover kernel against the 4x2 kernel:
+/// 5 instructions per 8 MACs against 14 per 32.
+const LEFTOVER_CHANNEL_FACTOR: f64 = (5.0 / 8.0) / (14.0 / 32.0);
+
+/// The geometry of one kernel call (a whole layer, or one L1 tile of it).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct KernelCall {
+    pub kind: LayerKind,
+    pub input: Shape,
+    pub output: Shape,
+    pub kernel: [usize; 2],
+    pub groups: usize,
+}
+
+impl KernelCall {
+    /// The call that computes `layer` in one piece.
+    pub fn of_layer(layer: &Layer) -> KernelCall {
+        KernelCall {
+            kind: layer.kind,
+            input: layer.input_shape,
+            output: layer.output_shape,
+            kernel: layer.window.map_or([1, 1], |w| w.kernel),
+            groups: layer.groups,
+        }
+    }
+}
+
+/// The precisions a kernel runs at. `second` is the second input's precision of an add (other
+/// kernels ignore it); `weight` is ignored by kernels without weights.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Precisions {
+    pub weight: Bits,
+    pub input: Bits,
+    pub second: Bits,
+    pub output: Bits,
+}
+
+impl Precisions {
+    pub fn uniform(bits: Bits) -> Precisions {
+        Precisions {
+            weight: bits,
+            input: bits,
+            second: bits,
+            output: bits,
+        }
+    }
+}
+
+/// Cycles of the busiest core for one kernel call, layer overhead excluded.
+pub fn kernel_cycles(p: &CostParams, cores: usize, call: &KernelCall, bits: Precisions) -> f64 {
+    p.cycles_per_instruction.value * kernel_instructions(p, cores, call, bits)
+}
+
+/// Instructions the busiest core issues for one kernel call.
+fn kernel_instructions(p: &CostParams, cores: usize, call: &KernelCall, bits: Precisions) -> f64 {
+    let (input, output) = (call.input, call.output);
+    let (w, x, y) = (bits.weight, bits.input, bits.output);
+    let [kh, kw] = call.kernel;
+    let per_core = |n: usize| n.div_ceil(cores) as f64;
+    let requant = p.requant_cycles_per_output.get(y);
+    match call.kind {
+        // DORY calls PULP-NN's row-parallel convolution (`pulp_nn_conv_Ho_parallel`) and its
+        // pixel-parallel pointwise kernel (`pulp_nn_pointwise_HoWo_parallel`).
+        LayerKind::Conv | LayerKind::GroupedConv => {
+            conv_core_cycles(p, call, bits, per_core(output.h) * output.w as f64)
+        }
+        LayerKind::Pointwise => conv_core_cycles(p, call, bits, per_core(output.h * output.w)),
+        LayerKind::Depthwise => {
+            let channels = per_core(output.c);
+            let gather = (input.h * input.w) as f64 * p.depthwise_gather_cycles_per_element.get(x);
+            let per_output = (kh * kw) as f64 * p.depthwise_cycles_per_mac.get(w, x) + requant;
+            channels * (gather + (output.h * output.w) as f64 * per_output)
+        }
+        LayerKind::Linear => {
+            let neurons = per_core(output.c);
+            let per_neuron = input.elements() as f64 * p.linear_cycles_per_mac.get(w, x) + requant;
+            neurons * per_neuron
+        }
+        LayerKind::Add => {
+            let elements = per_core(output.h * output.w) * output.c as f64;
+            let add = &p.add_cycles_per_element;
+            elements * (add.get(x) + add.get(bits.second) + requant)
+        }
+        LayerKind::MaxPool | LayerKind::AvgPool => {
+            let elements = per_core(output.h * output.w) * output.c as f64;
+            elements * ((kh * kw) as f64 * p.pool_cycles_per_element.get(x) + requant)
+        }
+        LayerKind::GlobalAvgPool | LayerKind::GlobalMaxPool => {
+            let channels = per_core(output.c);
+            channels * ((input.h * input.w) as f64 * p.pool_cycles_per_element.get(x) + requant)
+        }
+        LayerKind::Elementwise => {
+            let elements = per_core(output.h * output.w) * output.c as f64;
+            elements * (p.pool_cycles_per_element.get(x) + requant)
+        }
+    }
+}
+
+/// One core's cycles for a convolution computing `px` output pixels of `out_c` channels.
+fn conv_core_cycles(p: &CostParams, call: &KernelCall, bits: Precisions, px: f64) -> f64 {
+    let out_c = call.output.c;
+    let (w, x) = (bits.weight, bits.input);
+    let [kh, kw] = call.kernel;
+    let k = (call.input.c / call.groups * kh * kw) as f64;
+    let unpack = p.unpack_cycles_per_element.get(w, x);
+    let im2col = if unpack > 0.0 {
+        px * k * unpack
+    } else if call.kind == LayerKind::Pointwise {
+        0.0
+    } else {
+        px * k * f64::from(x.count()) / 8.0 * p.im2col_cycles_per_byte.value
+    };
+    let per_group = out_c / call.groups;
+    let full = (per_group / 4 * 4) as f64;
+    let left = (per_group % 4) as f64;
+    let pairs = (px / 2.0).ceil();
+    let matmul = call.groups as f64
+        * (2.0
+            * pairs
+            * k
+            * (full + LEFTOVER_CHANNEL_FACTOR * left)
+            * p.conv_cycles_per_mac.get(w, x)
+            + pairs * per_group.div_ceil(4) as f64 * p.block_overhead_cycles.value);
+    im2col + matmul + px * out_c as f64 * p.requant_cycles_per_output.get(bits.output)
+}
+
+/// Cycles of a complete kernel call as a microbenchmark times it (fork/join included).
+pub fn call_cycles(p: &CostParams, cores: usize, call: &KernelCall, bits: Precisions) -> f64 {
+    kernel_cycles(p, cores, call, bits) + p.layer_overhead_cycles.value
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platform::Platform;
+
+    fn conv(c_in: usize, c_out: usize, hw: usize, k: usize) -> KernelCall {
+        KernelCall {
+            kind: if k == 1 {
+                LayerKind::Pointwise
+            } else {
+                LayerKind::Conv
+            },
+            input: Shape::new(c_in, hw + k - 1, hw + k - 1),
+            output: Shape::new(c_out, hw, hw),
+            kernel: [k, k],
+            groups: 1,
+        }
+    }
+
+    #[test]
+    fn eight_bit_conv_matches_the_published_peak() {
+        // PULP-NN reaches 15.5 MAC/cycle on 8 cores for a 3x3 32 -> 64 conv on 16x16 (reference
+        // row peak_throughput,GAP8), the figure gap8's cycles per instruction is fitted to.
+        let gap8 = Platform::load("gap8").unwrap();
+        let call = conv(32, 64, 16, 3);
+        let macs = (64 * 16 * 16 * 32 * 9) as f64;
+        let cycles = call_cycles(&gap8.cost, 8, &call, Precisions::uniform(Bits::B8));
+        let throughput = macs / cycles;
+        assert!((throughput - 15.5).abs() < 0.01, "{throughput}");
+    }
+
+    #[test]
+    fn sub_byte_weights_are_slower_on_xpulpv2_and_faster_on_xpulpnn() {
+        let call = conv(64, 64, 8, 3);
+        let at = |platform: &str, bits: Bits| {
+            let p = Platform::load(platform).unwrap();
+            kernel_cycles(&p.cost, 8, &call, Precisions::uniform(bits))
+        };
+        assert!(at("gap8", Bits::B4) > 2.0 * at("gap8", Bits::B8));
+        assert!(at("xpulpnn", Bits::B4) < 0.7 * at("xpulpnn", Bits::B8));
+        assert!(at("xpulpnn", Bits::B2) < at("xpulpnn", Bits::B4));
+    }
+
+    #[test]
+    fn work_splits_over_cores_with_leftovers() {
+        let gap8 = Platform::load("gap8").unwrap();
+        let b8 = Precisions::uniform(Bits::B8);
+        let cycles = |c_out: usize, h: usize, w: usize| {
+            let mut call = conv(64, c_out, 1, 1);
+            call.output.h = h;
+            call.output.w = w;
+            kernel_cycles(&gap8.cost, 8, &call, b8)
+        };
+        // 17 pixels on 8 cores take as long as 24 (three rounds), and 4 pixels as long as 8.
+        assert!((cycles(16, 17, 1) - cycles(16, 24, 1)).abs() < 1e-9);
+        assert!((cycles(64, 2, 2) - cycles(64, 8, 1)).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,172 @@
+//! `qsearch inspect`: a network's layers with their MACs, parameters, cycles and memory on a
+//! platform at one uniform precision.
+
+use super::Table;
+use crate::cost::{CostTable, layer_flash};
+use crate::graph::{FusedGraph, Graph};
+use crate::platform::Platform;
+use crate::precision::{Assignment, Bits};
+use crate::units::{format_bytes, group_thousands};
+use std::fmt::Write;
+
+pub struct InspectOptions {
+    pub bits: Bits,
+    /// Total on-chip memory budget (flash + peak RAM) to check against.
+    pub budget: Option<u64>,
+}
+
+/// The per-layer table and the network's totals.
+pub fn inspect(graph: &Graph, platform: &Platform, options: &InspectOptions) -> String {
+    let fused = FusedGraph::from_graph(graph);
+    let table = CostTable::build(&fused, platform);
+    let assignment = Assignment::uniform(fused.layers.len(), fused.tensors.len(), options.bits);
+    let costs = table.evaluate(&assignment);
+    let ram = table.ram_profile(&assignment);
+    let ms = |cycles: f64| 1e3 * cycles / platform.hardware.clock_hz.value;
+    let b = options.bits;
+
+    let mut t = Table::new(&[
+        "#", "layer<", "op<", "input<", "output<", "MACs", "params", "cycles", "ms", "MAC/cyc",
+        "flash B", "RAM B", "tiles", "L1",
+    ]);
+    for (i, layer) in fused.layers.iter().enumerate() {
+        let timing = table.layers[i].timing(i, &assignment);
+        let cycles = if costs.weights_in_l3 {
+            timing.cycles_l3
+        } else {
+            timing.cycles
+        };
+        let op = match layer.activation {
+            Some(a) => format!("{}+{}", layer.kind, crate::graph::Op::Activation(a).kind()),
+            None => layer.kind.to_string(),
+        };
+        t.row(vec![
+            i.to_string(),
+            layer.name.clone(),
+            op,
+            layer.input_shape.to_string(),
+            layer.output_shape.to_string(),
+            group_thousands(layer.macs),
+            group_thousands(layer.params),
+            group_thousands(cycles.round() as u64),
+            format!("{:.3}", ms(cycles)),
+            if layer.macs > 0 {
+                format!("{:.2}", layer.macs as f64 / cycles)
+            } else {
+                "-".into()
+            },
+            group_thousands(layer_flash(layer, b, platform)),
+            group_thousands(ram[i]),
+            timing.plan.tiles.to_string(),
+            if timing.fits_l1 {
+                "ok".into()
+            } else {
+                "NO".into()
+            },
+        ]);
+    }
+    let macs = graph.total_macs();
+    t.rule();
+    t.row(vec![
+        String::new(),
+        "total".into(),
+        String::new(),
+        graph.input_shape().to_string(),
+        graph.output_shape().to_string(),
+        group_thousands(macs),
+        group_thousands(fused.layers.iter().map(|l| l.params).sum()),
+        group_thousands(costs.cycles.round() as u64),
+        format!("{:.3}", 1e3 * costs.seconds),
+        format!("{:.2}", macs as f64 / costs.cycles),
+        group_thousands(costs.flash),
+        group_thousands(costs.ram),
+        String::new(),
+        if costs.fits_l1 {
+            "ok".into()
+        } else {
+            "NO".into()
+        },
+    ]);
+
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} on {} ({}), uniform {b}-bit weights and activations, {} layers after folding and fusion\n",
+        graph.name,
+        platform.name,
+        platform.description,
+        fused.layers.len()
+    );
+    out.push_str(&t.render());
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "latency   {} cycles = {:.3} ms at {:.0} MHz ({:.2} MAC/cycle)",
+        group_thousands(costs.cycles.round() as u64),
+        1e3 * costs.seconds,
+        platform.hardware.clock_hz.value / 1e6,
+        macs as f64 / costs.cycles
+    );
+    if let Some(e) = costs.energy_j {
+        let _ = writeln!(out, "energy    {:.3} mJ", e * 1e3);
+    }
+    let _ = writeln!(
+        out,
+        "flash     {}  (weights packed at {b} bit + requantization parameters)",
+        format_bytes(costs.flash)
+    );
+    let _ = writeln!(
+        out,
+        "RAM       {}  (peak of live activations, at layer {} '{}'{})",
+        format_bytes(costs.ram),
+        costs.peak_step,
+        fused.layers[costs.peak_step].name,
+        if costs.weights_in_l3 {
+            ", plus the L3 weight staging buffer"
+        } else {
+            ""
+        }
+    );
+    let _ = writeln!(
+        out,
+        "total     {}  (flash + peak RAM)",
+        format_bytes(costs.total_memory())
+    );
+    let l2 = platform.hardware.l2_bytes.value as u64;
+    let placement = if costs.weights_in_l3 {
+        format!(
+            "weights do not fit L2 ({}) with the activations: streamed from L3",
+            format_bytes(l2)
+        )
+    } else {
+        format!("everything fits L2 ({})", format_bytes(l2))
+    };
+    let _ = writeln!(out, "placement {placement}");
+    if !costs.fits_l2 {
+        let _ = writeln!(
+            out,
+            "warning   the activations and staging buffers exceed L2: the network cannot run on {}",
+            platform.name
+        );
+    }
+    if !costs.fits_l1 {
+        let _ = writeln!(
+            out,
+            "warning   some layers (L1 = NO) have no tiling that fits L1 ({} usable)",
+            format_bytes(platform.hardware.l1_usable_bytes.value as u64)
+        );
+    }
+    if let Some(budget) = options.budget {
+        let verdict = if costs.total_memory() <= budget {
+            "fits"
+        } else {
+            "does NOT fit"
+        };
+        let _ = writeln!(
+            out,
+            "budget    {} : uniform {b}-bit {verdict}",
+            format_bytes(budget)
+        );
+    }
+    out
+}

@@ -453,7 +453,9 @@ impl Platform {
                 "exceeds hardware.l1_bytes".into(),
             ));
         }
-        if hw.l3_bytes.value > 0.0 && !(hw.l3_bytes_per_cycle.value > 0.0) {
+        if hw.l3_bytes.value > 0.0
+            && hw.l3_bytes_per_cycle.value.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater)
+        {
             return Err(invalid(
                 "hardware.l3_bytes_per_cycle",
                 "must be positive when the platform has L3".into(),

@@ -103,7 +103,7 @@ impl Measurement {
                 out_hw(input.w, kernel[1])?,
             ),
         };
-        if groups == 0 || input.c % groups != 0 || output.c % groups != 0 {
+        if groups == 0 || !input.c.is_multiple_of(groups) || !output.c.is_multiple_of(groups) {
             return Err(format!(
                 "groups {groups} must divide in_c {} and out_c {}",
                 input.c, output.c

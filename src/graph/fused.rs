@@ -217,10 +217,13 @@ impl FusedGraph {
     fn fuse_activation(&mut self, input: ActId, act: Activation) -> Option<ActId> {
         let producer = self.tensors[input].producer?;
         let layer = &mut self.layers[producer];
-        if layer.activation.is_some() || layer.kind == LayerKind::Elementwise {
+        if layer.kind == LayerKind::Elementwise {
             return None;
         }
-        layer.activation = Some(act);
+        layer.activation = Some(match layer.activation {
+            Some(previous) => previous.then(act),
+            None => act,
+        });
         Some(input)
     }
 

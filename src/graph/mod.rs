@@ -1,6 +1,7 @@
 //! The network IR (layers, tensors, shapes, MACs, parameters), its deployment view, ONNX import
 //! and export, and the built-in zoo.
 
+pub mod eval;
 mod fused;
 mod ir;
 mod load;

@@ -185,6 +185,19 @@ impl Activation {
         }
     }
 
+    /// The single activation equal to applying `self`, then `next` (clamps compose).
+    pub fn then(self, next: Activation) -> Activation {
+        let (a, b) = self.range();
+        let (c, d) = next.range();
+        let (min, max) = (a.max(c), b.min(d));
+        // Disjoint ranges clamp everything to one of next's bounds.
+        if min > max {
+            let v = if b < c { c } else { d };
+            return Activation::Clip { min: v, max: v };
+        }
+        Activation::from_clip(min, max)
+    }
+
     pub fn apply(self, x: f32) -> f32 {
         let (min, max) = self.range();
         x.clamp(min, max)
@@ -271,8 +284,8 @@ impl Op {
         match self {
             Op::Conv(conv) => {
                 if conv.groups == 0
-                    || x.c % conv.groups != 0
-                    || conv.out_channels % conv.groups != 0
+                    || !x.c.is_multiple_of(conv.groups)
+                    || !conv.out_channels.is_multiple_of(conv.groups)
                 {
                     return Err(format!(
                         "{} groups do not divide {} input and {} output channels",
@@ -404,6 +417,21 @@ mod tests {
             weight: vec![0.0; out * inp / groups * k * k],
             bias: vec![0.0; out],
         })
+    }
+
+    #[test]
+    fn activations_compose() {
+        assert_eq!(
+            Activation::Relu.then(Activation::Clip { min: 0.0, max: 6.0 }),
+            Activation::Relu6
+        );
+        assert_eq!(Activation::Relu6.then(Activation::Relu), Activation::Relu6);
+        let narrow = Activation::Clip {
+            min: -1.0,
+            max: 2.0,
+        }
+        .then(Activation::Relu);
+        assert_eq!(narrow, Activation::Clip { min: 0.0, max: 2.0 });
     }
 
     #[test]

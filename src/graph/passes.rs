@@ -12,11 +12,11 @@ pub fn fold_batchnorm(graph: &Graph) -> Graph {
     let mut nodes: Vec<Node> = graph.nodes.clone();
     let mut removed = vec![false; nodes.len()];
     let mut substitutions = Vec::new();
-    for i in 0..nodes.len() {
-        let Op::BatchNorm(bn) = &graph.nodes[i].op else {
+    for (i, node) in graph.nodes.iter().enumerate() {
+        let Op::BatchNorm(bn) = &node.op else {
             continue;
         };
-        let source = graph.nodes[i].inputs[0];
+        let source = node.inputs[0];
         let Some(p) = producers[source] else { continue };
         if consumers[source].len() != 1 || source == graph.output {
             continue;
@@ -37,7 +37,7 @@ pub fn fold_batchnorm(graph: &Graph) -> Graph {
         };
         if folded {
             removed[i] = true;
-            substitutions.push((graph.nodes[i].output, source));
+            substitutions.push((node.output, source));
         }
     }
     let kept = keep(nodes, &removed);
@@ -62,8 +62,8 @@ pub fn fold_padding(graph: &Graph) -> Graph {
     let mut nodes: Vec<Node> = graph.nodes.clone();
     let mut removed = vec![false; nodes.len()];
     let mut substitutions = Vec::new();
-    for i in 0..nodes.len() {
-        let source = nodes[i].inputs[0];
+    for (i, node) in graph.nodes.iter().enumerate() {
+        let source = node.inputs[0];
         let Some(p) = producers[source] else { continue };
         let Op::Pad { padding, value } = graph.nodes[p].op else {
             continue;

@@ -7,6 +7,7 @@
 //! ...) is evaluated at import time.
 
 use super::ImportError;
+use super::constant_ops;
 use super::proto::{AttributeProto, ModelProto, NodeProto, tensor_shape_proto, type_proto};
 use super::tensor::{Constant, decode};
 use crate::graph::op::{Activation, BatchNorm, Conv, Linear, Op, Padding, PoolKind, Shape, Window};
@@ -98,6 +99,7 @@ fn register_all() -> HashMap<&'static str, Handler> {
         ("Concat", concat),
         ("Cast", identity_const),
         ("Slice", slice),
+        ("ConstantOfShape", constant_of_shape),
     ];
     entries.iter().copied().collect()
 }
@@ -582,30 +584,18 @@ fn classifier_input(
     }
 }
 
-/// Builds a linear layer from a `[out, in]` weight in the ONNX input's element order.
+/// Adds a linear layer whose `[out, in]` weight is in the ONNX input's element order.
 fn emit_linear(
     imp: &mut Importer,
     node: &NodeProto,
     name: &str,
-    x: TensorId,
-    hwc_from: Option<Shape>,
-    out: usize,
-    mut weight: Vec<f32>,
-    bias: Vec<f32>,
+    (x, hwc_from): (TensorId, Option<Shape>),
+    mut linear: Linear,
 ) -> Result<(), ImportError> {
     if let Some(s) = hwc_from {
-        weight = hwc_columns_to_chw(&weight, out, s);
+        linear.weight = hwc_columns_to_chw(&linear.weight, linear.out_features, s);
     }
-    let y = imp.emit(
-        node,
-        name,
-        Op::Linear(Linear {
-            out_features: out,
-            weight,
-            bias,
-        }),
-        &[x],
-    )?;
+    let y = imp.emit(node, name, Op::Linear(linear), &[x])?;
     imp.set(
         node,
         Value::Flat {
@@ -664,7 +654,17 @@ fn gemm(imp: &mut Importer, node: &NodeProto, name: &str) -> Result<(), ImportEr
         }
         None => vec![0.0; out],
     };
-    emit_linear(imp, node, name, x, hwc_from, out, weight, bias)
+    emit_linear(
+        imp,
+        node,
+        name,
+        (x, hwc_from),
+        Linear {
+            out_features: out,
+            weight,
+            bias,
+        },
+    )
 }
 
 fn matmul(imp: &mut Importer, node: &NodeProto, name: &str) -> Result<(), ImportError> {
@@ -681,7 +681,17 @@ fn matmul(imp: &mut Importer, node: &NodeProto, name: &str) -> Result<(), Import
         }
     };
     let weight = transpose2(&b.as_floats(), rows, cols);
-    emit_linear(imp, node, name, x, hwc_from, cols, weight, vec![0.0; cols])
+    emit_linear(
+        imp,
+        node,
+        name,
+        (x, hwc_from),
+        Linear {
+            out_features: cols,
+            weight,
+            bias: vec![0.0; cols],
+        },
+    )
 }
 
 fn transpose2(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
@@ -759,7 +769,7 @@ fn clip(imp: &mut Importer, node: &NodeProto, name: &str) -> Result<(), ImportEr
         };
         (bound(1, f32::NEG_INFINITY)?, bound(2, f32::INFINITY)?)
     };
-    if !(min <= max) {
+    if min.is_nan() || max.is_nan() || min > max {
         return Err(imp.error(node, name, format!("min {min} exceeds max {max}")));
     }
     imp.elementwise(node, name, Op::Activation(Activation::from_clip(min, max)))
@@ -975,11 +985,17 @@ fn flatten(imp: &mut Importer, node: &NodeProto, name: &str) -> Result<(), Impor
 }
 
 fn reshape(imp: &mut Importer, node: &NodeProto, name: &str) -> Result<(), ImportError> {
-    let (tensor, value) = imp.activation(node, name, 0)?;
     let target = match attr_ints(node, "shape") {
         Some(s) if imp.opset < 5 => s,
         _ => imp.constant(node, name, 1)?.as_ints(),
     };
+    if let Value::Const(c) = imp.value(node, name, 0)? {
+        let dims = resolve_reshape(&target, &c.dims).map_err(|m| imp.error(node, name, m))?;
+        let value = constant_ops::reshape(c, dims).map_err(|m| imp.error(node, name, m))?;
+        imp.set(node, Value::Const(value));
+        return Ok(());
+    }
+    let (tensor, value) = imp.activation(node, name, 0)?;
     let current = onnx_dims(&value, imp.builder.shape(tensor));
     let resolved = resolve_reshape(&target, &current).map_err(|m| imp.error(node, name, m))?;
     if resolved == current {
@@ -1125,8 +1141,13 @@ fn squeeze(imp: &mut Importer, node: &NodeProto, name: &str) -> Result<(), Impor
 }
 
 fn transpose(imp: &mut Importer, node: &NodeProto, name: &str) -> Result<(), ImportError> {
-    let (tensor, value) = imp.activation(node, name, 0)?;
     let perm = attr_ints(node, "perm").unwrap_or_default();
+    if let Value::Const(c) = imp.value(node, name, 0)? {
+        let value = constant_ops::transpose(c, &perm).map_err(|m| imp.error(node, name, m))?;
+        imp.set(node, Value::Const(value));
+        return Ok(());
+    }
+    let (tensor, value) = imp.activation(node, name, 0)?;
     let shape = imp.builder.shape(tensor);
     let out = match (&value, perm.as_slice()) {
         (
@@ -1298,26 +1319,13 @@ fn shape_of(imp: &mut Importer, node: &NodeProto, name: &str) -> Result<(), Impo
 }
 
 fn gather(imp: &mut Importer, node: &NodeProto, name: &str) -> Result<(), ImportError> {
-    let data = imp.constant(node, name, 0)?.as_ints();
-    let indices = imp.constant(node, name, 1)?.clone();
     if attr_int(node, "axis", 0) != 0 {
         return Err(imp.error(node, name, "only axis=0 is supported in shape arithmetic"));
     }
-    let n = data.len() as i64;
-    let picked = indices
-        .as_ints()
-        .iter()
-        .map(|&i| {
-            let j = if i < 0 { i + n } else { i };
-            data.get(j as usize)
-                .copied()
-                .ok_or_else(|| imp.error(node, name, format!("index {i} out of range")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    imp.set(
-        node,
-        Value::Const(Constant::int(indices.dims.clone(), picked)),
-    );
+    let data = imp.constant(node, name, 0)?;
+    let indices = imp.constant(node, name, 1)?;
+    let value = constant_ops::gather(data, indices).map_err(|m| imp.error(node, name, m))?;
+    imp.set(node, Value::Const(value));
     Ok(())
 }
 
@@ -1355,24 +1363,37 @@ fn concat(imp: &mut Importer, node: &NodeProto, name: &str) -> Result<(), Import
     Ok(())
 }
 
-/// `Slice` of a 1-D constant (shape arithmetic).
+/// `Slice` of a constant (shape arithmetic).
 fn slice(imp: &mut Importer, node: &NodeProto, name: &str) -> Result<(), ImportError> {
-    let data = imp.constant(node, name, 0)?.as_ints();
-    let bound = |i: usize| -> Result<i64, ImportError> {
+    let data = imp.constant(node, name, 0)?;
+    let ints = |i: usize| -> Result<Vec<i64>, ImportError> {
         Ok(imp
-            .constant(node, name, i)?
-            .as_ints()
-            .first()
-            .copied()
-            .unwrap_or(0))
+            .optional_constant(node, name, i)?
+            .map(Constant::as_ints)
+            .unwrap_or_default())
     };
-    let n = data.len() as i64;
-    let clamp = |v: i64| if v < 0 { (v + n).max(0) } else { v.min(n) };
-    let (start, end) = (clamp(bound(1)?), clamp(bound(2)?));
-    let picked: Vec<i64> = data[start as usize..end.max(start) as usize].to_vec();
+    let (starts, ends, axes, steps) = if imp.opset < 10 {
+        let attr = |n| attr_ints(node, n).unwrap_or_default();
+        (attr("starts"), attr("ends"), attr("axes"), Vec::new())
+    } else {
+        (ints(1)?, ints(2)?, ints(3)?, ints(4)?)
+    };
+    let value = constant_ops::slice(data, &starts, &ends, &axes, &steps)
+        .map_err(|m| imp.error(node, name, m))?;
+    imp.set(node, Value::Const(value));
+    Ok(())
+}
+
+/// `ConstantOfShape` (shape arithmetic).
+fn constant_of_shape(imp: &mut Importer, node: &NodeProto, name: &str) -> Result<(), ImportError> {
+    let dims = imp.constant(node, name, 0)?.as_ints();
+    let fill = match attr(node, "value").and_then(|a| a.t.as_ref()) {
+        Some(t) => Some(decode(t).map_err(|m| imp.error(node, name, m))?),
+        None => None,
+    };
     imp.set(
         node,
-        Value::Const(Constant::int(vec![picked.len() as i64], picked)),
+        Value::Const(constant_ops::filled(dims, fill.as_ref())),
     );
     Ok(())
 }

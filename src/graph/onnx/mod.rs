@@ -1,6 +1,7 @@
 //! ONNX import and export. The protobuf types are generated at build time from the vendored
 //! `proto/onnx.proto`.
 
+mod constant_ops;
 mod export;
 mod import;
 mod tensor;

@@ -126,7 +126,7 @@ pub(super) fn decode(tensor: &TensorProto) -> Result<Constant, String> {
 }
 
 fn check_raw(raw: &[u8], width: usize) -> Result<(), String> {
-    if raw.len() % width == 0 {
+    if raw.len().is_multiple_of(width) {
         Ok(())
     } else {
         Err(format!(

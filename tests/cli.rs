@@ -1,0 +1,241 @@
+//! The `qsearch` binary end to end: inspect on every zoo network and ONNX fixture, size parsing
+//! at the command line, calibration from a CSV, and clear errors for bad input.
+
+use qsearch::cost::calibrate::COLUMNS;
+use qsearch::cost::{KernelCall, Precisions, call_cycles};
+use qsearch::graph::{LayerKind, Shape, zoo};
+use qsearch::platform::Platform;
+use qsearch::precision::Bits;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn qsearch(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_qsearch"))
+        .args(args)
+        .output()
+        .expect("run qsearch")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn fixture(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/onnx")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+#[test]
+fn inspect_works_on_every_zoo_network_and_fixture() {
+    let mut models: Vec<String> = zoo::ENTRIES
+        .iter()
+        .map(|e| format!("zoo:{}", e.name))
+        .collect();
+    for name in [
+        "torch_resnet",
+        "torch_dscnn",
+        "separate_bn",
+        "tflite_style",
+        "legacy_opset9",
+    ] {
+        models.push(fixture(&format!("{name}.onnx")));
+    }
+    for model in &models {
+        for platform in ["gap8", "xpulpnn"] {
+            let out = qsearch(&["inspect", "--model", model, "--platform", platform]);
+            assert!(
+                out.status.success(),
+                "{model} on {platform}: {}",
+                stderr(&out)
+            );
+            let text = stdout(&out);
+            assert!(
+                text.contains("latency") && text.contains("flash") && text.contains("RAM"),
+                "{text}"
+            );
+        }
+    }
+}
+
+#[test]
+fn inspect_reports_the_default_networks_budget_verdict() {
+    let out = qsearch(&["inspect", "--budget", "512KB"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("budget    512,000 B : uniform 8-bit does NOT fit"),
+        "{text}"
+    );
+    let out = qsearch(&["inspect", "--bits", "4", "--budget", "512KiB"]);
+    assert!(
+        stdout(&out).contains("budget    524,288 B : uniform 4-bit fits"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn bad_sizes_and_names_get_clear_errors() {
+    let out = qsearch(&["inspect", "--budget", "lots"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("'lots' is not a size") && err.contains("512KB (= 512,000 bytes)"),
+        "{err}"
+    );
+
+    let out = qsearch(&["inspect", "--bits", "3"]);
+    assert!(
+        stderr(&out).contains("'3' is not a supported precision; use 2, 4 or 8"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = qsearch(&["inspect", "--platform", "gap10"]);
+    assert!(
+        stderr(&out).contains("unknown platform 'gap10'"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = qsearch(&["inspect", "--model", "zoo:lenet"]);
+    assert!(
+        stderr(&out).contains("unknown zoo network 'lenet'"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = qsearch(&["inspect", "--model", &fixture("unsupported_op.onnx")]);
+    assert!(
+        stderr(&out).contains("'Sigmoid', which qsearch does not support"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = qsearch(&["inspect", "--model", "weights.h5"]);
+    assert!(
+        stderr(&out).contains("weights.h5: unknown model format"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn calibrate_refits_from_a_csv_and_writes_a_platform() {
+    let dir = std::env::temp_dir().join(format!("qsearch-cli-calibrate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // Measurements from a platform whose conv and requant costs are 30% higher than gap8's.
+    let mut truth = Platform::load("gap8").unwrap();
+    for (name, p) in truth.cost.entries_mut() {
+        if name.starts_with("conv_cycles_per_mac") || name.starts_with("requant") {
+            p.value *= 1.3;
+        }
+    }
+    let mut csv = COLUMNS.join(",") + "\n";
+    for (i, (c_in, c_out, hw, k)) in [
+        (8, 16, 8, 3),
+        (16, 32, 16, 3),
+        (32, 32, 8, 1),
+        (16, 64, 4, 1),
+        (8, 8, 32, 3),
+        (64, 16, 8, 3),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for bits in Bits::ALL {
+            let kind = if k == 1 {
+                LayerKind::Pointwise
+            } else {
+                LayerKind::Conv
+            };
+            let input = Shape::new(c_in, hw + k - 1, hw + k - 1);
+            let call = KernelCall {
+                kind,
+                input,
+                output: Shape::new(c_out, hw, hw),
+                kernel: [k, k],
+                groups: 1,
+            };
+            let prec = Precisions {
+                weight: bits,
+                input: Bits::B8,
+                second: Bits::B8,
+                output: Bits::ALL[i % 3],
+            };
+            let cycles = call_cycles(&truth.cost, 8, &call, prec);
+            csv += &format!(
+                "{},{c_in},{},{},{c_out},{k},{k},1,0,1,{},8,{},8,{cycles:.1}\n",
+                kind.name(),
+                input.h,
+                input.w,
+                bits.count(),
+                prec.output.count()
+            );
+        }
+    }
+    let measurements = dir.join("m.csv");
+    std::fs::write(&measurements, csv).unwrap();
+    let output = dir.join("gap8-fit.toml");
+    let out = qsearch(&[
+        "calibrate",
+        "--platform",
+        "gap8",
+        "--measurements",
+        measurements.to_str().unwrap(),
+        "-o",
+        output.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("MAPE over 18 measurements"), "{text}");
+    let fitted = Platform::load(output.to_str().unwrap()).unwrap();
+    assert!(
+        fitted.cost.conv_cycles_per_mac.0[2][2]
+            .source
+            .starts_with("fit: ")
+    );
+    // The refitted platform is usable by every other command.
+    let out = qsearch(&["inspect", "--platform", output.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let bad = dir.join("bad.csv");
+    std::fs::write(&bad, "kernel,cycles\nconv,10\n").unwrap();
+    let out = qsearch(&[
+        "calibrate",
+        "--measurements",
+        bad.to_str().unwrap(),
+        "-o",
+        output.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("bad.csv: the header lacks column 'in_c'"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn zoo_and_platform_listings() {
+    let out = qsearch(&["zoo"]);
+    assert!(stdout(&out).contains("zoo:mobilenet-v1") && stdout(&out).contains("zoo:ds-cnn"));
+    let out = qsearch(&["platforms"]);
+    for p in ["gap8", "gap9", "pulp-open", "xpulpnn"] {
+        assert!(stdout(&out).contains(p), "{}", stdout(&out));
+    }
+    let out = qsearch(&["platforms", "--show", "gap8"]);
+    assert!(
+        stdout(&out).contains("source = \"reference dma_bandwidth,GAP8"),
+        "{}",
+        stdout(&out)
+    );
+}

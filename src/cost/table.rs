@@ -13,15 +13,38 @@ use crate::precision::{Assignment, Bits};
 /// `[first][input][output]` with `first` the weight precision, or the second input's for adds.
 type TripleTable<T> = [[[T; 3]; 3]; 3];
 
-/// One layer's costs at every precision triple. The figures `evaluate` reads are kept in small
-/// dense tables apart from the full timings, so that evaluation stays in cache.
+/// What `evaluate` reads of one layer at one precision triple, packed into 16 bytes so that a
+/// whole network's table stays in the L1 cache.
+#[derive(Clone, Copy, Debug, Default)]
+struct Entry {
+    cycles: f32,
+    cycles_l3: f32,
+    /// Weight staging bytes when streaming from L3, or `u32::MAX` when no tiling fits L1.
+    staging_or_unfit: u32,
+    /// L1 bytes of the layer's tile buffers (inputs, weights, outputs, im2col).
+    l1_bytes: u32,
+}
+
+impl Entry {
+    fn of(t: &LayerTiming) -> Entry {
+        let saturate = |v: u64| v.min(u64::from(u32::MAX - 1)) as u32;
+        Entry {
+            cycles: t.cycles as f32,
+            cycles_l3: t.cycles_l3 as f32,
+            staging_or_unfit: if t.fits_l1 {
+                saturate(2 * t.weight_tile_bytes)
+            } else {
+                u32::MAX
+            },
+            l1_bytes: saturate(t.plan.l1_bytes),
+        }
+    }
+}
+
+/// One layer's costs at every precision triple.
 #[derive(Clone, Debug)]
 pub struct LayerCosts {
-    pub timing: TripleTable<LayerTiming>,
-    cycles: TripleTable<f64>,
-    cycles_l3: TripleTable<f64>,
-    /// Weight staging bytes when streaming from L3, or `u64::MAX` when no tiling fits L1.
-    staging_or_unfit: TripleTable<u64>,
+    entries: TripleTable<Entry>,
     pub flash: [u64; 3],
     /// The buffer whose precision selects the table's first index, besides the weights.
     second_input: Option<ActId>,
@@ -41,11 +64,6 @@ impl LayerCosts {
             a.activation_bits[self.input].index(),
             a.activation_bits[self.output].index(),
         )
-    }
-
-    pub fn timing(&self, layer: usize, a: &Assignment) -> &LayerTiming {
-        let (f, i, o) = self.index(layer, a);
-        &self.timing[f][i][o]
     }
 }
 
@@ -67,6 +85,9 @@ pub struct Costs {
     pub fits_l2: bool,
     /// The schedule step at which RAM peaks.
     pub peak_step: usize,
+    /// The largest L1 footprint of any layer's tiles and im2col buffers (L1 is separate from
+    /// the L2 that `ram` counts; each layer's tiling is checked against the usable L1).
+    pub l1_peak: u64,
 }
 
 impl Costs {
@@ -79,6 +100,8 @@ impl Costs {
 #[derive(Clone, Debug)]
 pub struct CostTable {
     pub layers: Vec<LayerCosts>,
+    /// The full timing (tile plan included) of every layer at every triple, for reports.
+    timings: Vec<TripleTable<LayerTiming>>,
     /// Bytes of each buffer at each precision.
     pub buffer_bytes: Vec<[u64; 3]>,
     /// Live buffers per schedule step, flattened; step `s` is `live[live_start[s]..live_start[s + 1]]`.
@@ -93,7 +116,7 @@ pub struct CostTable {
 
 impl CostTable {
     pub fn build(graph: &FusedGraph, platform: &Platform) -> CostTable {
-        let layers = graph
+        let (layers, timings): (Vec<LayerCosts>, Vec<TripleTable<LayerTiming>>) = graph
             .layers
             .iter()
             .map(|layer| {
@@ -115,31 +138,18 @@ impl CostTable {
                     })
                 });
                 let flash = Bits::ALL.map(|w| layer_flash(layer, w, platform));
-                let map = |f: &dyn Fn(&LayerTiming) -> f64| -> TripleTable<f64> {
-                    timing.map(|plane: [[LayerTiming; 3]; 3]| plane.map(|row| row.map(|t| f(&t))))
-                };
-                LayerCosts {
-                    cycles: map(&|t| t.cycles),
-                    cycles_l3: map(&|t| t.cycles_l3),
-                    staging_or_unfit: timing.map(|plane| {
-                        plane.map(|row| {
-                            row.map(|t| {
-                                if t.fits_l1 {
-                                    2 * t.weight_tile_bytes
-                                } else {
-                                    u64::MAX
-                                }
-                            })
-                        })
+                let costs = LayerCosts {
+                    entries: timing.map(|plane: [[LayerTiming; 3]; 3]| {
+                        plane.map(|row| row.map(|t| Entry::of(&t)))
                     }),
-                    timing,
                     flash,
                     second_input,
                     input: layer.inputs[0],
                     output: layer.output,
-                }
+                };
+                (costs, timing)
             })
-            .collect();
+            .unzip();
         let buffer_bytes = graph
             .tensors
             .iter()
@@ -154,6 +164,7 @@ impl CostTable {
         let hw = &platform.hardware;
         CostTable {
             layers,
+            timings,
             buffer_bytes,
             live,
             live_start,
@@ -163,6 +174,12 @@ impl CostTable {
             energy_per_cycle: hw.energy_per_cycle_j.as_ref().map(|p| p.value),
             l3_energy_per_byte: hw.l3_energy_per_byte_j.as_ref().map_or(0.0, |p| p.value),
         }
+    }
+
+    /// Layer `layer`'s timing under `a`.
+    pub fn timing(&self, layer: usize, a: &Assignment) -> &LayerTiming {
+        let (f, i, o) = self.layers[layer].index(layer, a);
+        &self.timings[layer][f][i][o]
     }
 
     pub fn steps(&self) -> usize {
@@ -193,15 +210,18 @@ impl CostTable {
         let mut flash = 0;
         let mut staging = 0;
         let mut fits_l1 = true;
+        let mut l1_peak = 0;
         for (l, layer) in self.layers.iter().enumerate() {
             let (f, i, o) = layer.index(l, a);
-            cycles_l2 += layer.cycles[f][i][o];
-            cycles_l3 += layer.cycles_l3[f][i][o];
+            let e = &layer.entries[f][i][o];
+            cycles_l2 += f64::from(e.cycles);
+            cycles_l3 += f64::from(e.cycles_l3);
             flash += layer.flash[a.weight_bits[l].index()];
+            l1_peak = l1_peak.max(e.l1_bytes);
             // Streaming from L3 double-buffers one channel tile of weights in L2.
-            match layer.staging_or_unfit[f][i][o] {
-                u64::MAX => fits_l1 = false,
-                bytes => staging = staging.max(bytes),
+            match e.staging_or_unfit {
+                u32::MAX => fits_l1 = false,
+                bytes => staging = staging.max(u64::from(bytes)),
             }
         }
         let mut ram = 0;
@@ -236,6 +256,7 @@ impl CostTable {
             fits_l1,
             fits_l2,
             peak_step,
+            l1_peak: u64::from(l1_peak),
         }
     }
 }

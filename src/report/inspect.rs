@@ -30,7 +30,7 @@ pub fn inspect(graph: &Graph, platform: &Platform, options: &InspectOptions) -> 
         "flash B", "RAM B", "tiles", "L1",
     ]);
     for (i, layer) in fused.layers.iter().enumerate() {
-        let timing = table.layers[i].timing(i, &assignment);
+        let timing = table.timing(i, &assignment);
         let cycles = if costs.weights_in_l3 {
             timing.cycles_l3
         } else {
@@ -126,6 +126,12 @@ pub fn inspect(graph: &Graph, platform: &Platform, options: &InspectOptions) -> 
         } else {
             ""
         }
+    );
+    let _ = writeln!(
+        out,
+        "L1        {}  (largest tile + im2col footprint, of {} usable)",
+        format_bytes(costs.l1_peak),
+        format_bytes(platform.hardware.l1_usable_bytes.value as u64)
     );
     let _ = writeln!(
         out,

@@ -383,6 +383,20 @@ impl<'a> Importer<'a> {
             })
     }
 
+    /// Adds an IR node and records its output as `value(tensor)` (see [`nchw`] and [`flat`]).
+    fn emit_as(
+        &mut self,
+        node: &NodeProto,
+        name: &str,
+        op: Op,
+        input: TensorId,
+        value: fn(TensorId) -> Value,
+    ) -> Result<(), ImportError> {
+        let tensor = self.emit(node, name, op, &[input])?;
+        self.set(node, value(tensor));
+        Ok(())
+    }
+
     fn set(&mut self, node: &NodeProto, value: Value) {
         if let Some(output) = node.output.first() {
             self.values.insert(output.clone(), value);
@@ -395,6 +409,20 @@ impl<'a> Importer<'a> {
         let out = self.emit(node, name, op, &[tensor])?;
         self.set(node, with_tensor(value, out));
         Ok(())
+    }
+}
+
+fn nchw(tensor: TensorId) -> Value {
+    Value::Spatial {
+        tensor,
+        layout: Layout::Nchw,
+    }
+}
+
+fn flat(tensor: TensorId) -> Value {
+    Value::Flat {
+        tensor,
+        hwc_from: None,
     }
 }
 
@@ -557,15 +585,7 @@ fn conv(imp: &mut Importer, node: &NodeProto, name: &str) -> Result<(), ImportEr
         weight: weight.as_floats(),
         bias: bias.unwrap_or_else(|| vec![0.0; out]),
     });
-    let y = imp.emit(node, name, op, &[x])?;
-    imp.set(
-        node,
-        Value::Spatial {
-            tensor: y,
-            layout: Layout::Nchw,
-        },
-    );
-    Ok(())
+    imp.emit_as(node, name, op, x, nchw)
 }
 
 /// The flat activation feeding a classifier, and its weight-column permutation if it was NHWC.
@@ -595,15 +615,7 @@ fn emit_linear(
     if let Some(s) = hwc_from {
         linear.weight = hwc_columns_to_chw(&linear.weight, linear.out_features, s);
     }
-    let y = imp.emit(node, name, Op::Linear(linear), &[x])?;
-    imp.set(
-        node,
-        Value::Flat {
-            tensor: y,
-            hwc_from: None,
-        },
-    );
-    Ok(())
+    imp.emit_as(node, name, Op::Linear(linear), x, flat)
 }
 
 /// Reorders weight columns indexed in HWC order (`(h * W + w) * C + c`) to CHW order.
@@ -880,15 +892,7 @@ fn pool(imp: &mut Importer, node: &NodeProto, name: &str) -> Result<(), ImportEr
         }
         PoolKind::Average
     };
-    let y = imp.emit(node, name, Op::Pool { kind, window }, &[x])?;
-    imp.set(
-        node,
-        Value::Spatial {
-            tensor: y,
-            layout: Layout::Nchw,
-        },
-    );
-    Ok(())
+    imp.emit_as(node, name, Op::Pool { kind, window }, x, nchw)
 }
 
 fn global_pool(imp: &mut Importer, node: &NodeProto, name: &str) -> Result<(), ImportError> {
@@ -898,15 +902,7 @@ fn global_pool(imp: &mut Importer, node: &NodeProto, name: &str) -> Result<(), I
     } else {
         PoolKind::Average
     };
-    let y = imp.emit(node, name, Op::GlobalPool(kind), &[x])?;
-    imp.set(
-        node,
-        Value::Spatial {
-            tensor: y,
-            layout: Layout::Nchw,
-        },
-    );
-    Ok(())
+    imp.emit_as(node, name, Op::GlobalPool(kind), x, nchw)
 }
 
 /// `ReduceMean` over the spatial axes (how TF converters write global average pooling).
@@ -1010,22 +1006,13 @@ fn reshape(imp: &mut Importer, node: &NodeProto, name: &str) -> Result<(), Impor
                 ..
             },
         ) => flatten_spatial(imp, node, name, tensor, Layout::Nhwc),
-        ([1, n], _) => {
-            let y = imp.emit(
-                node,
-                name,
-                Op::Reshape(Shape::vector(*n as usize)),
-                &[tensor],
-            )?;
-            imp.set(
-                node,
-                Value::Flat {
-                    tensor: y,
-                    hwc_from: None,
-                },
-            );
-            Ok(())
-        }
+        ([1, n], _) => imp.emit_as(
+            node,
+            name,
+            Op::Reshape(Shape::vector(*n as usize)),
+            tensor,
+            flat,
+        ),
         (
             [1, c, h, w],
             Value::Spatial {
@@ -1140,6 +1127,16 @@ fn squeeze(imp: &mut Importer, node: &NodeProto, name: &str) -> Result<(), Impor
     }
 }
 
+/// The layout of a rank-4 activation after `perm`: NCHW <-> NHWC, or unchanged by the identity.
+fn transposed(layout: Layout, perm: &[i64]) -> Option<Layout> {
+    match (layout, perm) {
+        (Layout::Nhwc, [0, 3, 1, 2]) => Some(Layout::Nchw),
+        (Layout::Nchw, [0, 2, 3, 1]) => Some(Layout::Nhwc),
+        (_, [0, 1, 2, 3]) => Some(layout),
+        _ => None,
+    }
+}
+
 fn transpose(imp: &mut Importer, node: &NodeProto, name: &str) -> Result<(), ImportError> {
     let perm = attr_ints(node, "perm").unwrap_or_default();
     if let Value::Const(c) = imp.value(node, name, 0)? {
@@ -1150,27 +1147,10 @@ fn transpose(imp: &mut Importer, node: &NodeProto, name: &str) -> Result<(), Imp
     let (tensor, value) = imp.activation(node, name, 0)?;
     let shape = imp.builder.shape(tensor);
     let out = match (&value, perm.as_slice()) {
-        (
-            Value::Spatial {
-                layout: Layout::Nhwc,
-                ..
-            },
-            [0, 3, 1, 2],
-        ) => Value::Spatial {
-            tensor,
-            layout: Layout::Nchw,
-        },
-        (
-            Value::Spatial {
-                layout: Layout::Nchw,
-                ..
-            },
-            [0, 2, 3, 1],
-        ) => Value::Spatial {
-            tensor,
-            layout: Layout::Nhwc,
-        },
-        (Value::Spatial { .. }, [0, 1, 2, 3]) | (Value::Flat { .. }, [0, 1]) => value.clone(),
+        (Value::Spatial { layout, .. }, _) if let Some(to) = transposed(*layout, &perm) => {
+            Value::Spatial { tensor, layout: to }
+        }
+        (Value::Flat { .. }, [0, 1]) => value.clone(),
         // A 1x1 spatial tensor reads the same in any order.
         (Value::Spatial { .. }, _)
             if shape.h == 1 && shape.w == 1 && perm.len() == 4 && perm[0] == 0 =>

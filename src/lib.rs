@@ -1,11 +1,19 @@
 //! qsearch: per-layer mixed-precision search for neural networks on PULP microcontrollers.
 //!
 //! Data flows one way: [`graph`] (network IR, ONNX, zoo) -> [`cost`] (latency and memory on a
-//! [`platform`]) -> search -> fine-tuning -> deployment -> report.
+//! [`platform`]) -> [`search`] (policies over a [`space`] for an [`objective`], with a
+//! [`sensitivity`] table as accuracy proxy) -> fine-tuning -> deployment -> [`report`]. [`flow`]
+//! strings the stages together for the commands; [`results`] writes run folders.
 
 pub mod cost;
+pub mod flow;
 pub mod graph;
+pub mod objective;
 pub mod platform;
 pub mod precision;
 pub mod report;
+pub mod results;
+pub mod search;
+pub mod sensitivity;
+pub mod space;
 pub mod units;

@@ -4,10 +4,12 @@
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use qsearch::cost::calibrate::{calibrate, read_measurements};
+use qsearch::flow::{Inputs, Limits, compare, prepare, search};
 use qsearch::graph::{load_model, onnx, zoo};
 use qsearch::platform::{BUILT_IN, DEFAULT_PLATFORM, Platform};
 use qsearch::precision::Bits;
 use qsearch::report::{InspectOptions, Table, inspect};
+use qsearch::search::{Settings, register_all};
 use qsearch::units::{format_bytes, parse_bytes};
 use std::path::PathBuf;
 
@@ -19,15 +21,27 @@ const SIZE_HELP: &str = "Sizes: 512KB = 512,000 bytes and 0.5MB = 500,000 (decim
     name = "qsearch",
     version,
     about = "Mixed-precision quantization search for neural networks on PULP microcontrollers",
-    after_help = SIZE_HELP
+    long_about = "Mixed-precision quantization search for neural networks on PULP microcontrollers.\n\n\
+Without a subcommand, runs the whole flow on the defaults (network zoo:fashion-cnn, platform gap8, \
+exact ILP search), e.g. `qsearch --budget 512KB --objective latency`.",
+    after_help = SIZE_HELP,
+    args_conflicts_with_subcommands = true
 )]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    #[command(flatten)]
+    main: SearchArgs,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Search per-layer precisions with one policy; print the assignment and write results/<run>/.
+    Search(SearchArgs),
+    /// Run several policies on one problem and compare them.
+    Compare(CompareArgs),
+    /// Write a network's sensitivity table (the noise proxy), as the search would use it.
+    Sensitivity(SensitivityArgs),
     /// Per-layer MACs, parameters, cycles and memory of a network on a platform.
     Inspect(InspectArgs),
     /// Refit a platform's cost-model parameters from measured kernel cycles.
@@ -44,7 +58,7 @@ enum Command {
     },
 }
 
-#[derive(Args)]
+#[derive(Args, Clone)]
 struct ModelArgs {
     /// An .onnx file or zoo:NAME[:key=value,...] (see `qsearch zoo`).
     #[arg(long, short, default_value = zoo::DEFAULT_MODEL)]
@@ -52,6 +66,150 @@ struct ModelArgs {
     /// A built-in platform (gap8, gap9, pulp-open, xpulpnn) or a platform .toml file.
     #[arg(long, short, default_value = DEFAULT_PLATFORM)]
     platform: String,
+}
+
+/// The problem: network, platform, search space, objective and limits.
+#[derive(Args, Clone)]
+struct ProblemArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Search space: a built-in one (default, wide) or a search space .toml file.
+    #[arg(long, default_value = "default")]
+    space: String,
+    /// What to minimise: a built-in objective (latency, memory, energy, accuracy,
+    /// latency-accuracy), a comma-separated list of metrics (latency, flash, ram, memory, energy,
+    /// accuracy; several give a Pareto set) or an objective .toml file.
+    #[arg(long, default_value = "latency")]
+    objective: String,
+    /// Limit on the total on-chip memory: flash (weights and requantization parameters) plus
+    /// peak RAM (activations).
+    #[arg(long, value_parser = parse_size)]
+    budget: Option<u64>,
+    /// Limit on flash (weights and requantization parameters).
+    #[arg(long, value_parser = parse_size)]
+    flash: Option<u64>,
+    /// Limit on peak RAM (live activations).
+    #[arg(long, value_parser = parse_size)]
+    ram: Option<u64>,
+    /// Limit on latency: 5ms, 250us, or 2000000cycles.
+    #[arg(long)]
+    max_latency: Option<String>,
+    /// Limit on the predicted accuracy loss, in the sensitivity table's unit (nsr for the noise
+    /// proxy, points for measured tables).
+    #[arg(long)]
+    max_accuracy_drop: Option<f64>,
+    /// Limit on energy per inference, in millijoules.
+    #[arg(long)]
+    max_energy_mj: Option<f64>,
+    /// A sensitivity table (CSV) to use instead of the computed noise proxy.
+    #[arg(long)]
+    sensitivity: Option<PathBuf>,
+    /// Folder the run folders are written under.
+    #[arg(long, default_value = "results")]
+    results: PathBuf,
+}
+
+impl ProblemArgs {
+    fn inputs(&self) -> Inputs {
+        Inputs {
+            model: self.model.model.clone(),
+            platform: self.model.platform.clone(),
+            space: self.space.clone(),
+            objective: self.objective.clone(),
+            limits: Limits {
+                memory: self.budget,
+                flash: self.flash,
+                ram: self.ram,
+                latency: self.max_latency.clone(),
+                energy: self.max_energy_mj.map(|mj| mj / 1e3),
+                accuracy_drop: self.max_accuracy_drop,
+            },
+            sensitivity: self.sensitivity.clone(),
+            results: self.results.clone(),
+        }
+    }
+}
+
+/// Knobs of the policies.
+#[derive(Args, Clone)]
+struct PolicyArgs {
+    /// Seed of every random choice; the same seed gives the same results.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Evaluation budget of the sampling policies (evolution, random, rl).
+    #[arg(long, default_value_t = Settings::default().evaluations)]
+    evaluations: u64,
+    /// Population of the evolutionary search.
+    #[arg(long, default_value_t = Settings::default().population)]
+    population: usize,
+    /// Episodes of the reinforcement-learning agent.
+    #[arg(long, default_value_t = Settings::default().episodes)]
+    episodes: usize,
+    /// Points of the ILP's Pareto sweep (several objectives).
+    #[arg(long, default_value_t = Settings::default().pareto_points)]
+    pareto_points: usize,
+    /// Time limit of one ILP solve, seconds.
+    #[arg(long, default_value_t = Settings::default().time_limit)]
+    time_limit: f64,
+    /// Name of the run folder under the results folder (default: derived from the inputs).
+    #[arg(long)]
+    run: Option<String>,
+    /// No progress bars.
+    #[arg(long)]
+    quiet: bool,
+}
+
+impl PolicyArgs {
+    fn settings(&self) -> Settings {
+        Settings {
+            seed: self.seed,
+            evaluations: self.evaluations,
+            population: self.population,
+            episodes: self.episodes,
+            pareto_points: self.pareto_points,
+            time_limit: self.time_limit,
+        }
+    }
+}
+
+#[derive(Args, Clone)]
+#[command(after_help = SIZE_HELP)]
+struct SearchArgs {
+    #[command(flatten)]
+    problem: ProblemArgs,
+    /// Search policy: memory-driven, ilp, evolution, rl, random or uniform.
+    #[arg(long, default_value = "ilp")]
+    policy: String,
+    #[command(flatten)]
+    policy_args: PolicyArgs,
+}
+
+#[derive(Args)]
+#[command(after_help = SIZE_HELP)]
+struct CompareArgs {
+    #[command(flatten)]
+    problem: ProblemArgs,
+    /// Comma-separated policies to compare.
+    #[arg(
+        long,
+        default_value = "memory-driven,ilp,evolution,rl,random",
+        value_delimiter = ','
+    )]
+    policies: Vec<String>,
+    /// Seeds per stochastic policy (evolution, rl, random); seeds are seed..seed+N-1.
+    #[arg(long, default_value_t = 3)]
+    seeds: u64,
+    #[command(flatten)]
+    policy_args: PolicyArgs,
+}
+
+#[derive(Args)]
+struct SensitivityArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Where to write the table (CSV: kind,name,bits,value,unit).
+    #[arg(long, short)]
+    output: PathBuf,
 }
 
 #[derive(Args)]
@@ -111,14 +269,32 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        None => run_inspect(InspectArgs {
-            model: ModelArgs {
-                model: zoo::DEFAULT_MODEL.into(),
-                platform: DEFAULT_PLATFORM.into(),
-            },
-            bits: Bits::B8,
-            budget: None,
-        }),
+        None => run_search(cli.main),
+        Some(Command::Search(args)) => run_search(args),
+        Some(Command::Compare(args)) => run_compare(args),
+        Some(Command::Sensitivity(args)) => {
+            let inputs = Inputs {
+                model: args.model.model.clone(),
+                platform: args.model.platform.clone(),
+                space: "default".into(),
+                objective: "latency".into(),
+                limits: Limits::default(),
+                sensitivity: None,
+                results: PathBuf::from("results"),
+            };
+            let prepared = prepare(&inputs)?;
+            let p = &prepared.problem;
+            p.sensitivity.write_csv(&p.fused, &args.output)?;
+            println!(
+                "wrote {} ({} layers with weights, {} activation buffers; unit {}; {})",
+                args.output.display(),
+                p.fused.weighted_layers().count(),
+                p.fused.tensors.len(),
+                p.sensitivity.unit,
+                p.sensitivity.source
+            );
+            Ok(())
+        }
         Some(Command::Inspect(args)) => run_inspect(args),
         Some(Command::Calibrate(args)) => run_calibrate(args),
         Some(Command::Export(args)) => {
@@ -178,6 +354,76 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn check_policy(name: &str) -> Result<()> {
+    let registry = register_all();
+    if !registry.contains_key(name) {
+        bail!(
+            "unknown policy '{name}'; available: {}",
+            registry.keys().copied().collect::<Vec<_>>().join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Prints the limits as resolved bytes, so the size convention is visible.
+fn print_limits(args: &ProblemArgs) {
+    for (flag, value) in [
+        ("--budget", args.budget),
+        ("--flash", args.flash),
+        ("--ram", args.ram),
+    ] {
+        if let Some(bytes) = value {
+            eprintln!("{flag} = {}", format_bytes(bytes));
+        }
+    }
+}
+
+fn run_search(args: SearchArgs) -> Result<()> {
+    check_policy(&args.policy)?;
+    print_limits(&args.problem);
+    let prepared = prepare(&args.problem.inputs())?;
+    let settings = args.policy_args.settings();
+    let report = search(
+        &prepared,
+        &args.policy,
+        &settings,
+        args.policy_args.run.as_deref(),
+        !args.policy_args.quiet,
+    )?;
+    print!("{}", report.text);
+    if report.result.best().is_none() {
+        bail!(
+            "the {} policy found no assignment meeting the limits in {} evaluations; try another policy (ilp is exact) or looser limits",
+            args.policy,
+            report.result.evaluations
+        );
+    }
+    Ok(())
+}
+
+fn run_compare(args: CompareArgs) -> Result<()> {
+    for p in &args.policies {
+        check_policy(p)?;
+    }
+    print_limits(&args.problem);
+    let prepared = prepare(&args.problem.inputs())?;
+    let settings = args.policy_args.settings();
+    let report = compare(
+        &prepared,
+        &args.policies,
+        args.seeds,
+        &settings,
+        args.policy_args.run.as_deref(),
+        !args.policy_args.quiet,
+    )?;
+    print!("{}", report.text);
+    println!(
+        "wrote {}/ (candidates and summary as parquet and CSV, overlay.svg, overlay.png, report.txt, manifest.json)",
+        report.dir.display()
+    );
+    Ok(())
 }
 
 fn run_inspect(args: InspectArgs) -> Result<()> {

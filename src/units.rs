@@ -61,6 +61,35 @@ pub fn parse_bytes(text: &str) -> Result<u64, SizeError> {
     Ok(bytes as u64)
 }
 
+/// Parses a latency into cycles: `5ms`, `250us`, `0.01s` (converted at `clock_hz`) or
+/// `2000000cycles` / a bare number of cycles.
+pub fn parse_latency(text: &str, clock_hz: f64) -> Result<f64, String> {
+    let t = text.trim().to_ascii_lowercase();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == 'e'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let value: f64 = number
+        .parse()
+        .ok()
+        .filter(|v: &f64| v.is_finite() && *v > 0.0)
+        .ok_or_else(|| {
+            format!("'{text}' is not a latency; write e.g. 5ms, 250us, 0.01s or 2000000cycles")
+        })?;
+    let seconds = match unit.trim() {
+        "" | "cycles" | "cycle" => return Ok(value),
+        "s" => value,
+        "ms" => value * 1e-3,
+        "us" => value * 1e-6,
+        other => {
+            return Err(format!(
+                "'{text}': unknown unit '{other}' (use s, ms, us or cycles)"
+            ));
+        }
+    };
+    Ok(seconds * clock_hz)
+}
+
 /// `524,288 B`: exact, with thousands separators.
 pub fn format_bytes(bytes: u64) -> String {
     format!("{} B", group_thousands(bytes))
@@ -122,6 +151,24 @@ mod tests {
             assert_eq!(e.reason, reason, "{text}");
             assert!(e.to_string().contains("512KiB (= 524,288 bytes)"));
         }
+    }
+
+    #[test]
+    fn latencies() {
+        assert_eq!(parse_latency("5ms", 100e6), Ok(500_000.0));
+        assert_eq!(parse_latency("250us", 100e6), Ok(25_000.0));
+        assert_eq!(parse_latency("1200cycles", 100e6), Ok(1200.0));
+        assert_eq!(parse_latency("1200", 100e6), Ok(1200.0));
+        assert!(
+            parse_latency("fast", 100e6)
+                .unwrap_err()
+                .contains("not a latency")
+        );
+        assert!(
+            parse_latency("5min", 100e6)
+                .unwrap_err()
+                .contains("unknown unit")
+        );
     }
 
     #[test]

@@ -239,3 +239,200 @@ fn zoo_and_platform_listings() {
         stdout(&out)
     );
 }
+
+fn temp_results(name: &str) -> String {
+    std::env::temp_dir()
+        .join(format!("qsearch-cli-{}-{name}", std::process::id()))
+        .display()
+        .to_string()
+}
+
+#[test]
+fn main_command_searches_the_default_network() {
+    let results = temp_results("main");
+    let out = qsearch(&[
+        "--budget",
+        "512KB",
+        "--objective",
+        "latency",
+        "--results",
+        &results,
+        "--quiet",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("fashion-cnn on gap8, policy ilp, objective latency"),
+        "{text}"
+    );
+    assert!(
+        text.contains("chosen assignment:") && text.contains("proven optimal"),
+        "{text}"
+    );
+    assert!(stderr(&out).contains("--budget = 512,000 B"));
+    let dir = PathBuf::from(&results).join("fashion-cnn-gap8-latency-ilp-s0");
+    for file in [
+        "candidates.parquet",
+        "candidates.csv",
+        "manifest.json",
+        "pareto.svg",
+        "pareto.png",
+        "sensitivity.csv",
+        "assignment.json",
+    ] {
+        assert!(dir.join(file).exists(), "{file} missing");
+    }
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["objective"]["limits"][0]["max"], 512_000.0);
+    assert_eq!(manifest["settings"]["seed"], 0);
+}
+
+#[test]
+fn search_and_compare_commands() {
+    let results = temp_results("compare");
+    let out = qsearch(&[
+        "search",
+        "--model",
+        "zoo:resnet8",
+        "--objective",
+        "latency-accuracy",
+        "--ram",
+        "48KB",
+        "--policy",
+        "evolution",
+        "--evaluations",
+        "20000",
+        "--results",
+        &results,
+        "--quiet",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("Pareto set ("), "{}", stdout(&out));
+
+    let out = qsearch(&[
+        "compare",
+        "--model",
+        "zoo:resnet8",
+        "--budget",
+        "120KB",
+        "--policies",
+        "memory-driven,ilp,evolution,random",
+        "--seeds",
+        "2",
+        "--evaluations",
+        "10000",
+        "--results",
+        &results,
+        "--quiet",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    for header in [
+        "policy",
+        "best latency (ms)",
+        "gap to ILP",
+        "hypervolume",
+        "evaluations",
+        "wall s",
+    ] {
+        assert!(text.contains(header), "{text}");
+    }
+    let evolution = text.lines().find(|l| l.starts_with("evolution")).unwrap();
+    assert_eq!(evolution.split_whitespace().nth(1), Some("2"), "{text}");
+    let dir = PathBuf::from(&results).join("compare-resnet8-gap8-latency");
+    for file in [
+        "summary.parquet",
+        "summary.csv",
+        "candidates.parquet",
+        "overlay.svg",
+        "overlay.png",
+    ] {
+        assert!(dir.join(file).exists(), "{file} missing");
+    }
+}
+
+#[test]
+fn search_errors_are_specific() {
+    let results = temp_results("errors");
+    let out = qsearch(&[
+        "search",
+        "--budget",
+        "10KB",
+        "--results",
+        &results,
+        "--quiet",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("the smallest possible is"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = qsearch(&["search", "--policy", "annealing", "--results", &results]);
+    assert!(stderr(&out).contains("unknown policy 'annealing'; available: evolution, ilp, memory-driven, random, rl, uniform"), "{}", stderr(&out));
+
+    let out = qsearch(&["search", "--objective", "speed", "--results", &results]);
+    assert!(
+        stderr(&out).contains("unknown objective 'speed'"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = qsearch(&[
+        "search",
+        "--platform",
+        "pulp-open",
+        "--objective",
+        "energy",
+        "--results",
+        &results,
+    ]);
+    assert!(
+        stderr(&out).contains("platform pulp-open gives no power figures"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = qsearch(&["search", "--max-latency", "soon", "--results", &results]);
+    assert!(
+        stderr(&out).contains("'soon' is not a latency"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn sensitivity_tables_are_written_and_read_back() {
+    let dir = temp_results("sensitivity");
+    std::fs::create_dir_all(&dir).unwrap();
+    let table = format!("{dir}/table.csv");
+    let out = qsearch(&["sensitivity", "--model", "zoo:resnet8", "-o", &table]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // A user's own numbers, in accuracy points: read back by the search.
+    let text = std::fs::read_to_string(&table)
+        .unwrap()
+        .replace(",nsr", ",points");
+    std::fs::write(&table, text).unwrap();
+    let out = qsearch(&[
+        "search",
+        "--model",
+        "zoo:resnet8",
+        "--objective",
+        "accuracy",
+        "--budget",
+        "100KB",
+        "--sensitivity",
+        &table,
+        "--results",
+        &dir,
+        "--quiet",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("sensitivity: points (imported from"),
+        "{}",
+        stdout(&out)
+    );
+}

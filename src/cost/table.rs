@@ -176,6 +176,21 @@ impl CostTable {
         }
     }
 
+    /// What `evaluate` adds for `layer` at table index (`first`, `input`, `output`) (bits
+    /// indices): cycles with weights in L2, cycles with weights in L3, and the L3 staging bytes,
+    /// `None` when no tiling fits L1.
+    pub fn entry(
+        &self,
+        layer: usize,
+        first: usize,
+        input: usize,
+        output: usize,
+    ) -> (f64, f64, Option<u64>) {
+        let e = &self.layers[layer].entries[first][input][output];
+        let staging = (e.staging_or_unfit != u32::MAX).then_some(u64::from(e.staging_or_unfit));
+        (f64::from(e.cycles), f64::from(e.cycles_l3), staging)
+    }
+
     /// Layer `layer`'s timing under `a`.
     pub fn timing(&self, layer: usize, a: &Assignment) -> &LayerTiming {
         let (f, i, o) = self.layers[layer].index(layer, a);

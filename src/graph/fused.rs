@@ -6,7 +6,7 @@
 
 use super::ir::Graph;
 use super::op::{Activation, Op, PoolKind, Shape, Window};
-use super::passes::{fold_batchnorm, fold_padding};
+use super::passes::fold_for_analysis;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -102,6 +102,8 @@ impl Layer {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ActTensor {
     pub name: String,
+    /// The graph tensor whose values the buffer finally holds (after a fused activation).
+    pub values_of: String,
     pub shape: Shape,
     /// The layer that writes it (`None` for the network input).
     pub producer: Option<LayerId>,
@@ -121,13 +123,14 @@ pub struct FusedGraph {
 impl FusedGraph {
     /// Folds, fuses and aliases `graph` into kernel calls.
     pub fn from_graph(graph: &Graph) -> FusedGraph {
-        let graph = fold_padding(&fold_batchnorm(graph));
+        let graph = fold_for_analysis(graph);
         let (root, readers) = view_roots(&graph);
         let mut fused = FusedGraph {
             name: graph.name.clone(),
             layers: Vec::new(),
             tensors: vec![ActTensor {
                 name: graph.tensor(graph.input).name.clone(),
+                values_of: graph.tensor(graph.input).name.clone(),
                 shape: graph.input_shape(),
                 producer: None,
                 consumers: Vec::new(),
@@ -145,9 +148,13 @@ impl FusedGraph {
                 Op::Activation(act) => {
                     let source = root[node.inputs[0]];
                     let sole_reader = readers[source] == 1 && root[graph.output] != source;
-                    sole_reader
+                    let fused_into = sole_reader
                         .then(|| fused.fuse_activation(input, *act))
-                        .flatten()
+                        .flatten();
+                    if let Some(buffer) = fused_into {
+                        fused.tensors[buffer].values_of = graph.tensor(node.output).name.clone();
+                    }
+                    fused_into
                 }
                 _ => None,
             };
@@ -182,6 +189,7 @@ impl FusedGraph {
             let output = fused.tensors.len();
             fused.tensors.push(ActTensor {
                 name: graph.tensor(node.output).name.clone(),
+                values_of: graph.tensor(node.output).name.clone(),
                 shape: stats.output,
                 producer: Some(layer_id),
                 consumers: Vec::new(),

@@ -14,7 +14,7 @@ pub use fused::{ActId, ActTensor, FusedGraph, Layer, LayerId, LayerKind};
 pub use ir::{Graph, GraphBuilder, Node, NodeStats, Tensor, TensorId};
 pub use load::{ModelError, load_model};
 pub use op::{Activation, BatchNorm, Conv, Linear, Op, Padding, PoolKind, Shape, Window};
-pub use passes::{fold_batchnorm, fold_padding};
+pub use passes::{fold_batchnorm, fold_for_analysis, fold_padding};
 
 /// A graph that breaks the IR's invariants.
 #[derive(Debug, thiserror::Error)]

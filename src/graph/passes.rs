@@ -4,6 +4,11 @@
 use super::ir::{Graph, Node, Tensor, TensorId};
 use super::op::{Op, PoolKind};
 
+/// The graph the analyses see: batch norms and zero paddings folded into their layers.
+pub fn fold_for_analysis(graph: &Graph) -> Graph {
+    fold_padding(&fold_batchnorm(graph))
+}
+
 /// Folds every batch norm that directly follows a convolution or linear layer (whose output
 /// nothing else reads) into that layer's weights and bias. Other batch norms are kept.
 pub fn fold_batchnorm(graph: &Graph) -> Graph {

@@ -219,9 +219,10 @@ mod tests {
         let p = pts(&[[3.0, 3.0], [1.0, 4.0], [5.0, 5.0], [2.0, 2.0], [4.0, 1.0]]);
         let fronts = non_dominated_fronts(&p, &[0.0; 5]);
         assert_eq!(fronts, vec![vec![1, 3, 4], vec![0], vec![2]]);
-        // With (2,2) infeasible it falls behind every feasible point.
+        // With (2,2) infeasible it falls behind every feasible point, and (3,3), which only
+        // (2,2) dominated, joins the first front.
         let fronts = non_dominated_fronts(&p, &[0.0, 0.0, 0.0, 0.3, 0.0]);
-        assert_eq!(fronts, vec![vec![1, 4], vec![0], vec![2], vec![3]]);
+        assert_eq!(fronts, vec![vec![0, 1, 4], vec![2], vec![3]]);
     }
 
     #[test]

@@ -81,11 +81,10 @@ def main():
     problem = Problem(load(args.problem))
     primary = problem.p["minimize"][0]
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = optuna.samplers.NSGAIISampler(
-        population_size=args.population,
-        seed=args.seed,
-        constraints_func=lambda t: [t.user_attrs["violation"]],
-    )
+    # Optuna 5 reads constraints the trial sets; older versions take a constraints function.
+    native_constraints = hasattr(optuna.trial.Trial, "set_constraint")
+    extra = {} if native_constraints else {"constraints_func": lambda t: [t.user_attrs["violation"]]}
+    sampler = optuna.samplers.NSGAIISampler(population_size=args.population, seed=args.seed, **extra)
     study = optuna.create_study(direction="minimize", sampler=sampler)
     state = {"best": math.inf, "reached": None, "trials": 0}
     started = time.perf_counter()
@@ -93,7 +92,10 @@ def main():
     def objective(trial):
         genes = [trial.suggest_categorical(f"v{k}", list(range(len(v["choices"])))) for k, v in enumerate(problem.vars)]
         metrics, violation = problem.evaluate(genes)
-        trial.set_user_attr("violation", violation)
+        if native_constraints:
+            trial.set_constraint("violation", violation)
+        else:
+            trial.set_user_attr("violation", violation)
         value = metrics[primary]
         state["trials"] += 1
         if violation == 0 and value < state["best"]:

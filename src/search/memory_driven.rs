@@ -10,11 +10,12 @@
 //! percentage points of the largest share of weight memory, the one nearest the input is cut,
 //! 8 -> 4 -> 2.
 //!
-//! Two adaptations, both noted in the outcome: with only a total budget (flash + RAM), the
+//! Three adaptations, noted in the outcome: with only a total budget (flash + RAM), the
 //! activation phase uses the budget minus the smallest possible flash and the weight phase what
-//! the activations leave; and where residual branches keep more buffers live than a layer's own
-//! inputs and output, the same cut rule is applied at the schedule's peak until the liveness
-//! model's RAM fits too, so that the result meets every limit.
+//! the activations leave; when the weights stream from L3, the RAM their staging buffer takes is
+//! reserved before the activation phase; and where residual branches keep more buffers live
+//! than a layer's own inputs and output, the same cut rule is applied at the schedule's peak
+//! until the liveness model's RAM fits too, so that the result meets every limit.
 
 use super::{Candidate, Outcome, Policy, Runner, SearchError};
 use crate::objective::Metric;
@@ -128,6 +129,20 @@ impl MemoryDriven {
         }
     }
 
+    /// RAM the current assignment spends on staging L3 weights (zero when everything is in L2).
+    fn staging(runner: &Runner, state: &State) -> u64 {
+        let a = state.space.decode(&state.genes);
+        let costs = runner.problem.table.evaluate(&a);
+        let activations = runner
+            .problem
+            .table
+            .ram_profile(&a)
+            .into_iter()
+            .max()
+            .unwrap_or(0);
+        costs.ram.saturating_sub(activations)
+    }
+
     fn weights(runner: &Runner, state: &mut State, flash: u64) -> Result<(), SearchError> {
         let problem = runner.problem;
         let weight_vars: Vec<(usize, usize)> = problem
@@ -206,7 +221,14 @@ impl Policy for MemoryDriven {
             (r, None) => r,
         };
         if let Some(ram) = ram {
-            Self::activations(runner, &mut state, ram)?;
+            // Weights streamed from L3 need a staging buffer in the same RAM: reserve it.
+            let staging = Self::staging(runner, &state);
+            if staging > 0 {
+                notes.push(format!(
+                    "{staging} B of RAM reserved for staging weights streamed from L3"
+                ));
+            }
+            Self::activations(runner, &mut state, ram.saturating_sub(staging))?;
         }
         let flash_limit = objective.limit(Metric::Flash).map(|f| f as u64);
         let flash = match (flash_limit, total) {
@@ -223,23 +245,18 @@ impl Policy for MemoryDriven {
             Self::weights(runner, &mut state, flash)?;
         }
         let result: Candidate = runner.evaluate(&state.genes);
-        let cut = state
-            .genes
-            .iter()
-            .zip(&space.vars)
-            .filter(|(g, v)| (**g as usize) < v.choices.len() - 1)
-            .count();
-        let kinds = space
-            .vars
-            .iter()
-            .filter(|v| matches!(v.kind, VarKind::Weights(_)))
-            .count();
+        let (mut weights_cut, mut activations_cut) = (0, 0);
+        for (g, var) in state.genes.iter().zip(&space.vars) {
+            if (*g as usize) < var.choices.len() - 1 {
+                match var.kind {
+                    VarKind::Weights(_) => weights_cut += 1,
+                    VarKind::Activations(_) => activations_cut += 1,
+                }
+            }
+        }
         notes.insert(
             0,
-            format!(
-                "rules applied: {cut} of {} variables cut ({kinds} weight variables)",
-                space.vars.len()
-            ),
+            format!("rules cut {weights_cut} weight and {activations_cut} activation variables"),
         );
         Ok(Outcome {
             candidates: vec![result],

@@ -37,6 +37,7 @@ fn problem(model: &str, objective: &str, limits: Limits) -> Prepared {
         limits,
         sensitivity: None,
         results: root.join("results"),
+        progress: false,
     };
     prepare(&inputs).expect("benchmark problem")
 }

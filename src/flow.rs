@@ -12,6 +12,7 @@ use crate::search::{Problem, SearchError, SearchResult, Settings, policy, run_po
 use crate::sensitivity::{Sensitivity, SensitivityError, synthetic_inputs};
 use crate::space::{Space, SpaceConfig, SpaceError};
 use crate::units::parse_latency;
+use indicatif::ProgressBar;
 use polars::prelude::*;
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -61,6 +62,8 @@ pub struct Inputs {
     pub sensitivity: Option<PathBuf>,
     /// The folder runs are written under.
     pub results: PathBuf,
+    /// Show progress for long steps (on a terminal).
+    pub progress: bool,
 }
 
 /// A problem ready to search, with what it was made from.
@@ -144,10 +147,21 @@ pub fn prepare(inputs: &Inputs) -> Result<Prepared, FlowError> {
                     table
                 }
                 Err(_) => {
+                    let spinner = if inputs.progress {
+                        ProgressBar::new_spinner()
+                    } else {
+                        ProgressBar::hidden()
+                    };
+                    spinner.set_message(format!(
+                        "sensitivity: running {} on {SYNTHETIC_INPUTS} calibration inputs",
+                        graph.name
+                    ));
+                    spinner.enable_steady_tick(std::time::Duration::from_millis(200));
                     let elements = graph.input_shape().elements() as usize;
                     let calibration = synthetic_inputs(elements, SYNTHETIC_INPUTS, 0);
                     let table =
                         Sensitivity::noise_proxy(&graph, &fused, &calibration, &noise_source())?;
+                    spinner.finish_and_clear();
                     table.write_csv(&fused, &cache)?;
                     table
                 }

@@ -110,7 +110,7 @@ struct ProblemArgs {
 }
 
 impl ProblemArgs {
-    fn inputs(&self) -> Inputs {
+    fn inputs(&self, progress: bool) -> Inputs {
         Inputs {
             model: self.model.model.clone(),
             platform: self.model.platform.clone(),
@@ -126,6 +126,7 @@ impl ProblemArgs {
             },
             sensitivity: self.sensitivity.clone(),
             results: self.results.clone(),
+            progress,
         }
     }
 }
@@ -281,6 +282,7 @@ fn run(cli: Cli) -> Result<()> {
                 limits: Limits::default(),
                 sensitivity: None,
                 results: PathBuf::from("results"),
+                progress: true,
             };
             let prepared = prepare(&inputs)?;
             let p = &prepared.problem;
@@ -383,7 +385,7 @@ fn print_limits(args: &ProblemArgs) {
 fn run_search(args: SearchArgs) -> Result<()> {
     check_policy(&args.policy)?;
     print_limits(&args.problem);
-    let prepared = prepare(&args.problem.inputs())?;
+    let prepared = prepare(&args.problem.inputs(!args.policy_args.quiet))?;
     let settings = args.policy_args.settings();
     let report = search(
         &prepared,
@@ -408,7 +410,7 @@ fn run_compare(args: CompareArgs) -> Result<()> {
         check_policy(p)?;
     }
     print_limits(&args.problem);
-    let prepared = prepare(&args.problem.inputs())?;
+    let prepared = prepare(&args.problem.inputs(!args.policy_args.quiet))?;
     let settings = args.policy_args.settings();
     let report = compare(
         &prepared,

@@ -23,6 +23,7 @@ fn problem(model: &str, objective: &str, limits: Limits, name: &str) -> Prepared
         limits,
         sensitivity: None,
         results: results_dir(name),
+        progress: false,
     })
     .unwrap()
 }

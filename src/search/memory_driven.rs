@@ -221,8 +221,25 @@ impl Policy for MemoryDriven {
             (r, None) => r,
         };
         if let Some(ram) = ram {
-            // Weights streamed from L3 need a staging buffer in the same RAM: reserve it.
-            let staging = Self::staging(runner, &state);
+            // Weights streamed from L3 need a staging buffer in the same RAM: reserve it, unless
+            // the flash the weight phase will allow fits L2 next to the activations.
+            let l2 = problem.platform.hardware.l2_bytes.value as u64;
+            let widest_flash = runner.evaluate(&state.genes).metrics.flash;
+            let allowed_flash = [
+                objective.limit(Metric::Flash).map(|f| f as u64),
+                total,
+                Some(widest_flash),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(widest_flash);
+            let streams = problem.platform.has_l3() && allowed_flash + ram > l2;
+            let staging = if streams {
+                Self::staging(runner, &state)
+            } else {
+                0
+            };
             if staging > 0 {
                 notes.push(format!(
                     "{staging} B of RAM reserved for staging weights streamed from L3"

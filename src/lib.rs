@@ -5,6 +5,7 @@
 //! [`sensitivity`] table as accuracy proxy) -> fine-tuning -> deployment -> [`report`]. [`flow`]
 //! strings the stages together for the commands; [`results`] writes run folders.
 
+pub mod batch;
 pub mod cost;
 pub mod flow;
 pub mod graph;
@@ -16,4 +17,5 @@ pub mod results;
 pub mod search;
 pub mod sensitivity;
 pub mod space;
+pub mod train;
 pub mod units;

@@ -3,13 +3,20 @@
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
+use qsearch::batch;
 use qsearch::cost::calibrate::{calibrate, read_measurements};
-use qsearch::flow::{Inputs, Limits, compare, prepare, search};
+use qsearch::flow::{
+    CALIBRATION_IMAGES, Inputs, Limits, MainSettings, Measure, check_fit, checkpoint_files,
+    compare, finetune_file, load_checkpoint_model, measured_sensitivity, prepare, run_main, search,
+    train,
+};
+use qsearch::graph::FusedGraph;
 use qsearch::graph::{load_model, onnx, zoo};
 use qsearch::platform::{BUILT_IN, DEFAULT_PLATFORM, Platform};
 use qsearch::precision::Bits;
 use qsearch::report::{InspectOptions, Table, inspect};
 use qsearch::search::{Settings, register_all};
+use qsearch::train::{Checkpoint, TrainConfig};
 use qsearch::units::{format_bytes, parse_bytes};
 use std::path::PathBuf;
 
@@ -31,7 +38,39 @@ struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     #[command(flatten)]
-    main: SearchArgs,
+    main: MainArgs,
+}
+
+/// The main flow's flags (no subcommand).
+#[derive(Args, Clone)]
+#[command(after_help = SIZE_HELP)]
+struct MainArgs {
+    #[command(flatten)]
+    problem: ProblemArgs,
+    #[command(flatten)]
+    policy_args: PolicyArgs,
+    /// Dataset to train and fine-tune on.
+    #[arg(long, default_value = "fashion-mnist")]
+    data: String,
+    /// Floating-point training epochs (the trained network is cached under the results folder).
+    #[arg(long, default_value_t = 3)]
+    epochs: usize,
+    /// Use only the first N training images for floating-point training (all when absent).
+    #[arg(long)]
+    train_images: Option<usize>,
+    /// Training images per fine-tuning run (a short schedule of one pass).
+    #[arg(long, default_value_t = 10_000)]
+    finetune_images: usize,
+    /// Candidates fine-tuned and re-ranked by measured accuracy.
+    #[arg(long, default_value_t = 3)]
+    top_k: usize,
+    /// Policies whose winners are fine-tuned and reported next to the exact optimum.
+    #[arg(
+        long,
+        default_value = "memory-driven,evolution,rl,random",
+        value_delimiter = ','
+    )]
+    policies: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -40,12 +79,20 @@ enum Command {
     Search(SearchArgs),
     /// Run several policies on one problem and compare them.
     Compare(CompareArgs),
-    /// Write a network's sensitivity table (the noise proxy), as the search would use it.
+    /// Write a network's sensitivity table: the noise proxy, or measured on a dataset.
     Sensitivity(SensitivityArgs),
+    /// Train a network in floating point on a dataset (checkpoint every epoch, --resume).
+    Train(TrainArgs),
+    /// Fine-tune a trained network at a precision assignment (quantization-aware training).
+    Finetune(FinetuneArgs),
     /// Per-layer MACs, parameters, cycles and memory of a network on a platform.
     Inspect(InspectArgs),
     /// Refit a platform's cost-model parameters from measured kernel cycles.
     Calibrate(CalibrateArgs),
+    /// Sweeps over models, platforms, budgets, objectives, policies and seeds: SLURM job arrays
+    /// (or local processes), resumable shards, merged results.
+    #[command(subcommand)]
+    Batch(BatchCommand),
     /// Write a network (e.g. a zoo network) as an ONNX file.
     Export(ExportArgs),
     /// List the built-in networks.
@@ -56,6 +103,38 @@ enum Command {
         #[arg(long)]
         show: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum BatchCommand {
+    /// Expand a sweep file into numbered tasks in a sweep folder (deterministic).
+    Plan {
+        /// The sweep file (TOML; see search_spaces/sweeps/).
+        sweep: PathBuf,
+        /// The sweep folder.
+        #[arg(long, short)]
+        output: PathBuf,
+    },
+    /// Submit the tasks as a SLURM job array (sbatch), or run them here with --local J.
+    Submit {
+        dir: PathBuf,
+        /// Only the tasks that are missing or failed.
+        #[arg(long)]
+        missing: bool,
+        /// Run the tasks as J local processes instead of submitting them.
+        #[arg(long, value_name = "J")]
+        local: Option<usize>,
+    },
+    /// Run one task (what each array task runs); a finished task is a no-op.
+    Run {
+        dir: PathBuf,
+        #[arg(long)]
+        task: usize,
+    },
+    /// List done, running, queued, failed and missing tasks.
+    Status { dir: PathBuf },
+    /// Combine the shards into one table, print the summary and write the plots.
+    Merge { dir: PathBuf },
 }
 
 #[derive(Args, Clone)]
@@ -208,9 +287,99 @@ struct CompareArgs {
 struct SensitivityArgs {
     #[command(flatten)]
     model: ModelArgs,
+    /// A trained network (checkpoint folder or .onnx) to measure instead of --model's proxy.
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// Dataset of the measurement (fashion-mnist, or a directory in MNIST or CIFAR-10 format).
+    #[arg(long, default_value = "fashion-mnist")]
+    data: String,
+    /// With --checkpoint: accuracy (accuracy drop in points when only that tensor is quantized),
+    /// loss (the loss increase instead), or hessian (for weights, Hutchinson trace times
+    /// quantization error, a predicted loss increase; for activations, the measured one).
+    #[arg(long, default_value = "accuracy")]
+    method: String,
+    /// Calibration images of the measurement (the last ones of the training split).
+    #[arg(long, default_value_t = CALIBRATION_IMAGES)]
+    calibration_images: usize,
     /// Where to write the table (CSV: kind,name,bits,value,unit).
     #[arg(long, short)]
     output: PathBuf,
+}
+
+/// Training schedule flags.
+#[derive(Args)]
+struct ScheduleArgs {
+    /// Dataset: fashion-mnist (Debian's package), or a directory in MNIST or CIFAR-10 format.
+    #[arg(long, default_value = "fashion-mnist")]
+    data: String,
+    #[arg(long, default_value_t = 128)]
+    batch_size: usize,
+    /// Seed of the data order (and of everything random).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Train on the first N training images only.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Continue the checkpoint in the output folder.
+    #[arg(long)]
+    resume: bool,
+    /// No progress bars.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// An .onnx file or zoo:NAME[:key=value,...].
+    #[arg(long, short, default_value = zoo::DEFAULT_MODEL)]
+    model: String,
+    #[command(flatten)]
+    schedule: ScheduleArgs,
+    #[arg(long, default_value_t = TrainConfig::default().epochs)]
+    epochs: usize,
+    /// Initial learning rate (Adam, cosine decay).
+    #[arg(long, default_value_t = TrainConfig::default().learning_rate)]
+    lr: f64,
+    /// Checkpoint folder: model.onnx, model.bpk, optimizer.bpk, state.json.
+    #[arg(long, short)]
+    output: PathBuf,
+}
+
+#[derive(Args)]
+struct FinetuneArgs {
+    /// Assignment to fine-tune for: the assignment.json of a search run.
+    #[arg(long)]
+    assignment: PathBuf,
+    /// The trained network: a checkpoint folder of `qsearch train` or an .onnx file.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    #[command(flatten)]
+    schedule: ScheduleArgs,
+    #[arg(long, default_value_t = 1)]
+    epochs: usize,
+    #[arg(long, default_value_t = 5e-4)]
+    lr: f64,
+    /// Weight of distillation from the floating-point network (0 disables it).
+    #[arg(long, default_value_t = 0.5)]
+    distill: f64,
+    /// Output folder: quantized.onnx, quantization.json and the training checkpoint.
+    #[arg(long, short)]
+    output: PathBuf,
+}
+
+impl ScheduleArgs {
+    fn config(&self, epochs: usize, lr: f64, distill: f64) -> TrainConfig {
+        TrainConfig {
+            epochs,
+            batch_size: self.batch_size,
+            learning_rate: lr,
+            final_learning_rate: lr / 20.0,
+            seed: self.seed,
+            limit: self.limit,
+            distill,
+            ..TrainConfig::default()
+        }
+    }
 }
 
 #[derive(Args)]
@@ -270,9 +439,86 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        None => run_search(cli.main),
+        None => run_main_flow(cli.main),
         Some(Command::Search(args)) => run_search(args),
         Some(Command::Compare(args)) => run_compare(args),
+        Some(Command::Train(args)) => {
+            let config = args.schedule.config(args.epochs, args.lr, 0.0);
+            let trained = train(
+                &args.model,
+                &args.schedule.data,
+                &config,
+                &args.output,
+                args.schedule.resume,
+                !args.schedule.quiet,
+            )?;
+            for log in &trained.state.history {
+                println!(
+                    "epoch {}: loss {:.4}, test accuracy {:.2}%, {:.0} images/s",
+                    log.epoch, log.loss, log.test_accuracy, log.images_per_second
+                );
+            }
+            let files: Vec<String> = checkpoint_files(&args.output)
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
+            println!("wrote {}", files.join(", "));
+            Ok(())
+        }
+        Some(Command::Finetune(args)) => {
+            let config = args.schedule.config(args.epochs, args.lr, args.distill);
+            if Checkpoint::new(&args.output).exists() && !args.schedule.resume {
+                bail!(
+                    "{} already holds a checkpoint; pass --resume to continue it, or choose another folder",
+                    args.output.display()
+                );
+            }
+            let done = finetune_file(
+                &args.assignment,
+                &args.checkpoint,
+                &args.schedule.data,
+                &config,
+                &args.output,
+                !args.schedule.quiet,
+            )?;
+            println!("fine-tuned test accuracy {:.2}%", done.test_accuracy);
+            println!(
+                "wrote {}/quantized.onnx (batch norm folded) and {}/quantization.json",
+                args.output.display(),
+                args.output.display()
+            );
+            Ok(())
+        }
+        Some(Command::Sensitivity(args)) if args.checkpoint.is_some() => {
+            let graph = load_checkpoint_model(
+                args.checkpoint
+                    .as_deref()
+                    .unwrap_or(std::path::Path::new("")),
+            )?;
+            let dataset = qsearch::train::data::load(&args.data)?;
+            check_fit(&graph, &dataset)?;
+            let method = match args.method.as_str() {
+                "accuracy" => Measure::Accuracy,
+                "loss" => Measure::Loss,
+                "hessian" => Measure::Hessian,
+                other => bail!("--method {other}: use accuracy, loss or hessian"),
+            };
+            let table = measured_sensitivity(
+                &graph,
+                &dataset,
+                method,
+                args.calibration_images.max(1),
+                true,
+            );
+            table.write_csv(&FusedGraph::from_graph(&graph), &args.output)?;
+            println!(
+                "wrote {} (unit {}; {})",
+                args.output.display(),
+                table.unit,
+                table.source
+            );
+            Ok(())
+        }
         Some(Command::Sensitivity(args)) => {
             let inputs = Inputs {
                 model: args.model.model.clone(),
@@ -299,6 +545,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Some(Command::Inspect(args)) => run_inspect(args),
         Some(Command::Calibrate(args)) => run_calibrate(args),
+        Some(Command::Batch(command)) => run_batch(command),
         Some(Command::Export(args)) => {
             let graph = load_model(&args.model)?;
             onnx::export_file(&graph, &args.output)?;
@@ -358,6 +605,84 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
+fn run_batch(command: BatchCommand) -> Result<()> {
+    match command {
+        BatchCommand::Plan { sweep, output } => {
+            let plan = batch::plan(&batch::Sweep::read(&sweep)?, &output)?;
+            println!(
+                "sweep {}: {} tasks planned in {}",
+                plan.sweep.name,
+                plan.tasks.len(),
+                output.display()
+            );
+        }
+        BatchCommand::Submit {
+            dir,
+            missing,
+            local,
+        } => {
+            let dir = std::path::absolute(&dir)?;
+            let status = batch::status(&dir)?;
+            let tasks: Vec<usize> = if missing || local.is_some() {
+                status.to_run()
+            } else {
+                status.tasks.iter().map(|(t, _)| t.task).collect()
+            };
+            if tasks.is_empty() {
+                println!("nothing to run: every task is done, queued or running");
+                return Ok(());
+            }
+            if let Some(jobs) = local {
+                let failed = batch::run_local(&dir, &tasks, jobs)?;
+                println!(
+                    "ran {} tasks as up to {jobs} local processes: {} failed",
+                    tasks.len(),
+                    failed.len()
+                );
+                for (task, why) in &failed {
+                    println!("  task {task}: {why}");
+                }
+                if !failed.is_empty() {
+                    bail!(
+                        "{} tasks failed; logs in {}/logs/",
+                        failed.len(),
+                        dir.display()
+                    );
+                }
+            } else {
+                let plan = batch::SweepDir::new(&dir).plan()?;
+                let job = batch::submit(&plan, &dir, &tasks)?;
+                println!(
+                    "submitted job {} (array {}, {} tasks; script {})",
+                    job.job_id,
+                    batch::array_ranges(&tasks),
+                    tasks.len(),
+                    job.script
+                );
+            }
+        }
+        BatchCommand::Run { dir, task } => match batch::run_task(&dir, task)? {
+            batch::TaskRun::AlreadyDone => println!("task {task}: already done"),
+            batch::TaskRun::Finished {
+                candidates,
+                seconds,
+            } => println!("task {task}: done, {candidates} candidates in {seconds:.2} s"),
+        },
+        BatchCommand::Status { dir } => print!("{}", batch::status(&dir)?.render()),
+        BatchCommand::Merge { dir } => {
+            let merged = batch::merge(&dir)?;
+            print!("{}", merged.text);
+            println!(
+                "wrote {}/: merged.parquet, merged.csv ({} rows), summary.parquet, summary.csv, summary.txt, {} plots in plots/",
+                dir.display(),
+                merged.frame.height(),
+                merged.plots.len()
+            );
+        }
+    }
+    Ok(())
+}
+
 fn check_policy(name: &str) -> Result<()> {
     let registry = register_all();
     if !registry.contains_key(name) {
@@ -402,6 +727,44 @@ fn run_search(args: SearchArgs) -> Result<()> {
             report.result.evaluations
         );
     }
+    Ok(())
+}
+
+fn run_main_flow(args: MainArgs) -> Result<()> {
+    for p in &args.policies {
+        check_policy(p)?;
+    }
+    print_limits(&args.problem);
+    let progress = !args.policy_args.quiet;
+    let settings = MainSettings {
+        data: args.data.clone(),
+        train: TrainConfig {
+            epochs: args.epochs,
+            seed: args.policy_args.seed,
+            limit: args.train_images,
+            ..TrainConfig::default()
+        },
+        finetune: TrainConfig {
+            epochs: 1,
+            learning_rate: 5e-4,
+            final_learning_rate: 2.5e-5,
+            seed: args.policy_args.seed,
+            limit: Some(args.finetune_images),
+            distill: 0.5,
+            ..TrainConfig::default()
+        },
+        top_k: args.top_k.max(1),
+        policies: args.policies.clone(),
+        search: args.policy_args.settings(),
+        run: args.policy_args.run.clone(),
+        progress,
+    };
+    let report = run_main(&args.problem.inputs(progress), &settings)?;
+    print!("{}", report.text);
+    println!(
+        "wrote {}/ (report.md, tradeoff.csv, tradeoff.parquet, tradeoff.svg, tradeoff.png, chosen.json, the search's files, finetune/)",
+        report.dir.display()
+    );
     Ok(())
 }
 

@@ -67,7 +67,7 @@ pub fn weight_noise(weight: &[f32], row: usize, bits: Bits) -> f64 {
         }
         let scale = max / levels;
         for &w in channel {
-            let q = (w / scale).round().clamp(-levels, levels) * scale;
+            let q = (w / scale + 0.5).floor().clamp(-levels, levels) * scale;
             noise += f64::from((w - q) * (w - q));
             signal += f64::from(w * w);
         }

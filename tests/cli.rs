@@ -247,14 +247,28 @@ fn temp_results(name: &str) -> String {
         .to_string()
 }
 
+/// The main flow end to end on a small schedule: training, measured sensitivity, search,
+/// fine-tuning, the width-scaled baseline and the report.
 #[test]
-fn main_command_searches_the_default_network() {
+fn main_command_runs_the_whole_flow() {
     let results = temp_results("main");
     let out = qsearch(&[
         "--budget",
         "512KB",
         "--objective",
         "latency",
+        "--epochs",
+        "1",
+        "--train-images",
+        "1500",
+        "--finetune-images",
+        "500",
+        "--top-k",
+        "2",
+        "--policies",
+        "memory-driven",
+        "--run",
+        "main",
         "--results",
         &results,
         "--quiet",
@@ -262,30 +276,46 @@ fn main_command_searches_the_default_network() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(
-        text.contains("fashion-cnn on gap8, policy ilp, objective latency"),
+        text.contains("fashion-cnn on gap8") && text.contains("memory <= 512,000 B"),
         "{text}"
     );
-    assert!(
-        text.contains("chosen assignment:") && text.contains("proven optimal"),
-        "{text}"
-    );
+    for row in [
+        "FP32",
+        "candidate 1",
+        "candidate 2",
+        "memory-driven winner",
+        "uniform 8-bit ",
+        "uniform 4-bit",
+        "uniform 8-bit, width",
+        "(chosen)",
+        "stages: train",
+    ] {
+        assert!(text.contains(row), "{row} missing from\n{text}");
+    }
     assert!(stderr(&out).contains("--budget = 512,000 B"));
-    let dir = PathBuf::from(&results).join("fashion-cnn-gap8-latency-ilp-s0");
+    let dir = PathBuf::from(&results).join("main");
     for file in [
         "candidates.parquet",
-        "candidates.csv",
         "manifest.json",
-        "pareto.svg",
-        "pareto.png",
         "sensitivity.csv",
         "assignment.json",
+        "report.md",
+        "tradeoff.csv",
+        "tradeoff.parquet",
+        "tradeoff.svg",
+        "tradeoff.png",
+        "chosen.json",
     ] {
         assert!(dir.join(file).exists(), "{file} missing");
     }
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["objective"]["limits"][0]["max"], 512_000.0);
-    assert_eq!(manifest["settings"]["seed"], 0);
+    let chosen: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("chosen.json")).unwrap()).unwrap();
+    assert!(chosen["test_accuracy"].as_f64().unwrap() > 10.0, "{chosen}");
+    let tradeoff = std::fs::read_to_string(dir.join("tradeoff.csv")).unwrap();
+    assert!(tradeoff.lines().count() >= 8, "{tradeoff}");
 }
 
 #[test]
@@ -434,5 +464,127 @@ fn sensitivity_tables_are_written_and_read_back() {
         stdout(&out).contains("sensitivity: points (imported from"),
         "{}",
         stdout(&out)
+    );
+}
+
+#[test]
+fn train_finetune_and_measure_from_the_command_line() {
+    let dir = temp_results("train");
+    let ckpt = format!("{dir}/fp");
+    let out = qsearch(&[
+        "train",
+        "--model",
+        "zoo:fashion-cnn:width=0.5",
+        "--epochs",
+        "1",
+        "--limit",
+        "1024",
+        "-o",
+        &ckpt,
+        "--quiet",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("epoch 1: loss"), "{}", stdout(&out));
+    // The same folder again needs --resume.
+    let out = qsearch(&[
+        "train",
+        "--model",
+        "zoo:fashion-cnn:width=0.5",
+        "--epochs",
+        "1",
+        "--limit",
+        "1024",
+        "-o",
+        &ckpt,
+        "--quiet",
+    ]);
+    assert!(
+        stderr(&out).contains("already holds a checkpoint; pass --resume"),
+        "{}",
+        stderr(&out)
+    );
+
+    // An assignment from a search of the trained network, then fine-tuning at it.
+    let out = qsearch(&[
+        "search",
+        "--model",
+        &format!("{ckpt}/model.onnx"),
+        "--budget",
+        "200KB",
+        "--results",
+        &dir,
+        "--run",
+        "s",
+        "--quiet",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let tuned = format!("{dir}/qat");
+    let out = qsearch(&[
+        "finetune",
+        "--assignment",
+        &format!("{dir}/s/assignment.json"),
+        "--checkpoint",
+        &ckpt,
+        "--limit",
+        "512",
+        "-o",
+        &tuned,
+        "--quiet",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("fine-tuned test accuracy"),
+        "{}",
+        stdout(&out)
+    );
+    let quantization: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{tuned}/quantization.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(quantization["layers"].as_array().unwrap().len(), 5);
+    assert!(PathBuf::from(format!("{tuned}/quantized.onnx")).exists());
+
+    // A measured table, read back by the search.
+    let table = format!("{dir}/measured.csv");
+    let out = qsearch(&[
+        "sensitivity",
+        "--checkpoint",
+        &ckpt,
+        "--calibration-images",
+        "200",
+        "-o",
+        &table,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(std::fs::read_to_string(&table).unwrap().contains(",points"));
+
+    // Bad inputs name the problem.
+    let out = qsearch(&[
+        "train",
+        "--model",
+        "zoo:resnet8",
+        "--epochs",
+        "1",
+        "-o",
+        &format!("{dir}/bad"),
+        "--quiet",
+    ]);
+    assert!(
+        stderr(&out).contains("resnet8 takes 3x32x32 inputs but fashion-mnist has 1x28x28 images"),
+        "{}",
+        stderr(&out)
+    );
+    let out = qsearch(&[
+        "train",
+        "--data",
+        "/nonexistent",
+        "-o",
+        &format!("{dir}/bad2"),
+        "--quiet",
+    ]);
+    assert!(
+        stderr(&out).contains("unknown dataset '/nonexistent'"),
+        "{}",
+        stderr(&out)
     );
 }

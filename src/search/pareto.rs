@@ -162,6 +162,39 @@ pub fn hypervolume(points: &[Vec<f64>], reference: &[f64]) -> f64 {
     volume(inside, reference)
 }
 
+/// The hypervolume of each front after normalising every objective by the ideal and nadir
+/// points over all `fronts` (so fronts of one problem compare on a common scale), with the
+/// reference point at 1.1 in every objective.
+pub fn normalised_hypervolumes(fronts: &[Vec<Vec<f64>>]) -> Vec<f64> {
+    let m = fronts.iter().flatten().map(Vec::len).max().unwrap_or(0);
+    let all = || fronts.iter().flatten();
+    let ideal: Vec<f64> = (0..m)
+        .map(|k| all().map(|p| p[k]).fold(f64::INFINITY, f64::min))
+        .collect();
+    let nadir: Vec<f64> = (0..m)
+        .map(|k| all().map(|p| p[k]).fold(f64::NEG_INFINITY, f64::max))
+        .collect();
+    let normalise = |p: &Vec<f64>| -> Vec<f64> {
+        (0..m)
+            .map(|k| {
+                if nadir[k] > ideal[k] {
+                    (p[k] - ideal[k]) / (nadir[k] - ideal[k])
+                } else {
+                    0.0
+                }
+            })
+            .collect()
+    };
+    let reference = vec![1.1; m];
+    fronts
+        .iter()
+        .map(|front| {
+            let points: Vec<Vec<f64>> = front.iter().map(normalise).collect();
+            hypervolume(&points, &reference)
+        })
+        .collect()
+}
+
 fn volume(mut points: Vec<Vec<f64>>, reference: &[f64]) -> f64 {
     let m = reference.len();
     if points.is_empty() {

@@ -1,185 +1,15 @@
-//! The workflows behind the commands: prepare a problem from the user's choices, run one policy
-//! (`qsearch search`, the main command) or several side by side (`qsearch compare`), and write
-//! the run folder. The CLI only parses flags into [`Inputs`] and prints what comes back.
+//! `qsearch search` and `qsearch compare`: run policies on a prepared problem and write the run
+//! folder (candidates, summary, plots, manifest).
 
-use crate::graph::{FusedGraph, Graph, ModelError, Op, load_model};
-use crate::objective::{Metric, Objective, ObjectiveError};
-use crate::platform::{Platform, PlatformError};
+use super::{FlowError, Prepared, display_unit, display_value};
+use crate::objective::{Metric, Objective};
 use crate::report::{compare_table, plot, search_report};
 use crate::results::{ResultsError, slug, write_frame, write_json, write_text};
-use crate::search::pareto::hypervolume;
-use crate::search::{Problem, SearchError, SearchResult, Settings, policy, run_policy};
-use crate::sensitivity::{Sensitivity, SensitivityError, synthetic_inputs};
-use crate::space::{Space, SpaceConfig, SpaceError};
-use crate::units::parse_latency;
-use indicatif::ProgressBar;
+use crate::search::pareto::normalised_hypervolumes;
+use crate::search::{Problem, SearchResult, Settings, policy, run_policy};
 use polars::prelude::*;
 use serde_json::json;
 use std::path::{Path, PathBuf};
-
-#[derive(Debug, thiserror::Error)]
-pub enum FlowError {
-    #[error(transparent)]
-    Model(#[from] ModelError),
-    #[error(transparent)]
-    Platform(#[from] PlatformError),
-    #[error(transparent)]
-    Space(#[from] SpaceError),
-    #[error(transparent)]
-    Objective(#[from] ObjectiveError),
-    #[error(transparent)]
-    Sensitivity(#[from] SensitivityError),
-    #[error(transparent)]
-    Search(#[from] SearchError),
-    #[error(transparent)]
-    Results(#[from] ResultsError),
-    #[error("{0}")]
-    Input(String),
-}
-
-/// Limits given on the command line; they replace the objective file's.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Limits {
-    /// Total on-chip memory (flash + peak RAM), bytes.
-    pub memory: Option<u64>,
-    pub flash: Option<u64>,
-    pub ram: Option<u64>,
-    /// Latency as written (`5ms`, `2000000cycles`).
-    pub latency: Option<String>,
-    pub energy: Option<f64>,
-    pub accuracy_drop: Option<f64>,
-}
-
-/// What the user chose.
-#[derive(Clone, Debug)]
-pub struct Inputs {
-    pub model: String,
-    pub platform: String,
-    pub space: String,
-    pub objective: String,
-    pub limits: Limits,
-    /// A sensitivity table to use instead of the computed noise proxy.
-    pub sensitivity: Option<PathBuf>,
-    /// The folder runs are written under.
-    pub results: PathBuf,
-    /// Show progress for long steps (on a terminal).
-    pub progress: bool,
-}
-
-/// A problem ready to search, with what it was made from.
-pub struct Prepared {
-    pub inputs: Inputs,
-    pub graph: Graph,
-    pub problem: Problem,
-    /// Stable fingerprint of the network (structure and weights).
-    pub model_hash: String,
-}
-
-/// FNV-1a over the graph's structure and weights: names the cached sensitivity tables.
-pub fn model_hash(graph: &Graph) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut feed = |bytes: &[u8]| {
-        for &b in bytes {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-    };
-    feed(graph.name.as_bytes());
-    for t in &graph.tensors {
-        feed(t.name.as_bytes());
-        feed(&(t.shape.elements()).to_le_bytes());
-    }
-    for node in &graph.nodes {
-        feed(node.name.as_bytes());
-        feed(node.op.kind().as_bytes());
-        let params: &[&Vec<f32>] = &match &node.op {
-            Op::Conv(c) => vec![&c.weight, &c.bias],
-            Op::Linear(l) => vec![&l.weight, &l.bias],
-            Op::BatchNorm(b) => vec![&b.scale, &b.bias, &b.mean, &b.var],
-            _ => vec![],
-        };
-        for values in params {
-            for v in values.iter() {
-                feed(&v.to_bits().to_le_bytes());
-            }
-        }
-    }
-    format!("{h:016x}")
-}
-
-/// Calibration inputs for the noise proxy when no dataset is given.
-const SYNTHETIC_INPUTS: usize = 8;
-
-/// Loads everything and builds the problem. The noise-proxy sensitivity table is cached under
-/// `results/cache/` by the network's fingerprint.
-pub fn prepare(inputs: &Inputs) -> Result<Prepared, FlowError> {
-    let graph = load_model(&inputs.model)?;
-    let platform = Platform::load(&inputs.platform)?;
-    let fused = FusedGraph::from_graph(&graph);
-    let space = Space::resolve(&SpaceConfig::load(&inputs.space)?, &fused, &platform)?;
-    let mut config = Objective::load(&inputs.objective)?;
-    let l = &inputs.limits;
-    let limits = &mut config.limits;
-    let bytes = |b: Option<u64>, old: &Option<String>| b.map(|v| v.to_string()).or(old.clone());
-    limits.memory = bytes(l.memory, &limits.memory);
-    limits.flash = bytes(l.flash, &limits.flash);
-    limits.ram = bytes(l.ram, &limits.ram);
-    if let Some(t) = &l.latency {
-        parse_latency(t, platform.hardware.clock_hz.value).map_err(FlowError::Input)?;
-        limits.latency = Some(t.clone());
-    }
-    limits.energy = l.energy.or(limits.energy);
-    limits.accuracy_drop = l.accuracy_drop.or(limits.accuracy_drop);
-    let objective =
-        Objective::resolve(&config, platform.hardware.clock_hz.value, &inputs.objective)?;
-
-    let hash = model_hash(&graph);
-    let sensitivity = match &inputs.sensitivity {
-        Some(path) => Sensitivity::read_csv(path, &fused)?,
-        None => {
-            let cache = inputs
-                .results
-                .join("cache")
-                .join(format!("sensitivity-{}-{hash}.csv", slug(&graph.name)));
-            match Sensitivity::read_csv(&cache, &fused) {
-                Ok(mut table) => {
-                    table.source = format!("{} (cached in {})", noise_source(), cache.display());
-                    table
-                }
-                Err(_) => {
-                    let spinner = if inputs.progress {
-                        ProgressBar::new_spinner()
-                    } else {
-                        ProgressBar::hidden()
-                    };
-                    spinner.set_message(format!(
-                        "sensitivity: running {} on {SYNTHETIC_INPUTS} calibration inputs",
-                        graph.name
-                    ));
-                    spinner.enable_steady_tick(std::time::Duration::from_millis(200));
-                    let elements = graph.input_shape().elements() as usize;
-                    let calibration = synthetic_inputs(elements, SYNTHETIC_INPUTS, 0);
-                    let table =
-                        Sensitivity::noise_proxy(&graph, &fused, &calibration, &noise_source())?;
-                    spinner.finish_and_clear();
-                    table.write_csv(&fused, &cache)?;
-                    table
-                }
-            }
-        }
-    };
-    let problem = Problem::new(fused, platform, space, objective, sensitivity)?;
-    Ok(Prepared {
-        inputs: inputs.clone(),
-        graph,
-        problem,
-        model_hash: hash,
-    })
-}
-
-fn noise_source() -> String {
-    format!("{SYNTHETIC_INPUTS} synthetic inputs uniform in [0, 1) (seed 0)")
-}
 
 /// What a search printed and where it wrote.
 pub struct SearchReport {
@@ -199,28 +29,9 @@ fn plot_axes(objective: &Objective) -> (Metric, Metric) {
     }
 }
 
-/// A metric in the unit plots and tables show it in.
-pub fn display_value(problem: &Problem, metric: Metric, value: f64) -> f64 {
-    match metric {
-        Metric::Latency => 1e3 * value / problem.platform.hardware.clock_hz.value,
-        Metric::Flash | Metric::Ram | Metric::Memory => value / 1e3,
-        Metric::Energy => value * 1e3,
-        Metric::Accuracy => value,
-    }
-}
-
-pub fn display_unit(problem: &Problem, metric: Metric) -> String {
-    match metric {
-        Metric::Latency => "latency (ms)".into(),
-        Metric::Flash => "flash (kB)".into(),
-        Metric::Ram => "RAM (kB)".into(),
-        Metric::Memory => "memory = flash + RAM (kB)".into(),
-        Metric::Energy => "energy (mJ)".into(),
-        Metric::Accuracy => format!("predicted loss ({})", problem.sensitivity.unit),
-    }
-}
-
-fn candidates_frame(
+/// One row per candidate of `results`: policy, seed, Pareto and feasibility flags, metrics and
+/// the precisions.
+pub fn candidates_frame(
     problem: &Problem,
     results: &[&SearchResult],
 ) -> Result<DataFrame, PolarsError> {
@@ -478,7 +289,7 @@ pub struct CompareReport {
 }
 
 /// Policies whose result does not depend on the seed run once.
-fn deterministic(policy: &str) -> bool {
+pub fn deterministic(policy: &str) -> bool {
     matches!(policy, "memory-driven" | "ilp" | "uniform")
 }
 
@@ -525,49 +336,22 @@ pub fn compare(
                 .map(|c| c.metrics.get(primary))
         }
     };
-    // Hypervolume of every run's front, normalised by the ideal and nadir over all fronts.
-    let fronts: Vec<Vec<f64>> = summaries
+    // Hypervolume of every run's front, normalised over all fronts.
+    let fronts: Vec<Vec<Vec<f64>>> = summaries
         .iter()
         .flat_map(|s| s.runs.iter())
-        .flat_map(|r| {
+        .map(|r| {
             r.front
                 .iter()
                 .map(|&i| problem.objectives(&r.candidates[i]))
+                .collect()
         })
         .collect();
-    let m = problem.objective.minimize.len();
-    let ideal: Vec<f64> = (0..m)
-        .map(|k| fronts.iter().map(|p| p[k]).fold(f64::INFINITY, f64::min))
-        .collect();
-    let nadir: Vec<f64> = (0..m)
-        .map(|k| {
-            fronts
-                .iter()
-                .map(|p| p[k])
-                .fold(f64::NEG_INFINITY, f64::max)
-        })
-        .collect();
-    let normalise = |p: Vec<f64>| -> Vec<f64> {
-        (0..m)
-            .map(|k| {
-                if nadir[k] > ideal[k] {
-                    (p[k] - ideal[k]) / (nadir[k] - ideal[k])
-                } else {
-                    0.0
-                }
-            })
-            .collect()
-    };
-    let reference = vec![1.1; m];
+    let mut volumes = normalised_hypervolumes(&fronts).into_iter();
     for s in &mut summaries {
         for r in &s.runs {
             s.best.push(r.best().map(|c| c.metrics.get(primary)));
-            let points: Vec<Vec<f64>> = r
-                .front
-                .iter()
-                .map(|&i| normalise(problem.objectives(&r.candidates[i])))
-                .collect();
-            s.hypervolume.push(hypervolume(&points, &reference));
+            s.hypervolume.push(volumes.next().unwrap_or(0.0));
         }
     }
     let name = run.map(str::to_string).unwrap_or_else(|| {

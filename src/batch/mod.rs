@@ -1,0 +1,36 @@
+//! Batch sweeps: a grid of searches (models x platforms x objectives x budgets x policies x
+//! seeds) planned into numbered tasks, run as a SLURM job array (or as local processes), each
+//! task writing its own shard atomically, and merged with polars into one table, a summary and
+//! plots.
+
+pub mod local;
+pub mod merge;
+pub mod slurm;
+pub mod status;
+pub mod sweep;
+pub mod task;
+
+pub use local::run_local;
+pub use merge::{Merged, merge};
+pub use slurm::{Job, array_ranges, sbatch_script, submit};
+pub use status::{Status, TaskState, status};
+pub use sweep::{BudgetKind, Plan, SlurmResources, Sweep, SweepDir, Task, plan};
+pub use task::{TaskRun, run_task};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    #[error("{origin}: {message}")]
+    Sweep { origin: String, message: String },
+    #[error(transparent)]
+    Flow(#[from] crate::flow::FlowError),
+    #[error(transparent)]
+    Results(#[from] crate::results::ResultsError),
+    #[error(transparent)]
+    Search(#[from] crate::search::SearchError),
+    #[error("{0}")]
+    Slurm(String),
+    #[error("plot {0}")]
+    Plot(String),
+    #[error("{0}")]
+    Input(String),
+}

@@ -1,0 +1,386 @@
+//! Sweep files and their plans: the grid (models x platforms x objectives x budgets x policies x
+//! seeds) and the SLURM resources, expanded into numbered tasks in a fixed order.
+
+use super::BatchError;
+use crate::flow::deterministic;
+use crate::results::write_json;
+use crate::units::parse_bytes;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// A sweep file (`search_spaces/sweeps/*.toml`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sweep {
+    pub name: String,
+    pub models: Vec<String>,
+    #[serde(default = "default_platforms")]
+    pub platforms: Vec<String>,
+    #[serde(default = "default_objectives")]
+    pub objectives: Vec<String>,
+    /// Which memory the budgets limit.
+    #[serde(default)]
+    pub limit: BudgetKind,
+    pub budgets: Vec<String>,
+    pub policies: Vec<String>,
+    /// Seeds 0..N of the seed-dependent policies; deterministic ones run once (seed 0).
+    #[serde(default = "one")]
+    pub seeds: u64,
+    #[serde(default = "default_space")]
+    pub space: String,
+    #[serde(default)]
+    pub settings: SweepSettings,
+    #[serde(default)]
+    pub slurm: SlurmResources,
+}
+
+/// The memory a budget limits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BudgetKind {
+    /// Flash plus peak RAM, as `--budget`.
+    #[default]
+    Memory,
+    Flash,
+    Ram,
+}
+
+impl BudgetKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            BudgetKind::Memory => "memory",
+            BudgetKind::Flash => "flash",
+            BudgetKind::Ram => "ram",
+        }
+    }
+}
+
+/// Search settings of every task; absent ones take `qsearch search`'s defaults.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepSettings {
+    pub evaluations: Option<u64>,
+    pub population: Option<usize>,
+    pub episodes: Option<usize>,
+    pub pareto_points: Option<usize>,
+    pub time_limit: Option<f64>,
+}
+
+/// What each array task asks SLURM for.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlurmResources {
+    /// `--time` (e.g. `00:30:00`).
+    #[serde(default = "default_time")]
+    pub time: String,
+    /// `--mem` (e.g. `2G`).
+    #[serde(default = "default_memory")]
+    pub memory: String,
+    #[serde(default = "one_usize")]
+    pub cpus_per_task: usize,
+    pub partition: Option<String>,
+    pub account: Option<String>,
+    /// Tasks running at once (`--array=...%K`).
+    #[serde(default = "default_concurrent")]
+    pub max_concurrent: usize,
+}
+
+impl Default for SlurmResources {
+    fn default() -> SlurmResources {
+        SlurmResources {
+            time: default_time(),
+            memory: default_memory(),
+            cpus_per_task: 1,
+            partition: None,
+            account: None,
+            max_concurrent: default_concurrent(),
+        }
+    }
+}
+
+fn default_platforms() -> Vec<String> {
+    vec![crate::platform::DEFAULT_PLATFORM.to_string()]
+}
+fn default_objectives() -> Vec<String> {
+    vec!["latency".into()]
+}
+fn default_space() -> String {
+    "default".into()
+}
+fn default_time() -> String {
+    "01:00:00".into()
+}
+fn default_memory() -> String {
+    "4G".into()
+}
+fn default_concurrent() -> usize {
+    8
+}
+fn one() -> u64 {
+    1
+}
+fn one_usize() -> usize {
+    1
+}
+
+/// One search of the grid.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    pub task: usize,
+    pub model: String,
+    pub platform: String,
+    pub objective: String,
+    pub limit: BudgetKind,
+    /// The budget as written in the sweep file, and in bytes.
+    pub budget: String,
+    pub budget_bytes: u64,
+    pub policy: String,
+    pub seed: u64,
+}
+
+/// A sweep expanded into tasks: `plan.json` in the sweep folder.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub sweep: Sweep,
+    pub tasks: Vec<Task>,
+}
+
+impl Sweep {
+    /// Reads and checks a sweep file.
+    pub fn read(path: &Path) -> Result<Sweep, BatchError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| BatchError::Sweep {
+            origin: origin.clone(),
+            message: format!("cannot read the file: {e}"),
+        })?;
+        let sweep: Sweep = toml::from_str(&text).map_err(|e| BatchError::Sweep {
+            origin: origin.clone(),
+            message: e.to_string(),
+        })?;
+        sweep.check(&origin)?;
+        Ok(sweep)
+    }
+
+    fn check(&self, origin: &str) -> Result<(), BatchError> {
+        let fail = |message: String| {
+            Err(BatchError::Sweep {
+                origin: origin.to_string(),
+                message,
+            })
+        };
+        for (field, list) in [
+            ("models", &self.models),
+            ("platforms", &self.platforms),
+            ("objectives", &self.objectives),
+            ("budgets", &self.budgets),
+            ("policies", &self.policies),
+        ] {
+            if list.is_empty() {
+                return fail(format!("'{field}' is empty; give at least one entry"));
+            }
+        }
+        let registry = crate::search::register_all();
+        for p in &self.policies {
+            if !registry.contains_key(p.as_str()) {
+                let known: Vec<&str> = registry.keys().copied().collect();
+                return fail(format!(
+                    "'policies': unknown policy '{p}'; known: {}",
+                    known.join(", ")
+                ));
+            }
+        }
+        for b in &self.budgets {
+            if let Err(e) = parse_bytes(b) {
+                return fail(format!("'budgets': {e}"));
+            }
+        }
+        if self.seeds == 0 {
+            return fail("'seeds' must be at least 1".into());
+        }
+        let s = &self.slurm;
+        if s.cpus_per_task == 0 || s.max_concurrent == 0 {
+            return fail(
+                "'slurm.cpus_per_task' and 'slurm.max_concurrent' must be at least 1".into(),
+            );
+        }
+        if self.name.is_empty() || crate::results::slug(&self.name) != self.name {
+            return fail(format!(
+                "'name' = '{}' must be a non-empty file-name-safe word (letters, digits, '-', '.')",
+                self.name
+            ));
+        }
+        Ok(())
+    }
+
+    /// The grid in a fixed order: models, platforms, objectives, budgets, policies, seeds.
+    pub fn expand(&self) -> Vec<Task> {
+        let mut tasks = Vec::new();
+        for model in &self.models {
+            for platform in &self.platforms {
+                for objective in &self.objectives {
+                    for budget in &self.budgets {
+                        let budget_bytes = parse_bytes(budget).unwrap_or(0);
+                        for policy in &self.policies {
+                            let seeds = if deterministic(policy) { 1 } else { self.seeds };
+                            for seed in 0..seeds {
+                                tasks.push(Task {
+                                    task: tasks.len(),
+                                    model: model.clone(),
+                                    platform: platform.clone(),
+                                    objective: objective.clone(),
+                                    limit: self.limit,
+                                    budget: budget.clone(),
+                                    budget_bytes,
+                                    policy: policy.clone(),
+                                    seed,
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        tasks
+    }
+}
+
+/// The files of a sweep folder.
+pub struct SweepDir {
+    pub root: PathBuf,
+}
+
+impl SweepDir {
+    pub fn new(root: &Path) -> SweepDir {
+        SweepDir {
+            root: root.to_path_buf(),
+        }
+    }
+
+    pub fn plan_file(&self) -> PathBuf {
+        self.root.join("plan.json")
+    }
+
+    pub fn shard(&self, task: usize) -> PathBuf {
+        self.root
+            .join("shards")
+            .join(format!("task-{task:05}.parquet"))
+    }
+
+    pub fn failure(&self, task: usize) -> PathBuf {
+        self.root.join("failed").join(format!("task-{task:05}.txt"))
+    }
+
+    pub fn jobs_file(&self) -> PathBuf {
+        self.root.join("jobs.json")
+    }
+
+    pub fn logs(&self) -> PathBuf {
+        self.root.join("logs")
+    }
+
+    /// Reads the plan; the error says how to make one.
+    pub fn plan(&self) -> Result<Plan, BatchError> {
+        let path = self.plan_file();
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            BatchError::Input(format!(
+                "{}: {e}; make the sweep folder with `qsearch batch plan SWEEP.toml -o {}`",
+                path.display(),
+                self.root.display()
+            ))
+        })?;
+        serde_json::from_str(&text)
+            .map_err(|e| BatchError::Input(format!("{}: not a sweep plan: {e}", path.display())))
+    }
+}
+
+/// Expands `sweep` into `dir/plan.json`. Planning the same sweep again is a no-op that keeps
+/// finished shards; a different sweep in the same folder is refused.
+pub fn plan(sweep: &Sweep, dir: &Path) -> Result<Plan, BatchError> {
+    let plan = Plan {
+        sweep: sweep.clone(),
+        tasks: sweep.expand(),
+    };
+    let folder = SweepDir::new(dir);
+    if folder.plan_file().exists() {
+        let old = folder.plan()?;
+        if old == plan {
+            return Ok(plan);
+        }
+        return Err(BatchError::Input(format!(
+            "{} holds the plan of another sweep ('{}', {} tasks); choose another folder or remove it",
+            dir.display(),
+            old.sweep.name,
+            old.tasks.len()
+        )));
+    }
+    let json = serde_json::to_value(&plan).map_err(|e| BatchError::Input(e.to_string()))?;
+    write_json(&folder.plan_file(), &json)?;
+    Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sweep(text: &str) -> Result<Sweep, BatchError> {
+        let sweep: Sweep = toml::from_str(text).map_err(|e| BatchError::Sweep {
+            origin: "t".into(),
+            message: e.to_string(),
+        })?;
+        sweep.check("t")?;
+        Ok(sweep)
+    }
+
+    #[test]
+    fn expansion_is_ordered_and_runs_deterministic_policies_once() {
+        let s = sweep(
+            r#"name = "t"
+models = ["zoo:resnet8"]
+budgets = ["96KB", "120KB"]
+policies = ["memory-driven", "evolution"]
+seeds = 2"#,
+        )
+        .unwrap();
+        let tasks = s.expand();
+        let got: Vec<(u64, &str, u64)> = tasks
+            .iter()
+            .map(|t| (t.budget_bytes, t.policy.as_str(), t.seed))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (96_000, "memory-driven", 0),
+                (96_000, "evolution", 0),
+                (96_000, "evolution", 1),
+                (120_000, "memory-driven", 0),
+                (120_000, "evolution", 0),
+                (120_000, "evolution", 1),
+            ]
+        );
+        assert!(tasks.iter().enumerate().all(|(i, t)| t.task == i));
+        assert_eq!(s.expand(), tasks);
+    }
+
+    #[test]
+    fn bad_sweeps_name_the_field() {
+        let base = "name = \"t\"\nmodels = [\"zoo:resnet8\"]\n";
+        let err = sweep(&format!(
+            "{base}budgets = [\"12 parsecs\"]\npolicies = [\"ilp\"]"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("'budgets'"), "{err}");
+        let err = sweep(&format!(
+            "{base}budgets = [\"1MB\"]\npolicies = [\"annealing\"]"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("unknown policy 'annealing'"), "{err}");
+        let err = sweep(&format!(
+            "{base}budgets = [\"1MB\"]\npolicies = [\"ilp\"]\nbudget = 3"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("unknown field `budget`"), "{err}");
+    }
+}

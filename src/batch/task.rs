@@ -1,0 +1,148 @@
+//! One task of a sweep: a search whose candidates become the task's shard. The shard is written
+//! atomically once the search is over, so a finished task re-run is a no-op and a task killed
+//! midway leaves no shard at all.
+
+use super::BatchError;
+use super::sweep::{BudgetKind, Sweep, SweepDir, SweepSettings, Task};
+use crate::flow::{Inputs, Limits, candidates_frame, display_unit, display_value, prepare};
+use crate::results::{ResultsError, write_atomic, write_text};
+use crate::search::{Settings, policy, run_policy};
+use polars::prelude::*;
+use std::path::Path;
+
+/// What running a task did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TaskRun {
+    /// The shard was already there; nothing ran.
+    AlreadyDone,
+    /// The search ran and its shard was written.
+    Finished { candidates: usize, seconds: f64 },
+}
+
+/// Runs task `index` of the sweep in `dir` unless its shard exists. A failure is recorded in
+/// `dir/failed/` (for `batch status`) and returned.
+pub fn run_task(dir: &Path, index: usize) -> Result<TaskRun, BatchError> {
+    let folder = SweepDir::new(dir);
+    let plan = folder.plan()?;
+    let task = plan.tasks.get(index).ok_or_else(|| {
+        BatchError::Input(format!(
+            "task {index}: the sweep in {} has tasks 0 to {}",
+            dir.display(),
+            plan.tasks.len().saturating_sub(1)
+        ))
+    })?;
+    if folder.shard(index).exists() {
+        return Ok(TaskRun::AlreadyDone);
+    }
+    match search_task(dir, &plan.sweep, task) {
+        Ok((mut frame, seconds)) => {
+            let candidates = frame.height();
+            write_shard(&mut frame, &folder.shard(index))?;
+            let _ = std::fs::remove_file(folder.failure(index));
+            Ok(TaskRun::Finished {
+                candidates,
+                seconds,
+            })
+        }
+        Err(e) => {
+            write_text(&folder.failure(index), &format!("{e}\n"))?;
+            Err(e)
+        }
+    }
+}
+
+fn settings(s: &SweepSettings, seed: u64) -> Settings {
+    let d = Settings::default();
+    Settings {
+        seed,
+        evaluations: s.evaluations.unwrap_or(d.evaluations),
+        population: s.population.unwrap_or(d.population),
+        episodes: s.episodes.unwrap_or(d.episodes),
+        pareto_points: s.pareto_points.unwrap_or(d.pareto_points),
+        time_limit: s.time_limit.unwrap_or(d.time_limit),
+    }
+}
+
+/// The task's search: its candidates with the task's coordinates, and the search's wall time.
+fn search_task(dir: &Path, sweep: &Sweep, task: &Task) -> Result<(DataFrame, f64), BatchError> {
+    let settings = &settings(&sweep.settings, task.seed);
+    let budget = Some(task.budget_bytes);
+    let limits = match task.limit {
+        BudgetKind::Memory => Limits {
+            memory: budget,
+            ..Limits::default()
+        },
+        BudgetKind::Flash => Limits {
+            flash: budget,
+            ..Limits::default()
+        },
+        BudgetKind::Ram => Limits {
+            ram: budget,
+            ..Limits::default()
+        },
+    };
+    let inputs = Inputs {
+        model: task.model.clone(),
+        platform: task.platform.clone(),
+        space: sweep.space.clone(),
+        objective: task.objective.clone(),
+        limits,
+        sensitivity: None,
+        results: dir.to_path_buf(),
+        progress: false,
+    };
+    let prepared = prepare(&inputs)?;
+    let problem = &prepared.problem;
+    let mut p = policy(&task.policy, settings)?;
+    let result = run_policy(p.as_mut(), problem, settings, false)?;
+    let primary = problem.objective.primary();
+    let primary_values: Vec<f64> = result
+        .candidates
+        .iter()
+        .map(|c| display_value(problem, primary, c.metrics.get(primary)))
+        .collect();
+    let rows = result.candidates.len();
+    let table = |e: PolarsError| {
+        BatchError::from(ResultsError::Table {
+            path: dir.display().to_string(),
+            source: e,
+        })
+    };
+    let mut frame = candidates_frame(problem, &[&result]).map_err(table)?;
+    let columns = [
+        Column::new("task".into(), vec![task.task as u32; rows]),
+        Column::new("model".into(), vec![task.model.clone(); rows]),
+        Column::new("platform".into(), vec![task.platform.clone(); rows]),
+        Column::new("objective".into(), vec![task.objective.clone(); rows]),
+        Column::new("limit".into(), vec![task.limit.name().to_string(); rows]),
+        Column::new("budget_bytes".into(), vec![task.budget_bytes; rows]),
+        Column::new("objective_value".into(), primary_values),
+        Column::new(
+            "objective_unit".into(),
+            vec![display_unit(problem, primary); rows],
+        ),
+        Column::new("evaluations".into(), vec![result.evaluations; rows]),
+        Column::new("seconds".into(), vec![result.seconds; rows]),
+    ];
+    for (i, c) in columns.into_iter().enumerate() {
+        frame.insert_column(i, c).map_err(table)?;
+    }
+    Ok((frame, result.seconds))
+}
+
+/// Writes a shard as parquet, atomically.
+fn write_shard(frame: &mut DataFrame, path: &Path) -> Result<(), BatchError> {
+    let mut bytes = Vec::new();
+    ParquetWriter::new(&mut bytes)
+        .finish(frame)
+        .map_err(|source| ResultsError::Table {
+            path: path.display().to_string(),
+            source,
+        })?;
+    write_atomic(path, &bytes).map_err(|source| {
+        BatchError::from(ResultsError::Io {
+            path: path.display().to_string(),
+            source,
+        })
+    })
+}

@@ -1,0 +1,376 @@
+//! Datasets: MNIST-format IDX files (Fashion-MNIST from Debian's `dataset-fashion-mnist`, or any
+//! directory holding the four files, gzipped or not) and the CIFAR-10 binary format. Images are
+//! kept as bytes in CHW order; batches are scaled to [0, 1].
+
+use flate2::read::GzDecoder;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// Where Debian's `dataset-fashion-mnist` installs the data.
+pub const FASHION_MNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("{path}: {message}")]
+    File { path: String, message: String },
+    #[error(
+        "{0}: not found; install Fashion-MNIST with `sudo apt-get install dataset-fashion-mnist` (scripts/setup.sh does), or pass --data DIR with MNIST-format files"
+    )]
+    Missing(String),
+    #[error(
+        "unknown dataset '{0}'; use fashion-mnist, an MNIST-format directory, or a CIFAR-10 binary directory"
+    )]
+    Unknown(String),
+}
+
+/// Images (`count x channels x height x width` bytes) and their labels.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Split {
+    pub images: Vec<u8>,
+    pub labels: Vec<u8>,
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+}
+
+impl Split {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    pub fn image_len(&self) -> usize {
+        self.channels * self.height * self.width
+    }
+
+    pub fn image(&self, i: usize) -> &[u8] {
+        let n = self.image_len();
+        &self.images[i * n..(i + 1) * n]
+    }
+
+    /// The images at `indices`, scaled to [0, 1], flattened, with their labels.
+    pub fn batch(&self, indices: &[usize]) -> (Vec<f32>, Vec<i64>) {
+        let mut x = Vec::with_capacity(indices.len() * self.image_len());
+        let mut y = Vec::with_capacity(indices.len());
+        for &i in indices {
+            x.extend(self.image(i).iter().map(|&p| f32::from(p) / 255.0));
+            y.push(i64::from(self.labels[i]));
+        }
+        (x, y)
+    }
+
+    /// The first `n` examples (or all).
+    pub fn take(&self, n: usize) -> Split {
+        let n = n.min(self.len());
+        Split {
+            images: self.images[..n * self.image_len()].to_vec(),
+            labels: self.labels[..n].to_vec(),
+            ..self.clone()
+        }
+    }
+
+    /// Splits off the last `n` examples: `(rest, last n)`.
+    pub fn split_off(&self, n: usize) -> (Split, Split) {
+        let keep = self.len().saturating_sub(n);
+        let cut = keep * self.image_len();
+        let head = Split {
+            images: self.images[..cut].to_vec(),
+            labels: self.labels[..keep].to_vec(),
+            ..self.clone()
+        };
+        let tail = Split {
+            images: self.images[cut..].to_vec(),
+            labels: self.labels[keep..].to_vec(),
+            ..self.clone()
+        };
+        (head, tail)
+    }
+
+    /// A seeded permutation of the examples, the order of one epoch.
+    pub fn epoch_order(&self, seed: u64, epoch: usize) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.len()).collect();
+        let mut rng =
+            ChaCha8Rng::seed_from_u64(seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64));
+        order.shuffle(&mut rng);
+        order
+    }
+}
+
+/// A dataset's training and test splits.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dataset {
+    pub name: String,
+    pub train: Split,
+    pub test: Split,
+    pub classes: usize,
+}
+
+fn file_err(path: &Path, message: impl Into<String>) -> DataError {
+    DataError::File {
+        path: path.display().to_string(),
+        message: message.into(),
+    }
+}
+
+/// Reads a file, gunzipping it when it is gzip-compressed.
+fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, DataError> {
+    let raw = std::fs::read(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => DataError::Missing(path.display().to_string()),
+        _ => file_err(path, format!("cannot read: {e}")),
+    })?;
+    if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        GzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .map_err(|e| {
+                file_err(
+                    path,
+                    format!("corrupt gzip data: {e}; reinstall the dataset"),
+                )
+            })?;
+        Ok(out)
+    } else {
+        Ok(raw)
+    }
+}
+
+/// Parses an IDX file: magic `0x0000 08 <rank>`, big-endian dimensions, unsigned bytes.
+pub fn parse_idx(
+    bytes: &[u8],
+    path: &Path,
+    rank: usize,
+) -> Result<(Vec<usize>, Vec<u8>), DataError> {
+    if bytes.len() < 4 || bytes[0] != 0 || bytes[1] != 0 || bytes[2] != 0x08 {
+        return Err(file_err(
+            path,
+            "not an IDX file of unsigned bytes (bad magic number)",
+        ));
+    }
+    if bytes[3] as usize != rank {
+        return Err(file_err(
+            path,
+            format!("has {} dimensions, expected {rank}", bytes[3]),
+        ));
+    }
+    let header = 4 + 4 * rank;
+    if bytes.len() < header {
+        return Err(file_err(path, "truncated header"));
+    }
+    let dims: Vec<usize> = (0..rank)
+        .map(|i| {
+            u32::from_be_bytes([
+                bytes[4 + 4 * i],
+                bytes[5 + 4 * i],
+                bytes[6 + 4 * i],
+                bytes[7 + 4 * i],
+            ]) as usize
+        })
+        .collect();
+    let expected: usize = dims.iter().product();
+    let data = &bytes[header..];
+    if data.len() != expected {
+        return Err(file_err(
+            path,
+            format!(
+                "holds {} bytes of data but its dimensions {dims:?} need {expected}; the file is truncated or corrupt",
+                data.len()
+            ),
+        ));
+    }
+    Ok((dims, data.to_vec()))
+}
+
+/// Finds `stem` in `dir`, gzipped or not.
+fn locate(dir: &Path, stem: &str) -> PathBuf {
+    let gz = dir.join(format!("{stem}.gz"));
+    if gz.exists() { gz } else { dir.join(stem) }
+}
+
+fn idx_split(dir: &Path, prefix: &str) -> Result<Split, DataError> {
+    let images_path = locate(dir, &format!("{prefix}-images-idx3-ubyte"));
+    let labels_path = locate(dir, &format!("{prefix}-labels-idx1-ubyte"));
+    let (dims, images) = parse_idx(&read_maybe_gz(&images_path)?, &images_path, 3)?;
+    let (ldims, labels) = parse_idx(&read_maybe_gz(&labels_path)?, &labels_path, 1)?;
+    if dims[0] != ldims[0] {
+        return Err(file_err(
+            &labels_path,
+            format!(
+                "has {} labels for {} images in {}",
+                ldims[0],
+                dims[0],
+                images_path.display()
+            ),
+        ));
+    }
+    if let Some(bad) = labels.iter().find(|&&l| l > 9) {
+        return Err(file_err(
+            &labels_path,
+            format!("holds label {bad}; MNIST-format labels are 0-9"),
+        ));
+    }
+    Ok(Split {
+        images,
+        labels,
+        channels: 1,
+        height: dims[1],
+        width: dims[2],
+    })
+}
+
+/// An MNIST-format directory (`train-images-idx3-ubyte[.gz]`, ... `t10k-labels-idx1-ubyte[.gz]`).
+pub fn load_idx_dir(dir: &Path, name: &str) -> Result<Dataset, DataError> {
+    Ok(Dataset {
+        name: name.to_string(),
+        train: idx_split(dir, "train")?,
+        test: idx_split(dir, "t10k")?,
+        classes: 10,
+    })
+}
+
+/// The CIFAR-10 binary format: `data_batch_1.bin` ... `data_batch_5.bin` and `test_batch.bin`,
+/// records of one label byte and 3072 image bytes (CHW, 32x32).
+pub fn load_cifar10(dir: &Path) -> Result<Dataset, DataError> {
+    const RECORD: usize = 1 + 3 * 32 * 32;
+    let read = |files: &[String]| -> Result<Split, DataError> {
+        let mut images = Vec::new();
+        let mut labels = Vec::new();
+        for f in files {
+            let path = dir.join(f);
+            let bytes = read_maybe_gz(&path)?;
+            if bytes.is_empty() || bytes.len() % RECORD != 0 {
+                return Err(file_err(
+                    &path,
+                    format!(
+                        "has {} bytes, not a multiple of the {RECORD}-byte CIFAR-10 record",
+                        bytes.len()
+                    ),
+                ));
+            }
+            for record in bytes.chunks_exact(RECORD) {
+                if record[0] > 9 {
+                    return Err(file_err(
+                        &path,
+                        format!("holds label {}; CIFAR-10 labels are 0-9", record[0]),
+                    ));
+                }
+                labels.push(record[0]);
+                images.extend_from_slice(&record[1..]);
+            }
+        }
+        Ok(Split {
+            images,
+            labels,
+            channels: 3,
+            height: 32,
+            width: 32,
+        })
+    };
+    let train: Vec<String> = (1..=5).map(|i| format!("data_batch_{i}.bin")).collect();
+    Ok(Dataset {
+        name: "cifar10".into(),
+        train: read(&train)?,
+        test: read(&["test_batch.bin".to_string()])?,
+        classes: 10,
+    })
+}
+
+/// `fashion-mnist` (Debian's package), or a directory in MNIST or CIFAR-10 binary format.
+pub fn load(spec: &str) -> Result<Dataset, DataError> {
+    if spec == "fashion-mnist" {
+        return load_idx_dir(Path::new(FASHION_MNIST_DIR), "fashion-mnist");
+    }
+    let dir = Path::new(spec);
+    if dir.join("test_batch.bin").exists() || dir.join("data_batch_1.bin").exists() {
+        return load_cifar10(dir);
+    }
+    if dir.is_dir() {
+        let name = dir
+            .file_name()
+            .map_or("idx".into(), |n| n.to_string_lossy().into_owned());
+        return load_idx_dir(dir, &name);
+    }
+    Err(DataError::Unknown(spec.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn idx(rank: u8, dims: &[u32], data: &[u8]) -> Vec<u8> {
+        let mut v = vec![0, 0, 8, rank];
+        for d in dims {
+            v.extend(d.to_be_bytes());
+        }
+        v.extend_from_slice(data);
+        v
+    }
+
+    #[test]
+    fn idx_parsing_and_corruption() {
+        let p = Path::new("x-idx3-ubyte");
+        let ok = idx(3, &[2, 2, 2], &[0, 1, 2, 3, 4, 5, 6, 7]);
+        assert_eq!(parse_idx(&ok, p, 3).unwrap().0, vec![2, 2, 2]);
+        let err = parse_idx(&ok[..10], p, 3).unwrap_err().to_string();
+        assert!(err.contains("truncated header"), "{err}");
+        let err = parse_idx(&ok[..19], p, 3).unwrap_err().to_string();
+        assert!(
+            err.contains("holds 3 bytes of data but its dimensions [2, 2, 2] need 8"),
+            "{err}"
+        );
+        let err = parse_idx(&[1, 2, 3, 4, 5], p, 3).unwrap_err().to_string();
+        assert!(err.contains("bad magic number"), "{err}");
+    }
+
+    #[test]
+    fn directories_with_bad_files_name_them() {
+        let dir = std::env::temp_dir().join(format!("qsearch-data-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let err = load_idx_dir(&dir, "x").unwrap_err().to_string();
+        assert!(
+            err.contains("train-images-idx3-ubyte: not found; install Fashion-MNIST"),
+            "{err}"
+        );
+        std::fs::write(
+            dir.join("train-images-idx3-ubyte"),
+            idx(3, &[2, 2, 2], &[0; 8]),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("train-labels-idx1-ubyte.gz"),
+            b"\x1f\x8bnot really gzip",
+        )
+        .unwrap();
+        let err = load_idx_dir(&dir, "x").unwrap_err().to_string();
+        assert!(
+            err.contains("train-labels-idx1-ubyte.gz: corrupt gzip data"),
+            "{err}"
+        );
+        std::fs::write(dir.join("test_batch.bin"), [0u8; 100]).unwrap();
+        let err = load(dir.to_str().unwrap()).unwrap_err().to_string();
+        assert!(
+            err.contains("not a multiple of the 3073-byte CIFAR-10 record")
+                || err.contains("data_batch_1.bin: not found"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn epoch_orders_are_seeded() {
+        let s = Split {
+            images: vec![0; 10],
+            labels: vec![0; 10],
+            channels: 1,
+            height: 1,
+            width: 1,
+        };
+        assert_eq!(s.epoch_order(1, 0), s.epoch_order(1, 0));
+        assert_ne!(s.epoch_order(1, 0), s.epoch_order(1, 1));
+    }
+}

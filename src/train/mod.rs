@@ -1,0 +1,25 @@
+//! Training with burn: datasets, models built from the graph IR, floating-point training,
+//! quantization-aware fine-tuning and measured sensitivity.
+
+pub mod data;
+pub mod measure;
+pub mod model;
+pub mod qat;
+pub mod trainer;
+
+pub use data::{DataError, Dataset, Split};
+pub use model::{GraphNet, QuantSpec, Ranges};
+pub use trainer::{
+    Checkpoint, EpochLog, TrainConfig, TrainState, evaluate, fit, fit_until, predictions,
+    training_device,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error("checkpoint {0}")]
+    Checkpoint(String),
+    #[error("{0}")]
+    Config(String),
+}

@@ -1,0 +1,210 @@
+//! Batch sweeps end to end through the `qsearch` binary: local processes, and a real
+//! single-node SLURM (brought up by scripts/slurm-up.sh) with a task cancelled midway.
+
+use polars::prelude::*;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn qsearch(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_qsearch"))
+        .args(args)
+        .output()
+        .expect("run qsearch")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = qsearch(args);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "qsearch {args:?} failed:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+fn temp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("qsearch-batch-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A 4-task sweep (2 policies x 2 budgets) on ResNet-8; `evaluations` sets how long the
+/// evolutionary tasks take.
+fn sweep_file(dir: &Path, evaluations: u64) -> String {
+    let path = dir.join("sweep.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"name = "test-sweep"
+models = ["zoo:resnet8"]
+platforms = ["gap8"]
+budgets = ["60KB", "100KB"]
+policies = ["memory-driven", "evolution"]
+seeds = 1
+
+[settings]
+evaluations = {evaluations}
+
+[slurm]
+time = "00:10:00"
+memory = "1G"
+max_concurrent = 2
+"#
+        ),
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
+/// The merged table without the wall-time column (the one thing that differs between runs).
+fn merged(dir: &Path) -> DataFrame {
+    let file = std::fs::File::open(dir.join("merged.parquet")).unwrap();
+    ParquetReader::new(file)
+        .finish()
+        .unwrap()
+        .drop("seconds")
+        .unwrap()
+}
+
+#[test]
+fn local_sweep_is_resumable_and_merges() {
+    let work = temp("local");
+    let sweep = sweep_file(&work, 4000);
+    let dir = work.join("sweep");
+    let d = dir.to_str().unwrap();
+    assert!(ok(&["batch", "plan", &sweep, "-o", d]).contains("4 tasks planned"));
+    // Planning the same sweep again is a no-op; another sweep in the folder is refused.
+    ok(&["batch", "plan", &sweep, "-o", d]);
+    let other = sweep_file(&temp("local-other"), 5000);
+    let out = qsearch(&["batch", "plan", &other, "-o", d]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("holds the plan of another sweep"));
+
+    let out = qsearch(&["batch", "merge", d]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("4 of 4 tasks"));
+
+    assert!(ok(&["batch", "run", d, "--task", "1"]).contains("task 1: done"));
+    let shard = dir.join("shards/task-00001.parquet");
+    let written = std::fs::metadata(&shard).unwrap().modified().unwrap();
+    assert!(ok(&["batch", "run", d, "--task", "1"]).contains("already done"));
+    assert_eq!(
+        std::fs::metadata(&shard).unwrap().modified().unwrap(),
+        written
+    );
+    let out = qsearch(&["batch", "run", d, "--task", "9"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("has tasks 0 to 3"));
+
+    let status = ok(&["batch", "status", d]);
+    assert!(
+        status.contains("1 done") && status.contains("3 missing"),
+        "{status}"
+    );
+    assert!(ok(&["batch", "submit", d, "--local", "2"]).contains("ran 3 tasks"));
+    assert!(ok(&["batch", "status", d]).contains("4 tasks: 4 done"));
+    let text = ok(&["batch", "merge", d]);
+    assert!(
+        text.contains("memory-driven") && text.contains("evolution"),
+        "{text}"
+    );
+    for file in ["merged.csv", "summary.csv", "summary.txt", "plots"] {
+        assert!(dir.join(file).exists(), "{file}");
+    }
+    let frame = merged(&dir);
+    let tasks = frame.column("task").unwrap().u32().unwrap();
+    assert_eq!(tasks.unique().unwrap().len(), 4);
+}
+
+/// Polls `batch status` until `done` says so or a minute passes.
+fn wait_for(d: &str, what: &str, done: impl Fn(&str) -> bool) -> String {
+    let started = Instant::now();
+    loop {
+        let status = ok(&["batch", "status", d]);
+        if done(&status) {
+            return status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "timed out waiting for {what}:\n{status}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn job_id(submit_output: &str) -> String {
+    submit_output
+        .split_whitespace()
+        .nth(2)
+        .expect("submitted job N")
+        .to_string()
+}
+
+#[test]
+fn slurm_sweep_survives_a_cancelled_task() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let up = Command::new(root.join("scripts/slurm-up.sh"))
+        .output()
+        .expect("scripts/slurm-up.sh (scripts/setup.sh installs slurm-wlm and munge)");
+    assert!(
+        up.status.success(),
+        "single-node SLURM did not come up:\n{}{}",
+        String::from_utf8_lossy(&up.stdout),
+        String::from_utf8_lossy(&up.stderr)
+    );
+    // Evolutionary tasks long enough to be cancelled midway.
+    let work = temp("slurm");
+    let sweep = sweep_file(&work, 2_500_000);
+    let dir = work.join("sweep");
+    let d = dir.to_str().unwrap();
+    ok(&["batch", "plan", &sweep, "-o", d]);
+    let submitted = ok(&["batch", "submit", d]);
+    assert!(submitted.contains("array 0-3"), "{submitted}");
+    let job = job_id(&submitted);
+    let script = std::fs::read_to_string(dir.join("submit-1.sbatch")).unwrap();
+    assert!(
+        script.contains("#SBATCH --array=0-3%2")
+            && script.contains("--task \"$SLURM_ARRAY_TASK_ID\"")
+    );
+
+    // Task 1 (evolution, 100 KB) is cancelled while it runs.
+    wait_for(d, "task 1 to run", |s| task_line(s, 1).contains("running"));
+    std::thread::sleep(Duration::from_secs(1));
+    let cancel = Command::new("scancel")
+        .arg(format!("{job}_1"))
+        .status()
+        .unwrap();
+    assert!(cancel.success());
+    let status = wait_for(d, "the array to end", |s| {
+        s.contains("3 done, 0 running, 0 queued")
+    });
+    let line = task_line(&status, 1);
+    assert!(
+        line.contains("failed") && line.contains("CANCELLED"),
+        "{status}"
+    );
+    assert!(!dir.join("shards/task-00001.parquet").exists());
+
+    let resubmitted = ok(&["batch", "submit", d, "--missing"]);
+    assert!(resubmitted.contains("array 1,"), "{resubmitted}");
+    wait_for(d, "the resubmitted task", |s| s.contains("4 tasks: 4 done"));
+    ok(&["batch", "merge", d]);
+
+    // The same sweep as local processes gives the same merged result.
+    let local = work.join("local");
+    let l = local.to_str().unwrap();
+    ok(&["batch", "plan", &sweep, "-o", l]);
+    ok(&["batch", "submit", l, "--local", "2"]);
+    ok(&["batch", "merge", l]);
+    assert!(merged(&dir).equals_missing(&merged(&local)));
+}
+
+/// The status line of `task`.
+fn task_line(status: &str, task: usize) -> String {
+    status
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(&task.to_string()))
+        .unwrap_or_default()
+        .to_string()
+}

@@ -184,6 +184,22 @@ pub fn fake_quant_activation(
     clipped.clone() + (q - clipped).detach()
 }
 
+/// For each buffer of `fused`, the tensor of the batch-norm-folded graph `folded` holding its
+/// values (the models are built from the folded graph).
+fn folded_tensors(folded: &Graph, fused: &FusedGraph) -> Vec<Option<usize>> {
+    let index: HashMap<&str, usize> = folded
+        .tensors
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.name.as_str(), i))
+        .collect();
+    fused
+        .tensors
+        .iter()
+        .map(|b| index.get(b.values_of.as_str()).copied())
+        .collect()
+}
+
 impl GraphNet {
     /// A floating-point model of `graph` with its weights.
     pub fn new(graph: &Graph, device: &Device) -> GraphNet {
@@ -290,12 +306,7 @@ impl GraphNet {
             .enumerate()
             .map(|(i, n)| (n.name.as_str(), i))
             .collect();
-        let tensor_index: HashMap<&str, usize> = folded
-            .tensors
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.name.as_str(), i))
-            .collect();
+        let tensor_of = folded_tensors(&folded, fused);
         for (l, layer) in fused.layers.iter().enumerate() {
             if !layer.kind.has_weights() {
                 continue;
@@ -309,12 +320,12 @@ impl GraphNet {
                 _ => {}
             }
         }
-        for (b, buffer) in fused.tensors.iter().enumerate() {
+        for b in 0..fused.tensors.len() {
             // The input image is exact at 8 bit.
             let (Some(bits), false) = (spec.activations[b], b == fused.input) else {
                 continue;
             };
-            let Some(&t) = tensor_index.get(buffer.values_of.as_str()) else {
+            let Some(t) = tensor_of[b] else {
                 continue;
             };
             net.act_quant[t] = Some(ActQuant {
@@ -475,20 +486,12 @@ impl GraphNet {
     /// The largest magnitude and the sign of every buffer of `fused` on `images` (this model
     /// must be the floating-point model of the batch-norm-folded graph).
     pub fn ranges(&self, graph: &Graph, fused: &FusedGraph, images: Tensor<4>) -> Ranges {
-        let folded = fold_for_analysis(graph);
-        let tensor_index: HashMap<&str, usize> = folded
-            .tensors
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.name.as_str(), i))
-            .collect();
+        let tensor_of = folded_tensors(&fold_for_analysis(graph), fused);
         let values = self.valid().forward_all(images);
         let mut bound = Vec::new();
         let mut signed = Vec::new();
-        for buffer in &fused.tensors {
-            let v = tensor_index
-                .get(buffer.values_of.as_str())
-                .and_then(|&t| values[t].clone());
+        for t in tensor_of {
+            let v = t.and_then(|t| values[t].clone());
             let (max, min) = match v {
                 Some(t) => {
                     let all = to_vec(t);
@@ -506,19 +509,10 @@ impl GraphNet {
 
     /// The learned PACT bound of each quantized buffer of `fused` (None for the input).
     pub fn bounds(&self, graph: &Graph, fused: &FusedGraph) -> Vec<Option<f32>> {
-        let folded = fold_for_analysis(graph);
-        let tensor_index: HashMap<&str, usize> = folded
-            .tensors
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.name.as_str(), i))
-            .collect();
-        fused
-            .tensors
-            .iter()
-            .map(|b| {
-                let t = *tensor_index.get(b.values_of.as_str())?;
-                let q = self.act_quant[t]?;
+        folded_tensors(&fold_for_analysis(graph), fused)
+            .into_iter()
+            .map(|t| {
+                let q = self.act_quant[t?]?;
                 to_vec(self.clips[q.clip].val()).first().copied()
             })
             .collect()

@@ -7,6 +7,7 @@
 
 pub mod batch;
 pub mod cost;
+pub mod deploy;
 pub mod flow;
 pub mod graph;
 pub mod objective;

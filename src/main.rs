@@ -6,9 +6,9 @@ use clap::{Args, Parser, Subcommand};
 use qsearch::batch;
 use qsearch::cost::calibrate::{calibrate, read_measurements};
 use qsearch::flow::{
-    CALIBRATION_IMAGES, Inputs, Limits, MainSettings, Measure, check_fit, checkpoint_files,
-    compare, finetune_file, load_checkpoint_model, measured_sensitivity, prepare, run_main, search,
-    train,
+    CALIBRATION_IMAGES, DeploySettings, Inputs, Limits, MainSettings, Measure, check_fit,
+    checkpoint_files, compare, deploy, finetune_file, load_checkpoint_model, measured_sensitivity,
+    prepare, run_main, search, train,
 };
 use qsearch::graph::FusedGraph;
 use qsearch::graph::{load_model, onnx, zoo};
@@ -93,6 +93,9 @@ enum Command {
     /// (or local processes), resumable shards, merged results.
     #[command(subcommand)]
     Batch(BatchCommand),
+    /// Integerize a fine-tuned network, generate its C project, build it on the host and verify
+    /// it bit-exact against the integer golden model.
+    Deploy(DeployArgs),
     /// Write a network (e.g. a zoo network) as an ONNX file.
     Export(ExportArgs),
     /// List the built-in networks.
@@ -103,6 +106,32 @@ enum Command {
         #[arg(long)]
         show: Option<String>,
     },
+}
+
+#[derive(Args)]
+struct DeployArgs {
+    /// The fine-tuned network: the output folder of `qsearch finetune` (quantized.onnx and
+    /// quantization.json).
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// The assignment the network must have been fine-tuned for (checked when given).
+    #[arg(long)]
+    assignment: Option<PathBuf>,
+    /// Platform of the cost model figures printed next to the generated code's.
+    #[arg(long, short, default_value = DEFAULT_PLATFORM)]
+    platform: String,
+    /// Dataset whose test images verify the deployment.
+    #[arg(long, default_value = "fashion-mnist")]
+    data: String,
+    /// Test images the host build must reproduce bit-exact at every layer.
+    #[arg(long, default_value_t = 1000)]
+    verify_images: usize,
+    /// Test images on which the golden and fake-quantized models' predictions are compared.
+    #[arg(long, default_value_t = 10_000)]
+    agreement_images: usize,
+    /// Output folder of the C project.
+    #[arg(long, short)]
+    output: PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -546,6 +575,23 @@ fn run(cli: Cli) -> Result<()> {
         Some(Command::Inspect(args)) => run_inspect(args),
         Some(Command::Calibrate(args)) => run_calibrate(args),
         Some(Command::Batch(command)) => run_batch(command),
+        Some(Command::Deploy(args)) => {
+            let settings = DeploySettings {
+                platform: args.platform,
+                data: args.data,
+                verify_images: args.verify_images,
+                agreement_images: args.agreement_images,
+                assignment: args.assignment,
+            };
+            let report = deploy(&args.checkpoint, &settings, &args.output)?;
+            print!("{}", report.text);
+            println!("wrote {}/", report.dir.display());
+            let (exact, of) = report.bit_exact;
+            if exact < of {
+                bail!("the generated C reproduced the golden model on only {exact} of {of} images");
+            }
+            Ok(())
+        }
         Some(Command::Export(args)) => {
             let graph = load_model(&args.model)?;
             onnx::export_file(&graph, &args.output)?;

@@ -13,10 +13,12 @@ use crate::units::parse_latency;
 use indicatif::ProgressBar;
 use std::path::PathBuf;
 
+mod deploy;
 mod main_flow;
 mod search;
 mod train;
 
+pub use deploy::{DeployReport, DeploySettings, deploy};
 pub use main_flow::{Figures, MainReport, MainSettings, Row, run_main};
 pub use search::{
     CompareReport, PolicySummary, SearchReport, assignment_json, candidates_frame, compare,
@@ -45,6 +47,8 @@ pub enum FlowError {
     Results(#[from] ResultsError),
     #[error(transparent)]
     Train(crate::train::TrainError),
+    #[error(transparent)]
+    Deploy(#[from] crate::deploy::DeployError),
     #[error("{0}")]
     Input(String),
 }

@@ -320,12 +320,10 @@ impl GraphNet {
                 _ => {}
             }
         }
-        for b in 0..fused.tensors.len() {
+        for (b, &tensor) in tensor_of.iter().enumerate() {
             // The input image is exact at 8 bit.
-            let (Some(bits), false) = (spec.activations[b], b == fused.input) else {
-                continue;
-            };
-            let Some(t) = tensor_of[b] else {
+            let (Some(bits), false, Some(t)) = (spec.activations[b], b == fused.input, tensor)
+            else {
                 continue;
             };
             net.act_quant[t] = Some(ActQuant {

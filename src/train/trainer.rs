@@ -192,7 +192,9 @@ pub fn predictions(net: &GraphNet, split: &Split, batch_size: usize, device: &De
     for chunk in indices.chunks(batch_size.max(1)) {
         let (x, _) = batch_tensors(split, chunk, device);
         let p = net.forward(x).argmax(1).reshape([chunk.len()]);
-        out.extend(p.into_data().try_to_vec::<i64>().unwrap_or_default());
+        // Whatever integer type the backend's argmax yields, as i64.
+        let classes = p.into_data().convert::<i64>();
+        out.extend(classes.iter::<i64>());
     }
     out
 }

@@ -1,0 +1,724 @@
+//! C code generation: a self-contained C99 project computing an [`IntGraph`] exactly as the
+//! golden model does. Weights and activations are packed at their bit width (little-endian
+//! within a byte, see `docs/integer-semantics.md`); activation buffers live at fixed offsets of
+//! one arena, placed by a liveness-based first-fit allocator; one kernel is emitted per distinct
+//! (operation, precisions) combination the network uses.
+
+use super::integerize::{IntGraph, IntLayer, IntOp, IntTensor};
+use std::collections::BTreeSet;
+use std::fmt::Write;
+
+/// Bytes of `elements` values packed at `bits`.
+pub fn packed_bytes(elements: usize, bits: u32) -> usize {
+    (elements * bits as usize).div_ceil(8)
+}
+
+/// Packs integers at `bits` (two's complement fields, first value in the lowest bits).
+pub fn pack(values: &[i32], bits: u32) -> Vec<u8> {
+    let mut out = vec![0u8; packed_bytes(values.len(), bits)];
+    let per = (8 / bits) as usize;
+    let mask = ((1u32 << bits) - 1) as u8;
+    for (i, &v) in values.iter().enumerate() {
+        let shift = (i % per) as u32 * bits;
+        out[i / per] |= ((v as u8) & mask) << shift;
+    }
+    out
+}
+
+/// Unpacks `count` integers of `bits` (sign-extended when `signed`).
+pub fn unpack(bytes: &[u8], count: usize, bits: u32, signed: bool) -> Vec<i32> {
+    let per = (8 / bits) as usize;
+    let mask = (1i32 << bits) - 1;
+    (0..count)
+        .map(|i| {
+            let v = (i32::from(bytes[i / per]) >> ((i % per) as u32 * bits)) & mask;
+            if signed && v >= 1 << (bits - 1) {
+                v - (1 << bits)
+            } else {
+                v
+            }
+        })
+        .collect()
+}
+
+/// Where each activation buffer lives in the arena.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MemoryPlan {
+    pub offsets: Vec<usize>,
+    pub sizes: Vec<usize>,
+    pub total: usize,
+}
+
+/// First-fit placement of the buffers by decreasing size, each live from its producer to its
+/// last reader (the network input from the start, the output to the end).
+pub fn plan_memory(graph: &IntGraph) -> MemoryPlan {
+    let n = graph.tensors.len();
+    let sizes: Vec<usize> = graph
+        .tensors
+        .iter()
+        .map(|t| packed_bytes(t.shape.elements() as usize, t.bits))
+        .collect();
+    let mut start = vec![0usize; n];
+    let mut end = vec![0usize; n];
+    for (l, layer) in graph.layers.iter().enumerate() {
+        start[layer.output] = l;
+        end[layer.output] = end[layer.output].max(l);
+        for &i in &layer.inputs {
+            end[i] = end[i].max(l);
+        }
+    }
+    end[graph.output] = graph.layers.len();
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| sizes[b].cmp(&sizes[a]).then(a.cmp(&b)));
+    let mut offsets = vec![0usize; n];
+    let mut placed: Vec<usize> = Vec::new();
+    for &t in &order {
+        let overlapping = |o: &usize| start[*o] <= end[t] && start[t] <= end[*o];
+        let mut busy: Vec<(usize, usize)> = placed
+            .iter()
+            .filter(|o| overlapping(o))
+            .map(|&o| (offsets[o], offsets[o] + sizes[o]))
+            .collect();
+        busy.sort();
+        let mut offset = 0;
+        for (lo, hi) in busy {
+            if offset + sizes[t] <= lo {
+                break;
+            }
+            offset = offset.max(hi.next_multiple_of(4));
+        }
+        offsets[t] = offset;
+        placed.push(t);
+    }
+    let total = (0..n).map(|t| offsets[t] + sizes[t]).max().unwrap_or(0);
+    MemoryPlan {
+        offsets,
+        sizes,
+        total,
+    }
+}
+
+/// The files of the generated project.
+pub struct Project {
+    pub files: Vec<(String, String)>,
+    pub plan: MemoryPlan,
+    /// Bytes of constant data: packed weights, biases and requantization parameters.
+    pub constant_bytes: usize,
+}
+
+/// A kernel's identity: what it computes and at which precisions.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct KernelKey {
+    op: &'static str,
+    weight_bits: u32,
+    input: (u32, bool),
+    other: (u32, bool),
+    output: u32,
+    wide: bool,
+}
+
+impl KernelKey {
+    fn name(&self) -> String {
+        let t = |(b, s): (u32, bool)| format!("{}{b}", if s { "s" } else { "u" });
+        let mut name = format!("{}_", self.op);
+        if self.weight_bits > 0 {
+            name.push_str(&format!("w{}_", self.weight_bits));
+        }
+        name.push_str(&t(self.input));
+        if self.op == "add" {
+            name.push_str(&format!("_{}", t(self.other)));
+        }
+        name.push_str(&format!("_o{}", self.output));
+        if self.wide {
+            name.push_str("_acc64");
+        }
+        name
+    }
+}
+
+fn op_name(op: &IntOp) -> &'static str {
+    match op {
+        IntOp::Conv { .. } => "conv",
+        IntOp::Linear { .. } => "linear",
+        IntOp::MaxPool { .. } => "maxpool",
+        IntOp::AvgPool { .. } => "avgpool",
+        IntOp::GlobalAvgPool => "globalavgpool",
+        IntOp::GlobalMaxPool => "globalmaxpool",
+        IntOp::Add { .. } => "add",
+    }
+}
+
+fn key(graph: &IntGraph, layer: &IntLayer) -> KernelKey {
+    let t = |i: usize| {
+        let t: &IntTensor = &graph.tensors[i];
+        (t.bits, t.signed)
+    };
+    KernelKey {
+        op: op_name(&layer.op),
+        weight_bits: match &layer.op {
+            IntOp::Conv { weight_bits, .. } | IntOp::Linear { weight_bits, .. } => *weight_bits,
+            _ => 0,
+        },
+        input: t(layer.inputs[0]),
+        other: layer.inputs.get(1).map_or((0, false), |&i| t(i)),
+        output: graph.tensors[layer.output].bits,
+        wide: layer.acc_type() == "int64",
+    }
+}
+
+const RUNTIME: &str = r#"
+/* Packed integer fields: value i of a buffer at B bits sits in byte i / (8 / B), from bit
+   (i % (8 / B)) * B; signed fields are two's complement. */
+static inline int32_t ld(const uint8_t *p, int32_t i, int bits, int is_signed)
+{
+    int32_t v;
+    if (bits == 8) {
+        return is_signed ? (int32_t)(int8_t)p[i] : (int32_t)p[i];
+    }
+    v = (p[i / (8 / bits)] >> ((i % (8 / bits)) * bits)) & ((1 << bits) - 1);
+    if (is_signed && (v & (1 << (bits - 1)))) {
+        v -= 1 << bits;
+    }
+    return v;
+}
+
+static inline void st(uint8_t *p, int32_t i, int bits, int32_t v)
+{
+    uint8_t mask;
+    int shift;
+    if (bits == 8) {
+        p[i] = (uint8_t)v;
+        return;
+    }
+    shift = (i % (8 / bits)) * bits;
+    mask = (uint8_t)(((1 << bits) - 1) << shift);
+    p[i / (8 / bits)] = (uint8_t)((p[i / (8 / bits)] & ~mask) | (((uint32_t)v << shift) & mask));
+}
+
+/* floor(v / 2^shift), portable for negative v (C leaves >> of negatives to the compiler). */
+static inline int64_t floor_shift(int64_t v, int shift)
+{
+    return v >= 0 ? v >> shift : -((-v - 1) >> shift) - 1;
+}
+
+/* The requantization of docs/integer-semantics.md: clamp((k * acc + 2^(shift-1)) >> shift). */
+static inline int32_t requant(int64_t acc, int32_t k, int shift, int32_t lo, int32_t hi)
+{
+    int64_t y = floor_shift((int64_t)k * acc + ((int64_t)1 << (shift - 1)), shift);
+    return y < lo ? lo : (y > hi ? hi : (int32_t)y);
+}
+"#;
+
+/// The C kernel for `k`.
+fn kernel(k: &KernelKey) -> String {
+    let acc = if k.wide { "int64_t" } else { "int32_t" };
+    let (ib, is) = (k.input.0, k.input.1 as u8);
+    let ob = k.output;
+    let wb = k.weight_bits;
+    let name = k.name();
+    match k.op {
+        "conv" => format!(
+            r#"
+static void {name}(const uint8_t *x, uint8_t *y, const uint8_t *w, const int32_t *bias,
+    const int32_t *k, int shift, int32_t lo, int32_t hi, const conv_shape *s)
+{{
+    int oy, ox, oc, ky, kx, ic;
+    int cin_g = s->in_c / s->groups, cout_g = s->out_c / s->groups;
+    for (oy = 0; oy < s->out_h; oy++) {{
+        for (ox = 0; ox < s->out_w; ox++) {{
+            for (oc = 0; oc < s->out_c; oc++) {{
+                int g = oc / cout_g;
+                {acc} acc = bias[oc];
+                for (ky = 0; ky < s->kernel_h; ky++) {{
+                    int iy = oy * s->stride_h + ky - s->pad_top;
+                    if (iy < 0 || iy >= s->in_h) continue;
+                    for (kx = 0; kx < s->kernel_w; kx++) {{
+                        int ix = ox * s->stride_w + kx - s->pad_left;
+                        int32_t wbase = ((oc * s->kernel_h + ky) * s->kernel_w + kx) * cin_g;
+                        int32_t xbase = (iy * s->in_w + ix) * s->in_c + g * cin_g;
+                        if (ix < 0 || ix >= s->in_w) continue;
+                        for (ic = 0; ic < cin_g; ic++) {{
+                            acc += ({acc})ld(w, wbase + ic, {wb}, 1) * ld(x, xbase + ic, {ib}, {is});
+                        }}
+                    }}
+                }}
+                st(y, (oy * s->out_w + ox) * s->out_c + oc, {ob}, requant(acc, k[oc], shift, lo, hi));
+            }}
+        }}
+    }}
+}}
+"#
+        ),
+        "linear" => format!(
+            r#"
+static void {name}(const uint8_t *x, uint8_t *y, const uint8_t *w, const int32_t *bias,
+    const int32_t *k, int shift, int32_t lo, int32_t hi, int32_t n_in, int32_t n_out)
+{{
+    int32_t o, i;
+    for (o = 0; o < n_out; o++) {{
+        {acc} acc = bias[o];
+        for (i = 0; i < n_in; i++) {{
+            acc += ({acc})ld(w, o * n_in + i, {wb}, 1) * ld(x, i, {ib}, {is});
+        }}
+        st(y, o, {ob}, requant(acc, k[o], shift, lo, hi));
+    }}
+}}
+"#
+        ),
+        "maxpool" | "avgpool" => {
+            let (init, step) = if k.op == "maxpool" {
+                ("INT32_MIN", "if (v > acc) acc = v;")
+            } else {
+                ("0", "acc += v;")
+            };
+            format!(
+                r#"
+static void {name}(const uint8_t *x, uint8_t *y, int32_t k, int shift, int32_t lo, int32_t hi,
+    const conv_shape *s)
+{{
+    int oy, ox, c, ky, kx;
+    for (oy = 0; oy < s->out_h; oy++) {{
+        for (ox = 0; ox < s->out_w; ox++) {{
+            for (c = 0; c < s->out_c; c++) {{
+                {acc} acc = {init};
+                for (ky = 0; ky < s->kernel_h; ky++) {{
+                    int iy = oy * s->stride_h + ky - s->pad_top;
+                    if (iy < 0 || iy >= s->in_h) continue;
+                    for (kx = 0; kx < s->kernel_w; kx++) {{
+                        int ix = ox * s->stride_w + kx - s->pad_left;
+                        {acc} v;
+                        if (ix < 0 || ix >= s->in_w) continue;
+                        v = ld(x, (iy * s->in_w + ix) * s->in_c + c, {ib}, {is});
+                        {step}
+                    }}
+                }}
+                st(y, (oy * s->out_w + ox) * s->out_c + c, {ob}, requant(acc, k, shift, lo, hi));
+            }}
+        }}
+    }}
+}}
+"#
+            )
+        }
+        "globalavgpool" | "globalmaxpool" => {
+            let (init, step) = if k.op == "globalmaxpool" {
+                ("INT32_MIN", "if (v > acc) acc = v;")
+            } else {
+                ("0", "acc += v;")
+            };
+            format!(
+                r#"
+static void {name}(const uint8_t *x, uint8_t *y, int32_t k, int shift, int32_t lo, int32_t hi,
+    int32_t pixels, int32_t channels)
+{{
+    int32_t p, c;
+    for (c = 0; c < channels; c++) {{
+        {acc} acc = {init};
+        for (p = 0; p < pixels; p++) {{
+            {acc} v = ld(x, p * channels + c, {ib}, {is});
+            {step}
+        }}
+        st(y, c, {ob}, requant(acc, k, shift, lo, hi));
+    }}
+}}
+"#
+            )
+        }
+        _ => {
+            let (bb, bs) = (k.other.0, k.other.1 as u8);
+            format!(
+                r#"
+static void {name}(const uint8_t *a, const uint8_t *b, uint8_t *y, int32_t ka, int32_t kb,
+    int shift, int32_t lo, int32_t hi, int32_t n)
+{{
+    int32_t i;
+    for (i = 0; i < n; i++) {{
+        int64_t acc = (int64_t)ld(a, i, {ib}, {is}) * ka + (int64_t)ld(b, i, {bb}, {bs}) * kb;
+        st(y, i, {ob}, requant(acc, 1, shift, lo, hi));
+    }}
+}}
+"#
+            )
+        }
+    }
+}
+
+fn c_name(name: &str) -> String {
+    let mut s: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    if s.starts_with(|c: char| c.is_ascii_digit()) {
+        s.insert(0, '_');
+    }
+    s
+}
+
+fn bytes_array(name: &str, bytes: &[u8]) -> String {
+    let mut s = format!("static const uint8_t {name}[{}] = {{", bytes.len().max(1));
+    for (i, b) in bytes.iter().enumerate() {
+        if i % 20 == 0 {
+            s.push_str("\n    ");
+        }
+        let _ = write!(s, "{b},");
+    }
+    s.push_str("\n};\n");
+    s
+}
+
+fn int_array(ty: &str, name: &str, values: impl Iterator<Item = i64>) -> String {
+    let values: Vec<i64> = values.collect();
+    let mut s = format!("static const {ty} {name}[{}] = {{", values.len().max(1));
+    for (i, v) in values.iter().enumerate() {
+        if i % 10 == 0 {
+            s.push_str("\n    ");
+        }
+        let _ = write!(s, "{v},");
+    }
+    s.push_str("\n};\n");
+    s
+}
+
+/// Emits a layer's packed weights, biases and multipliers; returns their bytes.
+fn weights_data(
+    data: &mut String,
+    id: &str,
+    weights: &[i8],
+    bias: &[i32],
+    bits: u32,
+    r: &super::integerize::Requant,
+) -> usize {
+    let packed = pack(
+        &weights.iter().map(|&v| i32::from(v)).collect::<Vec<_>>(),
+        bits,
+    );
+    data.push_str(&bytes_array(&format!("{id}_w"), &packed));
+    data.push_str(&int_array(
+        "int32_t",
+        &format!("{id}_b"),
+        bias.iter().map(|&b| i64::from(b)),
+    ));
+    data.push_str(&int_array(
+        "int32_t",
+        &format!("{id}_k"),
+        r.multiplier.iter().copied(),
+    ));
+    packed.len() + 4 * bias.len() + 4 * r.multiplier.len()
+}
+
+fn shape_init(
+    graph: &IntGraph,
+    layer: &IntLayer,
+    window: crate::graph::Window,
+    groups: usize,
+) -> String {
+    let i = graph.tensors[layer.inputs[0]].shape;
+    let o = graph.tensors[layer.output].shape;
+    format!(
+        "{{{}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}}}",
+        i.c,
+        i.h,
+        i.w,
+        o.c,
+        o.h,
+        o.w,
+        window.kernel[0],
+        window.kernel[1],
+        window.stride[0],
+        window.stride[1],
+        window.padding.top,
+        window.padding.left,
+        groups
+    )
+}
+
+/// Generates the project: `network.h`, `network.c`, the host test program `main.c` and the
+/// host `Makefile`.
+pub fn generate(graph: &IntGraph) -> Project {
+    let plan = plan_memory(graph);
+    let name = c_name(&graph.name);
+    let mut keys: BTreeSet<KernelKey> = BTreeSet::new();
+    let mut data = String::new();
+    let mut calls = String::new();
+    let mut constant_bytes = 0usize;
+    for (l, layer) in graph.layers.iter().enumerate() {
+        let k = key(graph, layer);
+        let kname = k.name();
+        keys.insert(k);
+        let id = format!("l{l}_{}", c_name(&layer.name));
+        let buf = |t: usize| format!("(arena + {})", plan.offsets[t]);
+        let (x, y) = (buf(layer.inputs[0]), buf(layer.output));
+        let r = &layer.requant;
+        let _ = writeln!(calls, "    /* {} */", layer.name);
+        let _ = writeln!(calls, "    memset({y}, 0, {});", plan.sizes[layer.output]);
+        match &layer.op {
+            IntOp::Conv {
+                weights,
+                bias,
+                weight_bits,
+                window,
+                groups,
+            } => {
+                constant_bytes += weights_data(&mut data, &id, weights, bias, *weight_bits, r);
+                let _ = writeln!(
+                    data,
+                    "static const conv_shape {id}_s = {};",
+                    shape_init(graph, layer, *window, *groups)
+                );
+                let _ = writeln!(
+                    calls,
+                    "    {kname}({x}, {y}, {id}_w, {id}_b, {id}_k, {}, {}, {}, &{id}_s);",
+                    r.shift, r.lo, r.hi
+                );
+            }
+            IntOp::Linear {
+                weights,
+                bias,
+                weight_bits,
+            } => {
+                constant_bytes += weights_data(&mut data, &id, weights, bias, *weight_bits, r);
+                let _ = writeln!(
+                    calls,
+                    "    {kname}({x}, {y}, {id}_w, {id}_b, {id}_k, {}, {}, {}, {}, {});",
+                    r.shift,
+                    r.lo,
+                    r.hi,
+                    graph.tensors[layer.inputs[0]].shape.elements(),
+                    graph.tensors[layer.output].shape.elements()
+                );
+            }
+            IntOp::MaxPool { window } | IntOp::AvgPool { window } => {
+                let _ = writeln!(
+                    data,
+                    "static const conv_shape {id}_s = {};",
+                    shape_init(graph, layer, *window, 1)
+                );
+                let _ = writeln!(
+                    calls,
+                    "    {kname}({x}, {y}, {}, {}, {}, {}, &{id}_s);",
+                    r.multiplier[0], r.shift, r.lo, r.hi
+                );
+            }
+            IntOp::GlobalAvgPool | IntOp::GlobalMaxPool => {
+                let s = graph.tensors[layer.inputs[0]].shape;
+                let _ = writeln!(
+                    calls,
+                    "    {kname}({x}, {y}, {}, {}, {}, {}, {}, {});",
+                    r.multiplier[0],
+                    r.shift,
+                    r.lo,
+                    r.hi,
+                    s.h * s.w,
+                    s.c
+                );
+            }
+            IntOp::Add { input_multiplier } => {
+                let _ = writeln!(
+                    calls,
+                    "    {kname}({x}, {}, {y}, {}, {}, {}, {}, {}, {});",
+                    buf(layer.inputs[1]),
+                    input_multiplier[0],
+                    input_multiplier[1],
+                    r.shift,
+                    r.lo,
+                    r.hi,
+                    graph.tensors[layer.output].shape.elements()
+                );
+            }
+        }
+        let _ = writeln!(
+            calls,
+            "    LAYER_DONE({l}, {y}, {});",
+            plan.sizes[layer.output]
+        );
+    }
+    let layers = graph.layers.len();
+    let input = &graph.tensors[graph.input];
+    let output = &graph.tensors[graph.output];
+    let names: Vec<String> = graph
+        .layers
+        .iter()
+        .map(|l| format!("\"{}\"", l.name))
+        .collect();
+    let sizes: Vec<String> = graph
+        .layers
+        .iter()
+        .map(|l| plan.sizes[l.output].to_string())
+        .collect();
+    let header = format!(
+        r#"/* {name}: integer network generated by qsearch deploy (see docs/integer-semantics.md). */
+#ifndef NETWORK_H
+#define NETWORK_H
+#include <stdint.h>
+
+#define NETWORK_INPUT_BYTES {in_bytes}   /* u8 pixels, HWC {ic}x{ih}x{iw} (C x H x W) */
+#define NETWORK_OUTPUT_VALUES {out_values}
+#define NETWORK_OUTPUT_BITS {out_bits}
+#define NETWORK_OUTPUT_SIGNED {out_signed}
+#define NETWORK_OUTPUT_BYTES {out_bytes}
+#define NETWORK_LAYERS {layers}
+#define NETWORK_ARENA_BYTES {arena}
+
+/* Called after every layer with its packed output (define NETWORK_TRACE to enable). */
+typedef void (*network_trace_fn)(int layer, const uint8_t *output, uint32_t bytes);
+
+extern const char *const network_layer_names[NETWORK_LAYERS];
+extern const uint32_t network_layer_bytes[NETWORK_LAYERS];
+
+/* Runs the network on one image; writes the packed output buffer. */
+void network_run(const uint8_t *input, uint8_t *output, network_trace_fn trace);
+
+#endif
+"#,
+        in_bytes = packed_bytes(input.shape.elements() as usize, 8),
+        ic = input.shape.c,
+        ih = input.shape.h,
+        iw = input.shape.w,
+        out_values = output.shape.elements(),
+        out_bits = output.bits,
+        out_signed = output.signed as u8,
+        out_bytes = plan.sizes[graph.output],
+        arena = plan.total,
+    );
+    let mut source = format!(
+        r#"/* {name}: integer network generated by qsearch deploy (see docs/integer-semantics.md).
+   Activation buffers: one arena of {arena} bytes, offsets from a liveness-based allocator. */
+#include <string.h>
+#include "network.h"
+
+typedef struct {{
+    int in_c, in_h, in_w, out_c, out_h, out_w;
+    int kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, groups;
+}} conv_shape;
+
+static uint8_t arena[{arena_alloc}];
+
+const char *const network_layer_names[NETWORK_LAYERS] = {{{names}}};
+const uint32_t network_layer_bytes[NETWORK_LAYERS] = {{{sizes}}};
+
+#define LAYER_DONE(l, buffer, bytes) do {{ if (trace) trace((l), (buffer), (bytes)); }} while (0)
+{RUNTIME}"#,
+        arena = plan.total,
+        arena_alloc = plan.total.max(1),
+        names = names.join(", "),
+        sizes = sizes.join(", "),
+    );
+    for k in &keys {
+        source.push_str(&kernel(k));
+    }
+    source.push('\n');
+    source.push_str(&data);
+    let _ = write!(
+        source,
+        r#"
+void network_run(const uint8_t *input, uint8_t *output, network_trace_fn trace)
+{{
+    memcpy(arena + {in_off}, input, NETWORK_INPUT_BYTES);
+{calls}    memcpy(output, arena + {out_off}, NETWORK_OUTPUT_BYTES);
+}}
+"#,
+        in_off = plan.offsets[graph.input],
+        out_off = plan.offsets[graph.output],
+    );
+    let files = vec![
+        ("network.h".to_string(), header),
+        ("network.c".to_string(), source),
+        ("main.c".to_string(), HOST_MAIN.to_string()),
+        ("Makefile".to_string(), HOST_MAKEFILE.to_string()),
+    ];
+    Project {
+        files,
+        plan,
+        constant_bytes,
+    }
+}
+
+/// The host test program: runs every image of `inputs.bin`, writes every layer's packed output
+/// to `outputs.bin`, prints per-layer checksums of the first image and the time per image.
+const HOST_MAIN: &str = r#"/* Host test program generated by qsearch deploy. Usage: ./network inputs.bin outputs.bin */
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include "network.h"
+
+static FILE *trace_file;
+static uint32_t checksums[NETWORK_LAYERS];
+
+static void trace(int layer, const uint8_t *output, uint32_t bytes)
+{
+    uint32_t h = 2166136261u, i;
+    for (i = 0; i < bytes; i++) {
+        h = (h ^ output[i]) * 16777619u;
+    }
+    checksums[layer] = h;
+    if (fwrite(output, 1, bytes, trace_file) != bytes) {
+        perror("outputs");
+        exit(1);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    static uint8_t image[NETWORK_INPUT_BYTES], output[NETWORK_OUTPUT_BYTES];
+    FILE *in;
+    long images = 0;
+    clock_t started;
+    int l;
+    if (argc != 3) {
+        fprintf(stderr, "usage: %s inputs.bin outputs.bin\n", argv[0]);
+        return 2;
+    }
+    in = fopen(argv[1], "rb");
+    trace_file = fopen(argv[2], "wb");
+    if (!in || !trace_file) {
+        perror("open");
+        return 1;
+    }
+    started = clock();
+    while (fread(image, 1, NETWORK_INPUT_BYTES, in) == NETWORK_INPUT_BYTES) {
+        network_run(image, output, trace);
+        if (images == 0) {
+            for (l = 0; l < NETWORK_LAYERS; l++) {
+                printf("layer %2d %-12s %6u bytes  checksum %08x\n", l, network_layer_names[l],
+                       (unsigned)network_layer_bytes[l], (unsigned)checksums[l]);
+            }
+        }
+        images++;
+    }
+    printf("%ld images, %.1f us per image on the host\n", images,
+           images ? 1e6 * (double)(clock() - started) / CLOCKS_PER_SEC / (double)images : 0.0);
+    fclose(in);
+    return fclose(trace_file) != 0;
+}
+"#;
+
+const HOST_MAKEFILE: &str = r#"# Host build of the generated network and its test program.
+CC ?= gcc
+CFLAGS ?= -std=c99 -O2 -Wall -Wextra -Werror -pedantic
+
+network: main.c network.c network.h
+	$(CC) $(CFLAGS) -o $@ main.c network.c
+
+clean:
+	rm -f network
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packing_round_trips_at_every_width() {
+        let signed = [-2, -1, 0, 1, 1, -2, 0, -1, 1];
+        for bits in [2u32, 4, 8] {
+            let bytes = pack(&signed, bits);
+            assert_eq!(bytes.len(), (signed.len() * bits as usize).div_ceil(8));
+            assert_eq!(unpack(&bytes, signed.len(), bits, true), signed);
+        }
+        let unsigned = [0, 15, 7, 8, 1];
+        assert_eq!(unpack(&pack(&unsigned, 4), 5, 4, false), unsigned);
+        // First value in the lowest bits.
+        assert_eq!(pack(&[1, 2, 3, 0], 2), vec![0b00_11_10_01]);
+        assert_eq!(pack(&[-1, 3], 4), vec![0x3f]);
+    }
+}

@@ -1,0 +1,110 @@
+//! Deployment: integerization of a fine-tuned network, the integer golden model, C code
+//! generation and its verification. The arithmetic is defined once in
+//! `docs/integer-semantics.md`; the fine-tuning's fake quantization, the golden model and the
+//! generated C all follow it.
+
+pub mod codegen;
+pub mod golden;
+pub mod integerize;
+pub mod verify;
+
+pub use integerize::{IntGraph, IntLayer, IntOp, IntTensor, Requant, integerize};
+
+use crate::graph::{Graph, onnx};
+use crate::report::Table;
+use crate::train::qat::Quantization;
+use crate::units::group_thousands;
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error("{0}")]
+    Input(String),
+    #[error("overflow: {0}")]
+    Overflow(String),
+    #[error("{path}: {message}")]
+    Io { path: String, message: String },
+    #[error("{0}")]
+    Build(String),
+}
+
+/// A fine-tuned network as `qsearch finetune` leaves it: `quantized.onnx` (batch norm folded)
+/// and `quantization.json`.
+pub fn load_finetuned(dir: &Path) -> Result<(Graph, Quantization), DeployError> {
+    let onnx_path = dir.join("quantized.onnx");
+    let json_path = dir.join("quantization.json");
+    let missing = |p: &Path| {
+        DeployError::Input(format!(
+            "{}: not found; pass the output folder of `qsearch finetune` (it holds quantized.onnx and quantization.json)",
+            p.display()
+        ))
+    };
+    if !onnx_path.exists() {
+        return Err(missing(&onnx_path));
+    }
+    let text = std::fs::read_to_string(&json_path).map_err(|_| missing(&json_path))?;
+    let quantization: Quantization = serde_json::from_str(&text).map_err(|e| DeployError::Io {
+        path: json_path.display().to_string(),
+        message: format!("not a quantization file: {e}"),
+    })?;
+    let graph = onnx::import_file(&onnx_path).map_err(|e| DeployError::Io {
+        path: onnx_path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    Ok((graph, quantization))
+}
+
+/// The per-layer integer report: precisions, requantization shift, accumulator bound and the
+/// type that provably holds it.
+pub fn overflow_report(graph: &IntGraph) -> String {
+    let mut t = Table::new(&[
+        "layer<",
+        "op<",
+        "w",
+        "in",
+        "out",
+        "shift",
+        "max |acc|",
+        "acc type<",
+        "max |k*acc|",
+        "product<",
+    ]);
+    for l in &graph.layers {
+        let w = match &l.op {
+            IntOp::Conv { weight_bits, .. } | IntOp::Linear { weight_bits, .. } => {
+                weight_bits.to_string()
+            }
+            _ => "-".into(),
+        };
+        let op = match &l.op {
+            IntOp::Conv { .. } => "conv",
+            IntOp::Linear { .. } => "linear",
+            IntOp::MaxPool { .. } => "maxpool",
+            IntOp::AvgPool { .. } => "avgpool",
+            IntOp::GlobalAvgPool => "globalavgpool",
+            IntOp::GlobalMaxPool => "globalmaxpool",
+            IntOp::Add { .. } => "add",
+        };
+        let bits = |t: usize| {
+            let t = &graph.tensors[t];
+            format!("{}{}", if t.signed { "s" } else { "u" }, t.bits)
+        };
+        t.row(vec![
+            l.name.clone(),
+            op.into(),
+            w,
+            bits(l.inputs[0]),
+            bits(l.output),
+            l.requant.shift.to_string(),
+            group_thousands(l.acc_bound as u64),
+            l.acc_type().into(),
+            format!("{:.3e}", l.product_bound as f64),
+            "int64".into(),
+        ]);
+    }
+    format!(
+        "{}every accumulator bound is sum |w| * max |x| + |bias| over the layer's worst output; \
+         products k * acc are computed in int64 and stay below 2^63\n",
+        t.render()
+    )
+}

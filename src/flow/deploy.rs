@@ -1,0 +1,233 @@
+//! `qsearch deploy`: integerize a fine-tuned network, check the integer golden model against the
+//! fake-quantized model on the test set, generate the C project, build it on the host and check
+//! that it reproduces the golden model byte for byte at every layer.
+
+use super::FlowError;
+use crate::cost::CostTable;
+use crate::deploy::codegen::generate;
+use crate::deploy::verify::host_check;
+use crate::deploy::{IntGraph, golden, integerize, load_finetuned, overflow_report};
+use crate::graph::{FusedGraph, Graph};
+use crate::platform::Platform;
+use crate::precision::{Assignment, Bits};
+use crate::results::write_text;
+use crate::train::data::{self, Split};
+use crate::train::qat::Quantization;
+use crate::train::{GraphNet, QuantSpec, Ranges, predictions, training_device};
+use crate::units::group_thousands;
+use rayon::prelude::*;
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+
+/// What to deploy and how much to check.
+pub struct DeploySettings {
+    pub platform: String,
+    pub data: String,
+    /// Test images whose every layer the host build must reproduce.
+    pub verify_images: usize,
+    /// Test images on which the golden model's predictions are compared with the fake-quantized
+    /// model's (all when larger than the test set).
+    pub agreement_images: usize,
+    /// An assignment the fine-tuned network must have been trained for (checked when given).
+    pub assignment: Option<PathBuf>,
+}
+
+pub struct DeployReport {
+    pub dir: PathBuf,
+    pub text: String,
+    /// Fraction of agreement images on which golden and fake-quantized predictions agree.
+    pub agreement: f64,
+    /// Images whose every layer the C build reproduced exactly, of those checked.
+    pub bit_exact: (usize, usize),
+}
+
+/// An image of `split` as bytes in HWC order.
+fn hwc(split: &Split, i: usize) -> Vec<u8> {
+    let chw = split.image(i);
+    let (c, hw) = (split.channels, split.height * split.width);
+    (0..hw)
+        .flat_map(|p| (0..c).map(move |ch| chw[ch * hw + p]))
+        .collect()
+}
+
+/// The fake-quantized model of the fine-tuned network, as the fine-tuning last ran it.
+fn fake_quantized(graph: &Graph, quantization: &Quantization) -> Result<GraphNet, FlowError> {
+    let fused = FusedGraph::from_graph(graph);
+    let bits = |b: u32| {
+        Bits::from_count(b)
+            .ok_or_else(|| FlowError::Input(format!("quantization: {b} bits is not 2, 4 or 8")))
+    };
+    let mut assignment = Assignment::uniform(fused.layers.len(), fused.tensors.len(), Bits::B8);
+    for (l, layer) in fused.layers.iter().enumerate() {
+        if let Some(q) = quantization.layers.iter().find(|q| q.layer == layer.name) {
+            assignment.weight_bits[l] = bits(q.weight_bits)?;
+        }
+    }
+    let mut ranges = Ranges {
+        bound: vec![1.0; fused.tensors.len()],
+        signed: vec![false; fused.tensors.len()],
+    };
+    for (b, buffer) in fused.tensors.iter().enumerate() {
+        if let Some(q) = quantization
+            .buffers
+            .iter()
+            .find(|q| q.buffer == buffer.name)
+        {
+            assignment.activation_bits[b] = bits(q.bits)?;
+            ranges.bound[b] = q.bound;
+            ranges.signed[b] = q.signed;
+        }
+    }
+    Ok(GraphNet::quantized(
+        graph,
+        &fused,
+        &QuantSpec::of(&fused, &assignment),
+        &ranges,
+        &training_device(),
+    ))
+}
+
+/// Integerizes the fine-tuned network in `finetuned` and deploys it into `out`.
+pub fn deploy(
+    finetuned: &Path,
+    settings: &DeploySettings,
+    out: &Path,
+) -> Result<DeployReport, FlowError> {
+    let (graph, quantization) = load_finetuned(finetuned)?;
+    let int_graph = integerize(&graph, &quantization)?;
+    if let Some(file) = &settings.assignment {
+        check_assignment(file, &graph, &int_graph)?;
+    }
+    let dataset = data::load(&settings.data).map_err(crate::train::TrainError::from)?;
+    super::check_fit(&graph, &dataset)?;
+    let test = &dataset.test;
+    let mut text = format!(
+        "{} deployed from {}\n\nintegerization (docs/integer-semantics.md):\n{}",
+        int_graph.name,
+        finetuned.display(),
+        overflow_report(&int_graph)
+    );
+
+    // The golden model against the fake-quantized model.
+    let n = settings.agreement_images.min(test.len());
+    let net = fake_quantized(&graph, &quantization)?;
+    let fake = predictions(&net, &test.take(n), 256, &training_device());
+    let golden: Vec<usize> = (0..n)
+        .into_par_iter()
+        .map(|i| {
+            let buffers = golden::run(&int_graph, &hwc(test, i));
+            golden::argmax(&buffers[int_graph.output])
+        })
+        .collect();
+    let disagree: Vec<usize> = (0..n).filter(|&i| golden[i] as i64 != fake[i]).collect();
+    let agreement = 1.0 - disagree.len() as f64 / n.max(1) as f64;
+    let correct = (0..n)
+        .filter(|&i| golden[i] == usize::from(test.labels[i]))
+        .count();
+    let _ = writeln!(
+        text,
+        "\ngolden model vs fake-quantized model, {n} test images: top-1 agreement {:.2}% ({} differ); golden accuracy {:.2}%",
+        100.0 * agreement,
+        disagree.len(),
+        100.0 * correct as f64 / n.max(1) as f64
+    );
+    if !disagree.is_empty() {
+        let _ = writeln!(
+            text,
+            "  differing images (first 10): {:?}; each differs where a value lies within the requantization's rounding of a step boundary, which the float model and the integers round apart",
+            &disagree[..disagree.len().min(10)]
+        );
+    }
+
+    // The C project, built and run on the host.
+    let project = generate(&int_graph);
+    for (name, content) in &project.files {
+        write_text(&out.join(name), content)?;
+    }
+    let verify = settings.verify_images.min(test.len());
+    let images: Vec<Vec<u8>> = (0..verify).map(|i| hwc(test, i)).collect();
+    let check = host_check(&int_graph, &project, &images, out)?;
+    let _ = writeln!(
+        text,
+        "\nhost run (per-layer checksums of image 0):\n{}",
+        check.stdout
+    );
+    if let Some(first) = &check.first_mismatch {
+        let _ = writeln!(text, "first mismatch: {first}");
+    }
+    let bit_exact = check.exact;
+    let _ = writeln!(
+        text,
+        "host build (gcc -std=c99 -O2 -Wall -Wextra -Werror): {bit_exact} of {verify} images bit-exact at every layer",
+    );
+
+    // Memory next to the cost model's figures.
+    let platform = Platform::load(&settings.platform)?;
+    let fused = FusedGraph::from_graph(&graph);
+    let costs = CostTable::build(&fused, &platform).evaluate(&assignment_of(&int_graph, &fused));
+    let _ = writeln!(
+        text,
+        "memory: activation arena {} B (static plan) vs cost model peak RAM {} B; constants {} B (packed weights, biases, multipliers) vs cost model flash {} B",
+        group_thousands(project.plan.total as u64),
+        group_thousands(costs.ram),
+        group_thousands(project.constant_bytes as u64),
+        group_thousands(costs.flash)
+    );
+    write_text(&out.join("report.txt"), &text)?;
+    Ok(DeployReport {
+        dir: out.to_path_buf(),
+        text,
+        agreement,
+        bit_exact: (bit_exact, verify),
+    })
+}
+
+/// Fails unless the assignment in `file` is the one the network was fine-tuned for.
+fn check_assignment(file: &Path, graph: &Graph, int_graph: &IntGraph) -> Result<(), FlowError> {
+    let fused = FusedGraph::from_graph(graph);
+    let wanted = crate::train::qat::read_assignment(file, &fused).map_err(FlowError::Train)?;
+    let trained = assignment_of(int_graph, &fused);
+    let differ = |kind: &str, name: &str, want: Bits, got: Bits| {
+        FlowError::Input(format!(
+            "{}: {kind} '{name}' is {want} bit there but the network was fine-tuned at {got} bit; fine-tune it for this assignment first",
+            file.display()
+        ))
+    };
+    for (l, layer) in fused.layers.iter().enumerate() {
+        if layer.kind.has_weights() && wanted.weight_bits[l] != trained.weight_bits[l] {
+            return Err(differ(
+                "layer",
+                &layer.name,
+                wanted.weight_bits[l],
+                trained.weight_bits[l],
+            ));
+        }
+    }
+    for (b, buffer) in fused.tensors.iter().enumerate() {
+        if b != fused.input && wanted.activation_bits[b] != trained.activation_bits[b] {
+            return Err(differ(
+                "buffer",
+                &buffer.name,
+                wanted.activation_bits[b],
+                trained.activation_bits[b],
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The precisions of the integer graph as an assignment of its fused graph.
+fn assignment_of(graph: &IntGraph, fused: &FusedGraph) -> Assignment {
+    let mut a = Assignment::uniform(fused.layers.len(), fused.tensors.len(), Bits::B8);
+    for (b, t) in graph.tensors.iter().enumerate() {
+        a.activation_bits[b] = Bits::from_count(t.bits).unwrap_or(Bits::B8);
+    }
+    for (l, layer) in graph.layers.iter().enumerate() {
+        if let crate::deploy::IntOp::Conv { weight_bits, .. }
+        | crate::deploy::IntOp::Linear { weight_bits, .. } = layer.op
+        {
+            a.weight_bits[l] = Bits::from_count(weight_bits).unwrap_or(Bits::B8);
+        }
+    }
+    a
+}

@@ -1,0 +1,126 @@
+//! Deployment end to end on imported networks (a residual network and a depthwise-separable
+//! one) with mixed 2/4/8-bit precisions: integerize, generate C, build it with gcc and check
+//! every layer of every image against the integer golden model.
+
+use qsearch::deploy::codegen::generate;
+use qsearch::deploy::verify::host_check;
+use qsearch::deploy::{golden, integerize};
+use qsearch::graph::{FusedGraph, Graph, onnx};
+use qsearch::train::Split;
+use qsearch::train::qat::{BufferQuant, LayerBits, Quantization, ranges};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::path::{Path, PathBuf};
+
+fn fixture(name: &str) -> Graph {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/onnx")
+        .join(name);
+    onnx::import_file(&path).unwrap()
+}
+
+fn temp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("qsearch-deploy-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `count` random images of the network's input shape, CHW (as datasets hold them).
+fn random_images(graph: &Graph, count: usize, seed: u64) -> Split {
+    let s = graph.input_shape();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    Split {
+        images: (0..count * s.elements() as usize)
+            .map(|_| rng.random_range(0..=255u8))
+            .collect(),
+        labels: vec![0; count],
+        channels: s.c,
+        height: s.h,
+        width: s.w,
+    }
+}
+
+/// A quantization cycling through 8, 4 and 2 bits (logits at 8), with bounds calibrated on
+/// `calibration`.
+fn mixed_quantization(graph: &Graph, calibration: &Split) -> Quantization {
+    let fused = FusedGraph::from_graph(graph);
+    let r = ranges(graph, &fused, calibration);
+    let cycle = [8u32, 4, 2];
+    Quantization {
+        layers: fused
+            .weighted_layers()
+            .enumerate()
+            .map(|(i, (_, l))| LayerBits {
+                layer: l.name.clone(),
+                weight_bits: cycle[i % 3],
+            })
+            .collect(),
+        buffers: fused
+            .tensors
+            .iter()
+            .enumerate()
+            .map(|(b, t)| BufferQuant {
+                buffer: t.name.clone(),
+                // The logits stay at 8 bit so that the predictions still differ.
+                bits: if b == fused.output {
+                    8
+                } else {
+                    cycle[(b + 1) % 3]
+                },
+                bound: r.bound[b].max(1e-3),
+                signed: r.signed[b],
+            })
+            .collect(),
+    }
+}
+
+fn hwc(split: &Split, i: usize) -> Vec<u8> {
+    let chw = split.image(i);
+    let hw = split.height * split.width;
+    (0..hw)
+        .flat_map(|p| (0..split.channels).map(move |c| chw[c * hw + p]))
+        .collect()
+}
+
+fn deploys_bit_exact(name: &str) {
+    let graph = fixture(name);
+    let calibration = random_images(&graph, 32, 1);
+    let quantization = mixed_quantization(&graph, &calibration);
+    let int_graph = integerize(&graph, &quantization).unwrap();
+    let bits: Vec<u32> = int_graph.tensors.iter().map(|t| t.bits).collect();
+    assert!(bits.contains(&2) && bits.contains(&4), "{bits:?}");
+    let project = generate(&int_graph);
+    let dir = temp(name);
+    for (file, content) in &project.files {
+        std::fs::write(dir.join(file), content).unwrap();
+    }
+    let test = random_images(&graph, 20, 2);
+    let images: Vec<Vec<u8>> = (0..test.len()).map(|i| hwc(&test, i)).collect();
+    let check = host_check(&int_graph, &project, &images, &dir).unwrap();
+    assert_eq!(
+        (check.exact, check.total),
+        (20, 20),
+        "{:?}\n{}",
+        check.first_mismatch,
+        check.stdout
+    );
+    // The golden model is not trivially constant: images give different outputs.
+    let outputs: Vec<Vec<i32>> = images
+        .iter()
+        .map(|im| golden::run(&int_graph, im)[int_graph.output].clone())
+        .collect();
+    assert!(outputs.iter().any(|o| *o != outputs[0]));
+}
+
+#[test]
+fn a_residual_network_deploys_bit_exact() {
+    let graph = fixture("torch_resnet.onnx");
+    assert!(graph.nodes.iter().any(|n| n.op.kind() == "add"));
+    deploys_bit_exact("torch_resnet.onnx");
+}
+
+#[test]
+fn a_depthwise_separable_network_deploys_bit_exact() {
+    deploys_bit_exact("torch_dscnn.onnx");
+}

@@ -808,7 +808,7 @@ fn run_main_flow(args: MainArgs) -> Result<()> {
     let report = run_main(&args.problem.inputs(progress), &settings)?;
     print!("{}", report.text);
     println!(
-        "wrote {}/ (report.md, tradeoff.csv, tradeoff.parquet, tradeoff.svg, tradeoff.png, chosen.json, the search's files, finetune/)",
+        "wrote {}/ (report.md, tradeoff.csv, tradeoff.parquet, tradeoff.svg, tradeoff.png, chosen.json, the search's files, finetune/, deploy/)",
         report.dir.display()
     );
     Ok(())

@@ -288,6 +288,9 @@ fn main_command_runs_the_whole_flow() {
         "uniform 4-bit",
         "uniform 8-bit, width",
         "(chosen)",
+        "chosen network deployed to",
+        "of 1000 images bit-exact at every layer",
+        "on QEMU virt: output equals the golden model's",
         "stages: train",
     ] {
         assert!(text.contains(row), "{row} missing from\n{text}");
@@ -305,6 +308,8 @@ fn main_command_runs_the_whole_flow() {
         "tradeoff.svg",
         "tradeoff.png",
         "chosen.json",
+        "deploy/network.c",
+        "deploy/network.elf",
     ] {
         assert!(dir.join(file).exists(), "{file} missing");
     }

@@ -1,9 +1,10 @@
 //! Deployment end to end on imported networks (a residual network and a depthwise-separable
 //! one) with mixed 2/4/8-bit precisions: integerize, generate C, build it with gcc and check
-//! every layer of every image against the integer golden model.
+//! every layer of every image against the integer golden model; build it for rv32imc and run it
+//! on QEMU.
 
-use qsearch::deploy::codegen::generate;
-use qsearch::deploy::verify::host_check;
+use qsearch::deploy::codegen::{generate, test_input_header};
+use qsearch::deploy::verify::{cross_check, host_check};
 use qsearch::deploy::{golden, integerize};
 use qsearch::graph::{FusedGraph, Graph, onnx};
 use qsearch::train::Split;
@@ -105,6 +106,11 @@ fn deploys_bit_exact(name: &str) {
         check.first_mismatch,
         check.stdout
     );
+    // The rv32imc build runs on QEMU and prints the golden model's output.
+    std::fs::write(dir.join("test_input.h"), test_input_header(&images[0])).unwrap();
+    let cross = cross_check(&int_graph, &images[0], &dir).unwrap();
+    assert!(cross.text > project.constant_bytes as u64);
+    assert_eq!(cross.emulated_exact, Some(true));
     // The golden model is not trivially constant: images give different outputs.
     let outputs: Vec<Vec<i32>> = images
         .iter()

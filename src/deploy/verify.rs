@@ -98,3 +98,99 @@ pub fn host_check(
         first_mismatch: mismatches.into_iter().flatten().next(),
     })
 }
+
+/// What the rv32imc bare-metal build showed.
+pub struct CrossCheck {
+    /// Section sizes of `network.elf` (network, test program and picolibc).
+    pub text: u64,
+    pub data: u64,
+    pub bss: u64,
+    /// Whether the emulator's output equals the golden model's (None without the emulator).
+    pub emulated_exact: Option<bool>,
+}
+
+/// Builds `network.elf` for rv32imc with picolibc in `dir` (whose `test_input.h` holds `image`),
+/// reads its section sizes, and runs it on QEMU when installed, comparing its output with the
+/// golden model's.
+pub fn cross_check(graph: &IntGraph, image: &[u8], dir: &Path) -> Result<CrossCheck, DeployError> {
+    fn missing(
+        tool: &'static str,
+        package: &'static str,
+    ) -> impl Fn(std::io::Error) -> DeployError {
+        move |e| {
+            DeployError::Build(format!(
+                "cannot run {tool} ({e}); install Debian's {package} (scripts/setup.sh does)"
+            ))
+        }
+    }
+    let build = Command::new("make")
+        .args(["-s", "-C"])
+        .arg(dir)
+        .arg("network.elf")
+        .output()
+        .map_err(missing("make", "make"))?;
+    if !build.status.success() {
+        return Err(DeployError::Build(format!(
+            "the rv32imc build in {} failed (it needs gcc-riscv64-unknown-elf and picolibc-riscv64-unknown-elf, which scripts/setup.sh installs):\n{}",
+            dir.display(),
+            String::from_utf8_lossy(&build.stderr)
+        )));
+    }
+    let size = Command::new("riscv64-unknown-elf-size")
+        .arg(dir.join("network.elf"))
+        .output()
+        .map_err(missing(
+            "riscv64-unknown-elf-size",
+            "binutils-riscv64-unknown-elf",
+        ))?;
+    let sizes: Vec<u64> = String::from_utf8_lossy(&size.stdout)
+        .lines()
+        .nth(1)
+        .unwrap_or("")
+        .split_whitespace()
+        .take(3)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let [text, data, bss] = sizes[..] else {
+        return Err(DeployError::Build(format!(
+            "riscv64-unknown-elf-size printed no sizes: {}",
+            String::from_utf8_lossy(&size.stdout)
+        )));
+    };
+    let emulated = Command::new("timeout")
+        .args([
+            "300",
+            "qemu-system-riscv32",
+            "-machine",
+            "virt",
+            "-cpu",
+            "rv32",
+            "-bios",
+            "none",
+        ])
+        .args(["-nographic", "-monitor", "none", "-serial", "none"])
+        .args(["-semihosting-config", "enable=on", "-kernel"])
+        .arg(dir.join("network.elf"))
+        .output()
+        .ok()
+        .filter(|out| out.status.code() != Some(127));
+    let emulated_exact = emulated.map(|out| {
+        let buffers = golden::run(graph, image);
+        let output = &graph.tensors[graph.output];
+        let expected: String = pack(&buffers[graph.output], output.bits)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        // QEMU writes the semihosting console to standard error.
+        let printed = [&out.stdout[..], &out.stderr[..]].concat();
+        String::from_utf8_lossy(&printed)
+            .lines()
+            .any(|line| line.trim() == expected)
+    });
+    Ok(CrossCheck {
+        text,
+        data,
+        bss,
+        emulated_exact,
+    })
+}

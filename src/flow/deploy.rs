@@ -4,8 +4,8 @@
 
 use super::FlowError;
 use crate::cost::CostTable;
-use crate::deploy::codegen::generate;
-use crate::deploy::verify::host_check;
+use crate::deploy::codegen::{generate, test_input_header};
+use crate::deploy::verify::{cross_check, host_check};
 use crate::deploy::{IntGraph, golden, integerize, load_finetuned, overflow_report};
 use crate::graph::{FusedGraph, Graph};
 use crate::platform::Platform;
@@ -144,8 +144,9 @@ pub fn deploy(
     for (name, content) in &project.files {
         write_text(&out.join(name), content)?;
     }
-    let verify = settings.verify_images.min(test.len());
+    let verify = settings.verify_images.min(test.len()).max(1);
     let images: Vec<Vec<u8>> = (0..verify).map(|i| hwc(test, i)).collect();
+    write_text(&out.join("test_input.h"), &test_input_header(&images[0]))?;
     let check = host_check(&int_graph, &project, &images, out)?;
     let _ = writeln!(
         text,
@@ -159,6 +160,20 @@ pub fn deploy(
     let _ = writeln!(
         text,
         "host build (gcc -std=c99 -O2 -Wall -Wextra -Werror): {bit_exact} of {verify} images bit-exact at every layer",
+    );
+
+    let cross = cross_check(&int_graph, &images[0], out)?;
+    let _ = writeln!(
+        text,
+        "rv32imc build (riscv64-unknown-elf-gcc -march=rv32imc -mabi=ilp32 -Os, picolibc): network.elf text {} B, data {} B, bss {} B; on QEMU virt: {}",
+        group_thousands(cross.text),
+        group_thousands(cross.data),
+        group_thousands(cross.bss),
+        match cross.emulated_exact {
+            Some(true) => "output equals the golden model's",
+            Some(false) => "OUTPUT DIFFERS from the golden model's",
+            None => "not run (qemu-system-riscv32 not installed)",
+        }
     );
 
     // Memory next to the cost model's figures.

@@ -3,8 +3,8 @@
 //! uniform 8 bit and against the 8-bit network scaled down until it fits the same budget.
 
 use super::{
-    FlowError, Inputs, Measure, Prepared, assignment_json, cached_model, finetune_assignment,
-    measured_sensitivity, model_hash, prepare_graph, search,
+    DeploySettings, FlowError, Inputs, Measure, Prepared, assignment_json, cached_model, deploy,
+    finetune_assignment, measured_sensitivity, model_hash, prepare_graph, search,
 };
 use crate::graph::{FusedGraph, Graph, zoo};
 use crate::objective::{Metric, Objective};
@@ -104,6 +104,9 @@ impl Stopwatch {
         self.stages.push((name.to_string(), seconds));
     }
 }
+
+/// Test images the chosen network's generated C must reproduce at every layer.
+const DEPLOY_VERIFY_IMAGES: usize = 1000;
 
 /// Calibration images of the main flow's sensitivity measurement.
 const MAIN_CALIBRATION_IMAGES: usize = 1000;
@@ -395,7 +398,49 @@ pub fn run_main(inputs: &Inputs, settings: &MainSettings) -> Result<MainReport, 
     }
     watch.lap("baseline");
 
-    let text = report_text(&prepared, &rows, winner, fp_accuracy, &watch.stages);
+    // 6. The chosen network as integer C code, verified against the golden model.
+    let deployed = deploy(
+        &finetune_dir(&dir, chosen),
+        &DeploySettings {
+            platform: inputs.platform.clone(),
+            data: settings.data.clone(),
+            verify_images: DEPLOY_VERIFY_IMAGES,
+            agreement_images: dataset.test.len(),
+            assignment: None,
+        },
+        &dir.join("deploy"),
+    )?;
+    let summary: String = deployed
+        .text
+        .lines()
+        .filter(|l| {
+            ["golden model vs", "host build", "rv32imc build", "memory:"]
+                .iter()
+                .any(|p| l.starts_with(p))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let (exact, of) = deployed.bit_exact;
+    if exact < of {
+        return Err(FlowError::Input(format!(
+            "the chosen network's generated C reproduced the golden model on only {exact} of {of} images; see {}",
+            deployed.dir.join("report.txt").display()
+        )));
+    }
+    watch.lap("deploy");
+    let deployment = format!(
+        "chosen network deployed to {}/:\n{summary}",
+        deployed.dir.display()
+    );
+
+    let text = report_text(
+        &prepared,
+        &rows,
+        winner,
+        fp_accuracy,
+        &deployment,
+        &watch.stages,
+    );
     write_text(&dir.join("report.md"), &text)?;
     let mut frame = rows_frame(&prepared, &rows).map_err(|e| FlowError::Input(e.to_string()))?;
     write_frame(&mut frame, &dir, "tradeoff")?;
@@ -426,6 +471,7 @@ fn report_text(
     rows: &[Row],
     winner: usize,
     fp: f64,
+    deployment: &str,
     stages: &[(String, f64)],
 ) -> String {
     let p = &prepared.problem;
@@ -495,6 +541,7 @@ fn report_text(
             .join(", ")
     );
     out += &t.render();
+    let _ = write!(out, "\n{deployment}");
     let _ = writeln!(
         out,
         "\nstages: {}",

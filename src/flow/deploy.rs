@@ -112,17 +112,24 @@ pub fn deploy(
     let n = settings.agreement_images.min(test.len());
     let net = fake_quantized(&graph, &quantization)?;
     let fake = predictions(&net, &test.take(n), 256, &training_device());
-    let golden: Vec<usize> = (0..n)
+    let golden: Vec<(usize, i32)> = (0..n)
         .into_par_iter()
         .map(|i| {
             let buffers = golden::run(&int_graph, &hwc(test, i));
-            golden::argmax(&buffers[int_graph.output])
+            let logits = &buffers[int_graph.output];
+            let best = golden::argmax(logits);
+            let runner_up = (0..logits.len())
+                .filter(|&j| j != best)
+                .map(|j| logits[j])
+                .max()
+                .unwrap_or(logits[best]);
+            (best, logits[best] - runner_up)
         })
         .collect();
-    let disagree: Vec<usize> = (0..n).filter(|&i| golden[i] as i64 != fake[i]).collect();
+    let disagree: Vec<usize> = (0..n).filter(|&i| golden[i].0 as i64 != fake[i]).collect();
     let agreement = 1.0 - disagree.len() as f64 / n.max(1) as f64;
     let correct = (0..n)
-        .filter(|&i| golden[i] == usize::from(test.labels[i]))
+        .filter(|&i| golden[i].0 == usize::from(test.labels[i]))
         .count();
     let _ = writeln!(
         text,
@@ -132,10 +139,23 @@ pub fn deploy(
         100.0 * correct as f64 / n.max(1) as f64
     );
     if !disagree.is_empty() {
+        let margins: Vec<i32> = disagree.iter().map(|&i| golden[i].1).collect();
+        let all: Vec<i32> = golden.iter().map(|g| g.1).collect();
+        let median = |v: &[i32]| {
+            let mut v = v.to_vec();
+            v.sort_unstable();
+            v[v.len() / 2]
+        };
         let _ = writeln!(
             text,
-            "  differing images (first 10): {:?}; each differs where a value lies within the requantization's rounding of a step boundary, which the float model and the integers round apart",
-            &disagree[..disagree.len().min(10)]
+            "  on those images the golden model's two largest logits are {} output steps apart (median {}; median over all images {}): near-ties, where the float model and the integers, which round the requantization differently, can pick either class",
+            if margins.len() <= 10 {
+                format!("{margins:?}")
+            } else {
+                format!("{:?}...", &margins[..10])
+            },
+            median(&margins),
+            median(&all)
         );
     }
 

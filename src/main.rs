@@ -8,7 +8,7 @@ use qsearch::cost::calibrate::{calibrate, read_measurements};
 use qsearch::flow::{
     CALIBRATION_IMAGES, DeploySettings, Inputs, Limits, MainSettings, Measure, check_fit,
     checkpoint_files, compare, deploy, finetune_file, load_checkpoint_model, measured_sensitivity,
-    prepare, run_main, search, train,
+    microbench, prepare, run_main, search, train,
 };
 use qsearch::graph::FusedGraph;
 use qsearch::graph::{load_model, onnx, zoo};
@@ -93,6 +93,9 @@ enum Command {
     /// (or local processes), resumable shards, merged results.
     #[command(subcommand)]
     Batch(BatchCommand),
+    /// Write the kernel microbenchmarks that `calibrate` reads; with --run, measure them on QEMU
+    /// and calibrate the platform.
+    Microbench(MicrobenchArgs),
     /// Integerize a fine-tuned network, generate its C project, build it on the host and verify
     /// it bit-exact against the integer golden model.
     Deploy(DeployArgs),
@@ -106,6 +109,24 @@ enum Command {
         #[arg(long)]
         show: Option<String>,
     },
+}
+
+#[derive(Args)]
+struct MicrobenchArgs {
+    /// The platform to calibrate (its parameters are the starting point).
+    #[arg(long, short, default_value = "rv32imc")]
+    platform: String,
+    /// Output folder: cases/ (one program each), measurements.csv, the fitted platform.
+    #[arg(long, short)]
+    output: PathBuf,
+    /// Build and run the programs on QEMU (rv32imc), calibrate on four fifths of the rows
+    /// and report the error on the held-out fifth.
+    #[arg(long)]
+    run: bool,
+    /// With --run: a fine-tuned network (folder of `qsearch finetune`) whose whole deployed
+    /// instruction count is compared with the calibrated model's prediction.
+    #[arg(long)]
+    network: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -575,6 +596,16 @@ fn run(cli: Cli) -> Result<()> {
         Some(Command::Inspect(args)) => run_inspect(args),
         Some(Command::Calibrate(args)) => run_calibrate(args),
         Some(Command::Batch(command)) => run_batch(command),
+        Some(Command::Microbench(args)) => {
+            let report = microbench(
+                &args.platform,
+                &args.output,
+                args.run,
+                args.network.as_deref(),
+            )?;
+            print!("{}", report.text);
+            Ok(())
+        }
         Some(Command::Deploy(args)) => {
             let settings = DeploySettings {
                 platform: args.platform,

@@ -19,6 +19,10 @@ pub const BUILT_IN: &[(&str, &str)] = &[
         "xpulpnn",
         include_str!("../search_spaces/platforms/xpulpnn.toml"),
     ),
+    (
+        "rv32imc",
+        include_str!("../search_spaces/platforms/rv32imc.toml"),
+    ),
 ];
 
 /// Kernel cost sets that platform files can name with `kernel_costs = "..."`.
@@ -30,6 +34,10 @@ pub const KERNEL_COSTS: &[(&str, &str)] = &[
     (
         "xpulpnn",
         include_str!("../search_spaces/platforms/kernels/xpulpnn.toml"),
+    ),
+    (
+        "portable",
+        include_str!("../search_spaces/platforms/kernels/portable.toml"),
     ),
 ];
 
@@ -221,10 +229,25 @@ impl KernelRules {
     }
 }
 
+/// The kernel library a cost set describes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KernelStyle {
+    /// PULP-NN / PULP-NN-mixed, as DORY calls them: im2col, 4x2 matmul blocks, cores in parallel.
+    #[default]
+    PulpNn,
+    /// The portable C kernels `qsearch deploy` generates: one core, a loop per output, tap and
+    /// input channel, no im2col.
+    Portable,
+}
+
 /// The refittable parameters of the latency model (see `cost::kernel` for how they combine).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CostParams {
+    /// Which kernels the parameters describe (how they combine into a call's cycles).
+    #[serde(default)]
+    pub style: KernelStyle,
     /// Cycles per instruction of the cluster cores (pipeline stalls, L1 bank conflicts): the
     /// instruction counts below are multiplied by it. Kept fixed by calibration, which refits
     /// the counts themselves.
@@ -254,12 +277,27 @@ pub struct CostParams {
     pub tile_overhead_cycles: Param,
     /// Per layer: cluster fork/join and argument set-up.
     pub layer_overhead_cycles: Param,
+    /// Portable kernels: per convolution output, the loop set-up, bias and group index.
+    #[serde(default = "absent")]
+    pub conv_output_cycles: Param,
+    /// Portable kernels: per convolution output and kernel row, the row's bounds check.
+    #[serde(default = "absent")]
+    pub conv_row_cycles: Param,
+}
+
+/// A parameter the kernel style does not use (zero: calibration leaves it alone).
+fn absent() -> Param {
+    Param {
+        value: 0.0,
+        source: "not used by these kernels".into(),
+    }
 }
 
 impl CostParams {
     /// Every parameter with a stable name (`table.key` for table entries), for calibration.
     pub fn entries_mut(&mut self) -> Vec<(String, &mut Param)> {
         let CostParams {
+            style: _,
             cycles_per_instruction: _,
             conv_cycles_per_mac,
             depthwise_cycles_per_mac,
@@ -273,6 +311,8 @@ impl CostParams {
             block_overhead_cycles,
             tile_overhead_cycles,
             layer_overhead_cycles,
+            conv_output_cycles,
+            conv_row_cycles,
         } = self;
         let mut out = Vec::new();
         for (name, table) in [
@@ -305,6 +345,8 @@ impl CostParams {
             ("block_overhead_cycles", block_overhead_cycles),
             ("tile_overhead_cycles", tile_overhead_cycles),
             ("layer_overhead_cycles", layer_overhead_cycles),
+            ("conv_output_cycles", conv_output_cycles),
+            ("conv_row_cycles", conv_row_cycles),
         ] {
             out.push((name.to_string(), p));
         }

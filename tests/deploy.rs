@@ -130,3 +130,19 @@ fn a_residual_network_deploys_bit_exact() {
 fn a_depthwise_separable_network_deploys_bit_exact() {
     deploys_bit_exact("torch_dscnn.onnx");
 }
+
+#[test]
+fn microbenchmarks_count_kernel_instructions_on_qemu() {
+    use qsearch::deploy::microbench::{case_graph, grid, run_on_qemu, write_bench};
+    let case = grid().into_iter().next().unwrap();
+    let dir = temp("microbench");
+    write_bench(&case_graph(&case, 0), &case.row(), &dir, 0).unwrap();
+    let row = run_on_qemu(&dir).unwrap();
+    assert!(row.starts_with(&case.row()), "{row}");
+    let count: f64 = row.rsplit(',').next().unwrap().parse().unwrap();
+    // At least a few instructions per multiply-accumulate (8x8x8 -> 16, 3x3, padded).
+    let macs = (16 * 8 * 8 * 8 * 9) as f64;
+    assert!(count > 3.0 * macs && count < 30.0 * macs, "{count}");
+    // -icount makes the count exact: a second run gives the same figure.
+    assert_eq!(run_on_qemu(&dir).unwrap(), row);
+}

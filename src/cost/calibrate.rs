@@ -2,16 +2,14 @@
 //!
 //! A measurement is one kernel call on data in L1. The kernel model is linear in the parameters,
 //! so each row's prediction is `sum_j phi_ij * theta_j`; the fit minimises the squared relative
-//! error over the parameters the rows exercise, log-parametrised so they stay positive, with a
-//! small pull towards the prior values so that parameters the data cannot tell apart stay put.
+//! error over the non-negative values of the parameters the rows exercise (non-negative least
+//! squares), with a small pull towards the prior values so that parameters the data cannot tell
+//! apart stay put.
 
 use super::kernel::{KernelCall, Precisions, call_cycles};
 use crate::graph::{LayerKind, Shape};
 use crate::platform::{CostParams, Platform};
 use crate::precision::Bits;
-use argmin::core::{CostFunction, Executor, Gradient};
-use argmin::solver::linesearch::MoreThuenteLineSearch;
-use argmin::solver::quasinewton::LBFGS;
 use std::path::Path;
 
 /// The columns of a measurements CSV, in the order `qsearch microbench` writes them.
@@ -33,7 +31,7 @@ const KERNELS: &[(&str, LayerKind)] = &[
     ("globalmaxpool", LayerKind::GlobalMaxPool),
 ];
 
-/// Pull of each log-parameter towards its prior, relative to the data term.
+/// Pull of each parameter towards its prior (relative deviation squared), against the data term.
 const PRIOR_WEIGHT: f64 = 1e-8;
 
 #[derive(Debug, thiserror::Error)]
@@ -51,8 +49,6 @@ pub enum CalibrationError {
     },
     #[error("{path}: {message}")]
     File { path: String, message: String },
-    #[error("the fit did not converge: {0}")]
-    Solver(String),
 }
 
 /// One measured kernel call.
@@ -295,55 +291,65 @@ pub fn mape(predicted: &[f64], rows: &[Measurement]) -> f64 {
     100.0 * total / rows.len() as f64
 }
 
-/// The least-squares problem in log-parameters `u`: `theta_j = prior_j * exp(u_j)`.
+/// The weighted least-squares problem: per row `(constant, [(free parameter, d cycles /
+/// d theta)])` and the measured cycles; errors are relative to the measurement.
 struct Problem {
-    /// Per row: `(constant, [(free parameter, d cycles / d theta)])` and the measured cycles.
     features: Vec<(f64, Vec<(usize, f64)>)>,
     measured: Vec<f64>,
     prior: Vec<f64>,
 }
 
+/// Coordinate sweeps of the fit; each is exact per coordinate, and the problem is small.
+const SWEEPS: usize = 20_000;
+
 impl Problem {
-    fn residuals(&self, u: &[f64]) -> Vec<f64> {
-        self.features
-            .iter()
-            .zip(&self.measured)
-            .map(|((c, phi), y)| {
-                let predicted = c + phi
-                    .iter()
-                    .map(|&(j, f)| f * self.prior[j] * u[j].exp())
-                    .sum::<f64>();
-                (predicted - y) / y
-            })
-            .collect()
-    }
-}
-
-impl CostFunction for Problem {
-    type Param = Vec<f64>;
-    type Output = f64;
-    fn cost(&self, u: &Vec<f64>) -> Result<f64, argmin::core::Error> {
-        let data: f64 = self.residuals(u).iter().map(|r| r * r).sum();
-        Ok(data + PRIOR_WEIGHT * u.iter().map(|x| x * x).sum::<f64>())
-    }
-}
-
-impl Gradient for Problem {
-    type Param = Vec<f64>;
-    type Gradient = Vec<f64>;
-    fn gradient(&self, u: &Vec<f64>) -> Result<Vec<f64>, argmin::core::Error> {
-        let mut g: Vec<f64> = u.iter().map(|x| 2.0 * PRIOR_WEIGHT * x).collect();
-        for ((r, (_, phi)), y) in self
-            .residuals(u)
-            .iter()
-            .zip(&self.features)
-            .zip(&self.measured)
-        {
+    /// The non-negative parameters minimising the squared relative errors plus a small pull
+    /// towards the priors: a convex quadratic, solved by cyclic coordinate descent with each
+    /// step exact and clipped at zero (non-negative least squares).
+    fn solve(&self) -> Vec<f64> {
+        let mut theta = self.prior.clone();
+        // Scaled rows: a_ij = phi_ij / y_i, and residuals r_i = (prediction_i - y_i) / y_i.
+        let mut columns: Vec<Vec<(usize, f64)>> = vec![Vec::new(); theta.len()];
+        let mut residual: Vec<f64> = Vec::with_capacity(self.measured.len());
+        for (i, ((c, phi), y)) in self.features.iter().zip(&self.measured).enumerate() {
+            let predicted = c + phi.iter().map(|&(j, f)| f * theta[j]).sum::<f64>();
+            residual.push((predicted - y) / y);
             for &(j, f) in phi {
-                g[j] += 2.0 * r * f * self.prior[j] * u[j].exp() / y;
+                columns[j].push((i, f / y));
             }
         }
-        Ok(g)
+        let curvature: Vec<f64> = columns
+            .iter()
+            .zip(&self.prior)
+            .map(|(col, p)| col.iter().map(|(_, a)| a * a).sum::<f64>() + PRIOR_WEIGHT / (p * p))
+            .collect();
+        for _ in 0..SWEEPS {
+            let mut largest_step = 0.0f64;
+            for j in 0..theta.len() {
+                if columns[j].is_empty() {
+                    continue;
+                }
+                let p = self.prior[j];
+                let gradient = columns[j]
+                    .iter()
+                    .map(|&(i, a)| a * residual[i])
+                    .sum::<f64>()
+                    + PRIOR_WEIGHT * (theta[j] - p) / (p * p);
+                let next = (theta[j] - gradient / curvature[j]).max(0.0);
+                let step = next - theta[j];
+                if step != 0.0 {
+                    for &(i, a) in &columns[j] {
+                        residual[i] += a * step;
+                    }
+                    theta[j] = next;
+                    largest_step = largest_step.max((step / p).abs());
+                }
+            }
+            if largest_step < 1e-12 {
+                break;
+            }
+        }
+        theta
     }
 }
 
@@ -398,24 +404,12 @@ pub fn calibrate(
         measured: rows.iter().map(|m| m.cycles).collect(),
         prior: prior.clone(),
     };
-    let solver = LBFGS::new(MoreThuenteLineSearch::new(), 10)
-        .with_tolerance_grad(1e-12)
-        .and_then(|s| s.with_tolerance_cost(1e-14))
-        .map_err(|e| CalibrationError::Solver(e.to_string()))?;
-    let result = Executor::new(problem, solver)
-        .configure(|state| state.param(vec![0.0; prior.len()]).max_iters(1000))
-        .run()
-        .map_err(|e| CalibrationError::Solver(e.to_string()))?;
-    let u = result
-        .state()
-        .best_param
-        .clone()
-        .ok_or_else(|| CalibrationError::Solver("no parameters returned".into()))?;
+    let theta = problem.solve();
 
     let mut fitted_cost = base.clone();
     for (j, (_, p)) in fitted_cost.entries_mut().into_iter().enumerate() {
         if free.contains(&j) {
-            p.value = prior[j] * u[j].exp();
+            p.value = theta[j];
         }
     }
     let after = predict(&fitted_cost, rows);

@@ -3,7 +3,7 @@
 //! See `docs/cost-model.md` for the formulas and their derivation.
 
 use crate::graph::{Layer, LayerKind, Shape};
-use crate::platform::CostParams;
+use crate::platform::{CostParams, KernelStyle};
 use crate::precision::Bits;
 
 /// Relative cost per MAC of the 1-channel x 2-pixel leftover kernel against the 4x2 kernel:
@@ -66,6 +66,9 @@ fn kernel_instructions(p: &CostParams, cores: usize, call: &KernelCall, bits: Pr
     let [kh, kw] = call.kernel;
     let per_core = |n: usize| n.div_ceil(cores) as f64;
     let requant = p.requant_cycles_per_output.get(y);
+    if p.style == KernelStyle::Portable {
+        return portable_instructions(p, call, bits);
+    }
     match call.kind {
         // DORY calls PULP-NN's row-parallel convolution (`pulp_nn_conv_Ho_parallel`) and its
         // pixel-parallel pointwise kernel (`pulp_nn_pointwise_HoWo_parallel`).
@@ -101,6 +104,51 @@ fn kernel_instructions(p: &CostParams, cores: usize, call: &KernelCall, bits: Pr
             let elements = per_core(output.h * output.w) * output.c as f64;
             elements * (p.pool_cycles_per_element.get(x) + requant)
         }
+    }
+}
+
+/// Instructions of the portable C kernels of `qsearch deploy` (one core): per output, the
+/// requantization (and for convolutions the loop set-up and a bounds check per kernel row) and
+/// per kernel tap the bounds checks (`block_overhead_cycles`, also per pooling
+/// tap); per MAC two
+/// unpacking loads, a multiply and an add.
+fn portable_instructions(p: &CostParams, call: &KernelCall, bits: Precisions) -> f64 {
+    let (input, output) = (call.input, call.output);
+    let (w, x) = (bits.weight, bits.input);
+    let requant = p.requant_cycles_per_output.get(bits.output);
+    let taps = (call.kernel[0] * call.kernel[1]) as f64;
+    let outputs = output.elements() as f64;
+    match call.kind {
+        // Depthwise layers run the same loop with one channel per group: their per-MAC cost
+        // (one tap each) has its own parameters.
+        LayerKind::Conv | LayerKind::GroupedConv | LayerKind::Pointwise | LayerKind::Depthwise => {
+            let macs = outputs * taps * (input.c / call.groups) as f64;
+            let per_mac = if call.kind == LayerKind::Depthwise {
+                p.depthwise_cycles_per_mac.get(w, x)
+            } else {
+                p.conv_cycles_per_mac.get(w, x)
+            };
+            let per_output = p.conv_output_cycles.value
+                + call.kernel[0] as f64 * p.conv_row_cycles.value
+                + taps * p.block_overhead_cycles.value;
+            outputs * (requant + per_output) + macs * per_mac
+        }
+        LayerKind::Linear => {
+            outputs * (requant + input.elements() as f64 * p.linear_cycles_per_mac.get(w, x))
+        }
+        LayerKind::Add => {
+            let add = &p.add_cycles_per_element;
+            outputs * (add.get(x) + add.get(bits.second) + requant)
+        }
+        // A pooling window walks its taps as a convolution does (bounds checks per tap).
+        LayerKind::MaxPool | LayerKind::AvgPool => {
+            let per_tap = p.block_overhead_cycles.value + p.pool_cycles_per_element.get(x);
+            outputs * (taps * per_tap + requant)
+        }
+        LayerKind::GlobalAvgPool | LayerKind::GlobalMaxPool => {
+            outputs * ((input.h * input.w) as f64 * p.pool_cycles_per_element.get(x) + requant)
+        }
+        LayerKind::Elementwise => outputs * (p.pool_cycles_per_element.get(x) + requant),
     }
 }
 

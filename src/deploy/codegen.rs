@@ -219,7 +219,7 @@ fn kernel(k: &KernelKey) -> String {
     match k.op {
         "conv" => format!(
             r#"
-static void {name}(const uint8_t *x, uint8_t *y, const uint8_t *w, const int32_t *bias,
+KERNEL void {name}(const uint8_t *x, uint8_t *y, const uint8_t *w, const int32_t *bias,
     const int32_t *k, int shift, int32_t lo, int32_t hi, const conv_shape *s)
 {{
     int oy, ox, oc, ky, kx, ic;
@@ -251,7 +251,7 @@ static void {name}(const uint8_t *x, uint8_t *y, const uint8_t *w, const int32_t
         ),
         "linear" => format!(
             r#"
-static void {name}(const uint8_t *x, uint8_t *y, const uint8_t *w, const int32_t *bias,
+KERNEL void {name}(const uint8_t *x, uint8_t *y, const uint8_t *w, const int32_t *bias,
     const int32_t *k, int shift, int32_t lo, int32_t hi, int32_t n_in, int32_t n_out)
 {{
     int32_t o, i;
@@ -273,7 +273,7 @@ static void {name}(const uint8_t *x, uint8_t *y, const uint8_t *w, const int32_t
             };
             format!(
                 r#"
-static void {name}(const uint8_t *x, uint8_t *y, int32_t k, int shift, int32_t lo, int32_t hi,
+KERNEL void {name}(const uint8_t *x, uint8_t *y, int32_t k, int shift, int32_t lo, int32_t hi,
     const conv_shape *s)
 {{
     int oy, ox, c, ky, kx;
@@ -308,7 +308,7 @@ static void {name}(const uint8_t *x, uint8_t *y, int32_t k, int shift, int32_t l
             };
             format!(
                 r#"
-static void {name}(const uint8_t *x, uint8_t *y, int32_t k, int shift, int32_t lo, int32_t hi,
+KERNEL void {name}(const uint8_t *x, uint8_t *y, int32_t k, int shift, int32_t lo, int32_t hi,
     int32_t pixels, int32_t channels)
 {{
     int32_t p, c;
@@ -328,7 +328,7 @@ static void {name}(const uint8_t *x, uint8_t *y, int32_t k, int shift, int32_t l
             let (bb, bs) = (k.other.0, k.other.1 as u8);
             format!(
                 r#"
-static void {name}(const uint8_t *a, const uint8_t *b, uint8_t *y, int32_t ka, int32_t kb,
+KERNEL void {name}(const uint8_t *a, const uint8_t *b, uint8_t *y, int32_t ka, int32_t kb,
     int shift, int32_t lo, int32_t hi, int32_t n)
 {{
     int32_t i;
@@ -451,6 +451,7 @@ pub fn generate(graph: &IntGraph) -> Project {
         let r = &layer.requant;
         let _ = writeln!(calls, "    /* {} */", layer.name);
         let _ = writeln!(calls, "    memset({y}, 0, {});", plan.sizes[layer.output]);
+        let _ = writeln!(calls, "    LAYER_START({l});");
         match &layer.op {
             IntOp::Conv {
                 weights,
@@ -551,7 +552,7 @@ pub fn generate(graph: &IntGraph) -> Project {
 #define NETWORK_H
 #include <stdint.h>
 
-#define NETWORK_INPUT_BYTES {in_bytes}   /* u8 pixels, HWC {ic}x{ih}x{iw} (C x H x W) */
+#define NETWORK_INPUT_BYTES {in_bytes}   /* packed input, HWC {ic}x{ih}x{iw} (C x H x W) */
 #define NETWORK_OUTPUT_VALUES {out_values}
 #define NETWORK_OUTPUT_BITS {out_bits}
 #define NETWORK_OUTPUT_SIGNED {out_signed}
@@ -559,7 +560,7 @@ pub fn generate(graph: &IntGraph) -> Project {
 #define NETWORK_LAYERS {layers}
 #define NETWORK_ARENA_BYTES {arena}
 
-/* Called after every layer with its packed output (define NETWORK_TRACE to enable). */
+/* Called with -1 - l before layer l computes, and with l and its packed output after. */
 typedef void (*network_trace_fn)(int layer, const uint8_t *output, uint32_t bytes);
 
 extern const char *const network_layer_names[NETWORK_LAYERS];
@@ -570,7 +571,7 @@ void network_run(const uint8_t *input, uint8_t *output, network_trace_fn trace);
 
 #endif
 "#,
-        in_bytes = packed_bytes(input.shape.elements() as usize, 8),
+        in_bytes = plan.sizes[graph.input],
         ic = input.shape.c,
         ih = input.shape.h,
         iw = input.shape.w,
@@ -596,6 +597,17 @@ static uint8_t arena[{arena_alloc}];
 const char *const network_layer_names[NETWORK_LAYERS] = {{{names}}};
 const uint32_t network_layer_bytes[NETWORK_LAYERS] = {{{sizes}}};
 
+/* Kernels are compiled once for every layer that calls them, never specialised to one layer's
+   constants, so that their cost is the one the microbenchmarks measure. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define KERNEL static __attribute__((noinline, noclone))
+#elif defined(__GNUC__)
+#define KERNEL static __attribute__((noinline))
+#else
+#define KERNEL static
+#endif
+
+#define LAYER_START(l) do {{ if (trace) trace(-1 - (l), 0, 0); }} while (0)
 #define LAYER_DONE(l, buffer, bytes) do {{ if (trace) trace((l), (buffer), (bytes)); }} while (0)
 {RUNTIME}"#,
         arena = plan.total,
@@ -648,6 +660,9 @@ static uint32_t checksums[NETWORK_LAYERS];
 static void trace(int layer, const uint8_t *output, uint32_t bytes)
 {
     uint32_t h = 2166136261u, i;
+    if (layer < 0) {
+        return;
+    }
     for (i = 0; i < bytes; i++) {
         h = (h ^ output[i]) * 16777619u;
     }

@@ -6,6 +6,7 @@
 pub mod codegen;
 pub mod golden;
 pub mod integerize;
+pub mod microbench;
 pub mod verify;
 
 pub use integerize::{IntGraph, IntLayer, IntOp, IntTensor, Requant, integerize};

@@ -15,11 +15,13 @@ use std::path::PathBuf;
 
 mod deploy;
 mod main_flow;
+mod microbench;
 mod search;
 mod train;
 
 pub use deploy::{DeployReport, DeploySettings, deploy};
 pub use main_flow::{Figures, MainReport, MainSettings, Row, run_main};
+pub use microbench::{MicrobenchReport, microbench};
 pub use search::{
     CompareReport, PolicySummary, SearchReport, assignment_json, candidates_frame, compare,
     deterministic, export_tables, search,

@@ -209,6 +209,15 @@ static inline int32_t requant(int64_t acc, int32_t k, int shift, int32_t lo, int
 }
 "#;
 
+/// The initial value and the step of a pooling kernel's reduction over its window.
+fn reduction(op: &str) -> (&'static str, &'static str) {
+    if op.ends_with("maxpool") {
+        ("INT32_MIN", "if (v > acc) acc = v;")
+    } else {
+        ("0", "acc += v;")
+    }
+}
+
 /// The C kernel for `k`.
 fn kernel(k: &KernelKey) -> String {
     let acc = if k.wide { "int64_t" } else { "int32_t" };
@@ -266,11 +275,7 @@ KERNEL void {name}(const uint8_t *x, uint8_t *y, const uint8_t *w, const int32_t
 "#
         ),
         "maxpool" | "avgpool" => {
-            let (init, step) = if k.op == "maxpool" {
-                ("INT32_MIN", "if (v > acc) acc = v;")
-            } else {
-                ("0", "acc += v;")
-            };
+            let (init, step) = reduction(k.op);
             format!(
                 r#"
 KERNEL void {name}(const uint8_t *x, uint8_t *y, int32_t k, int shift, int32_t lo, int32_t hi,
@@ -301,11 +306,7 @@ KERNEL void {name}(const uint8_t *x, uint8_t *y, int32_t k, int shift, int32_t l
             )
         }
         "globalavgpool" | "globalmaxpool" => {
-            let (init, step) = if k.op == "globalmaxpool" {
-                ("INT32_MIN", "if (v > acc) acc = v;")
-            } else {
-                ("0", "acc += v;")
-            };
+            let (init, step) = reduction(k.op);
             format!(
                 r#"
 KERNEL void {name}(const uint8_t *x, uint8_t *y, int32_t k, int shift, int32_t lo, int32_t hi,

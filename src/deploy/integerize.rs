@@ -201,6 +201,13 @@ pub fn integerize(graph: &Graph, quantization: &Quantization) -> Result<IntGraph
         let input = &tensors[layer.inputs[0]];
         let output = &tensors[layer.output];
         let (lo, hi) = clamp_range(output, layer.activation);
+        let requant = |(multiplier, shift): (Vec<i64>, u32)| Requant {
+            multiplier,
+            shift,
+            lo,
+            hi,
+        };
+        let x_max = i64::from(input.range().0.abs().max(input.range().1));
         let unsupported = || {
             DeployError::Input(format!(
                 "layer '{}' ({}) cannot be integerized: only convolutions, linear layers, \
@@ -249,7 +256,6 @@ pub fn integerize(graph: &Graph, quantization: &Quantization) -> Result<IntGraph
                     })
                     .collect();
                 let (k, shift) = multipliers(&ratios);
-                let x_max = i64::from(input.range().0.abs().max(input.range().1));
                 let acc_bound = q
                     .chunks(row)
                     .zip(&bias_q)
@@ -276,34 +282,15 @@ pub fn integerize(graph: &Graph, quantization: &Quantization) -> Result<IntGraph
                         weight_bits: bits,
                     },
                 };
-                (
-                    op,
-                    Requant {
-                        multiplier: k,
-                        shift,
-                        lo,
-                        hi,
-                    },
-                    acc_bound,
-                )
+                (op, requant((k, shift)), acc_bound)
             }
             LayerKind::MaxPool | LayerKind::GlobalMaxPool => {
                 let (k, shift) = multipliers(&[input.scale / output.scale]);
-                let x_max = i64::from(input.range().0.abs().max(input.range().1));
                 let op = match layer.window {
                     Some(w) if layer.kind == LayerKind::MaxPool => IntOp::MaxPool { window: w },
                     _ => IntOp::GlobalMaxPool,
                 };
-                (
-                    op,
-                    Requant {
-                        multiplier: k,
-                        shift,
-                        lo,
-                        hi,
-                    },
-                    x_max,
-                )
+                (op, requant((k, shift)), x_max)
             }
             LayerKind::AvgPool | LayerKind::GlobalAvgPool => {
                 let (window, count) = match layer.window {
@@ -313,21 +300,11 @@ pub fn integerize(graph: &Graph, quantization: &Quantization) -> Result<IntGraph
                     _ => (None, input.shape.h * input.shape.w),
                 };
                 let (k, shift) = multipliers(&[input.scale / (count as f64 * output.scale)]);
-                let x_max = i64::from(input.range().0.abs().max(input.range().1));
                 let op = match window {
                     Some(window) => IntOp::AvgPool { window },
                     None => IntOp::GlobalAvgPool,
                 };
-                (
-                    op,
-                    Requant {
-                        multiplier: k,
-                        shift,
-                        lo,
-                        hi,
-                    },
-                    x_max * count as i64,
-                )
+                (op, requant((k, shift)), x_max * count as i64)
             }
             LayerKind::Add => {
                 let other = &tensors[layer.inputs[1]];
@@ -340,12 +317,7 @@ pub fn integerize(graph: &Graph, quantization: &Quantization) -> Result<IntGraph
                     IntOp::Add {
                         input_multiplier: [k[0], k[1]],
                     },
-                    Requant {
-                        multiplier: vec![1],
-                        shift,
-                        lo,
-                        hi,
-                    },
+                    requant((vec![1], shift)),
                     acc,
                 )
             }

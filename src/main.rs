@@ -6,9 +6,9 @@ use clap::{Args, Parser, Subcommand};
 use qsearch::batch;
 use qsearch::cost::calibrate::{calibrate, read_measurements};
 use qsearch::flow::{
-    CALIBRATION_IMAGES, DeploySettings, Inputs, Limits, MainSettings, Measure, check_fit,
-    checkpoint_files, compare, deploy, finetune_file, load_checkpoint_model, measured_sensitivity,
-    microbench, prepare, run_main, search, train,
+    CALIBRATION_IMAGES, DeploySettings, Inputs, Limits, MAIN_CALIBRATION_IMAGES, MainSettings,
+    Measure, check_fit, checkpoint_files, compare, deploy, finetune_file, load_checkpoint_model,
+    measured_sensitivity, microbench, prepare, run_main, search, train,
 };
 use qsearch::graph::FusedGraph;
 use qsearch::graph::{load_model, onnx, zoo};
@@ -370,6 +370,10 @@ struct ScheduleArgs {
     /// Train on the first N training images only.
     #[arg(long)]
     limit: Option<usize>,
+    /// Keep the last N training images out of training, for a held-out sensitivity measurement
+    /// (`qsearch sensitivity --checkpoint` measures on the last images of the training split).
+    #[arg(long, default_value_t = 0)]
+    holdout: usize,
     /// Continue the checkpoint in the output folder.
     #[arg(long)]
     resume: bool,
@@ -426,6 +430,7 @@ impl ScheduleArgs {
             final_learning_rate: lr / 20.0,
             seed: self.seed,
             limit: self.limit,
+            holdout: self.holdout,
             distill,
             ..TrainConfig::default()
         }
@@ -819,6 +824,7 @@ fn run_main_flow(args: MainArgs) -> Result<()> {
             epochs: args.epochs,
             seed: args.policy_args.seed,
             limit: args.train_images,
+            holdout: MAIN_CALIBRATION_IMAGES,
             ..TrainConfig::default()
         },
         finetune: TrainConfig {
@@ -827,6 +833,7 @@ fn run_main_flow(args: MainArgs) -> Result<()> {
             final_learning_rate: 2.5e-5,
             seed: args.policy_args.seed,
             limit: Some(args.finetune_images),
+            holdout: MAIN_CALIBRATION_IMAGES,
             distill: 0.5,
             ..TrainConfig::default()
         },

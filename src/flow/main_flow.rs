@@ -108,8 +108,9 @@ impl Stopwatch {
 /// Test images the chosen network's generated C must reproduce at every layer.
 const DEPLOY_VERIFY_IMAGES: usize = 1000;
 
-/// Calibration images of the main flow's sensitivity measurement.
-const MAIN_CALIBRATION_IMAGES: usize = 1000;
+/// Calibration images of the main flow's sensitivity measurement: the last ones of the training
+/// split, which the main flow keeps out of training (`TrainConfig::holdout`).
+pub const MAIN_CALIBRATION_IMAGES: usize = 1000;
 
 /// The measured accuracy-drop table of a trained network, cached by the network's fingerprint.
 fn measured(

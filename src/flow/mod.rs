@@ -20,7 +20,7 @@ mod search;
 mod train;
 
 pub use deploy::{DeployReport, DeploySettings, deploy};
-pub use main_flow::{Figures, MainReport, MainSettings, Row, run_main};
+pub use main_flow::{Figures, MAIN_CALIBRATION_IMAGES, MainReport, MainSettings, Row, run_main};
 pub use microbench::{MicrobenchReport, microbench};
 pub use search::{
     CompareReport, PolicySummary, SearchReport, assignment_json, candidates_frame, compare,

@@ -167,8 +167,8 @@ pub fn finetune_assignment(
     )?)
 }
 
-/// Calibration images for measured sensitivity: the last ones of the training split (training
-/// saw them too, but the measurement compares quantizations of one trained network).
+/// Calibration images for measured sensitivity: the last ones of the training split, held out
+/// of training when the network was trained with `--holdout` at least as large.
 pub const CALIBRATION_IMAGES: usize = 2000;
 
 /// Which measured table to build.

@@ -26,6 +26,10 @@ pub struct TrainConfig {
     pub seed: u64,
     /// Train on the first N training examples only (quick runs and tests).
     pub limit: Option<usize>,
+    /// Keep the last N training examples out of training: the held-out calibration split of
+    /// measured sensitivity.
+    #[serde(default)]
+    pub holdout: usize,
     /// Weight of the distillation term (KL divergence to the teacher's softened outputs).
     pub distill: f64,
     /// Temperature of the distillation.
@@ -41,6 +45,7 @@ impl Default for TrainConfig {
             final_learning_rate: 1e-4,
             seed: 0,
             limit: None,
+            holdout: 0,
             distill: 0.0,
             temperature: 4.0,
         }
@@ -247,9 +252,10 @@ pub fn fit_until(
     stop_after: usize,
 ) -> Result<(GraphNet, TrainState), TrainError> {
     let device = training_device();
+    let (kept, _) = data.train.split_off(config.holdout);
     let train = match config.limit {
-        Some(n) => data.train.take(n),
-        None => data.train.clone(),
+        Some(n) => kept.take(n),
+        None => kept,
     };
     if train.is_empty() {
         return Err(TrainError::Config("the training split is empty".into()));

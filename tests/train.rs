@@ -265,3 +265,28 @@ fn quantized_models_fine_tune() {
     );
     assert!(tuned.quantization.buffers.iter().all(|b| b.bound > 0.0));
 }
+
+#[test]
+fn held_out_images_stay_out_of_training() {
+    let dataset = small_data();
+    let graph = zoo::build("fashion-cnn:width=0.5").unwrap();
+    let net = GraphNet::new(&graph, &training_device());
+    // Holding out the whole (1024-image) training split leaves nothing to train on.
+    let config = TrainConfig {
+        epochs: 1,
+        holdout: 1024,
+        ..TrainConfig::default()
+    };
+    let err = fit(
+        net,
+        None,
+        &dataset,
+        &config,
+        &Checkpoint::new(&temp("holdout")),
+        None,
+    )
+    .err()
+    .expect("nothing to train on")
+    .to_string();
+    assert!(err.contains("the training split is empty"), "{err}");
+}

@@ -285,8 +285,7 @@ fn held_out_images_stay_out_of_training() {
         &Checkpoint::new(&temp("holdout")),
         None,
     )
-    .err()
-    .expect("nothing to train on")
+    .expect_err("nothing to train on")
     .to_string();
     assert!(err.contains("the training split is empty"), "{err}");
 }

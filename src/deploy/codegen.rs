@@ -136,25 +136,13 @@ impl KernelKey {
     }
 }
 
-fn op_name(op: &IntOp) -> &'static str {
-    match op {
-        IntOp::Conv { .. } => "conv",
-        IntOp::Linear { .. } => "linear",
-        IntOp::MaxPool { .. } => "maxpool",
-        IntOp::AvgPool { .. } => "avgpool",
-        IntOp::GlobalAvgPool => "globalavgpool",
-        IntOp::GlobalMaxPool => "globalmaxpool",
-        IntOp::Add { .. } => "add",
-    }
-}
-
 fn key(graph: &IntGraph, layer: &IntLayer) -> KernelKey {
     let t = |i: usize| {
         let t: &IntTensor = &graph.tensors[i];
         (t.bits, t.signed)
     };
     KernelKey {
-        op: op_name(&layer.op),
+        op: layer.op.name(),
         weight_bits: match &layer.op {
             IntOp::Conv { weight_bits, .. } | IntOp::Linear { weight_bits, .. } => *weight_bits,
             _ => 0,

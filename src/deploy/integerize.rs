@@ -82,6 +82,20 @@ pub enum IntOp {
     },
 }
 
+impl IntOp {
+    pub fn name(&self) -> &'static str {
+        match self {
+            IntOp::Conv { .. } => "conv",
+            IntOp::Linear { .. } => "linear",
+            IntOp::MaxPool { .. } => "maxpool",
+            IntOp::AvgPool { .. } => "avgpool",
+            IntOp::GlobalAvgPool => "globalavgpool",
+            IntOp::GlobalMaxPool => "globalmaxpool",
+            IntOp::Add { .. } => "add",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct IntLayer {
     pub name: String,

@@ -77,22 +77,13 @@ pub fn overflow_report(graph: &IntGraph) -> String {
             }
             _ => "-".into(),
         };
-        let op = match &l.op {
-            IntOp::Conv { .. } => "conv",
-            IntOp::Linear { .. } => "linear",
-            IntOp::MaxPool { .. } => "maxpool",
-            IntOp::AvgPool { .. } => "avgpool",
-            IntOp::GlobalAvgPool => "globalavgpool",
-            IntOp::GlobalMaxPool => "globalmaxpool",
-            IntOp::Add { .. } => "add",
-        };
         let bits = |t: usize| {
             let t = &graph.tensors[t];
             format!("{}{}", if t.signed { "s" } else { "u" }, t.bits)
         };
         t.row(vec![
             l.name.clone(),
-            op.into(),
+            l.op.name().into(),
             w,
             bits(l.inputs[0]),
             bits(l.output),

@@ -139,21 +139,15 @@ impl Sensitivity {
             })
             .collect();
 
-        let index: HashMap<&str, usize> = folded
-            .tensors
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.name.as_str(), i))
-            .collect();
+        let tensor_of = fused.tensors_in(&folded);
         let runs: Vec<Vec<Vec<f32>>> = inputs
             .par_iter()
             .map(|x| eval::run(&folded, x))
             .collect::<Result<_, _>>()?;
-        let activations = fused
-            .tensors
+        let activations = tensor_of
             .iter()
-            .map(|buffer| {
-                let Some(&t) = index.get(buffer.values_of.as_str()) else {
+            .map(|&tensor| {
+                let Some(t) = tensor else {
                     return [0.0; 3];
                 };
                 let mut stats = Stats {

@@ -76,14 +76,6 @@ fn mixed_quantization(graph: &Graph, calibration: &Split) -> Quantization {
     }
 }
 
-fn hwc(split: &Split, i: usize) -> Vec<u8> {
-    let chw = split.image(i);
-    let hw = split.height * split.width;
-    (0..hw)
-        .flat_map(|p| (0..split.channels).map(move |c| chw[c * hw + p]))
-        .collect()
-}
-
 fn deploys_bit_exact(name: &str) {
     let graph = fixture(name);
     let calibration = random_images(&graph, 32, 1);
@@ -97,7 +89,7 @@ fn deploys_bit_exact(name: &str) {
         std::fs::write(dir.join(file), content).unwrap();
     }
     let test = random_images(&graph, 20, 2);
-    let images: Vec<Vec<u8>> = (0..test.len()).map(|i| hwc(&test, i)).collect();
+    let images: Vec<Vec<u8>> = (0..test.len()).map(|i| test.image_hwc(i)).collect();
     let check = host_check(&int_graph, &project, &images, &dir).unwrap();
     assert_eq!(
         (check.exact, check.total),

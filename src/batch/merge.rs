@@ -127,11 +127,11 @@ fn mean_sd(values: &[f64]) -> (f64, f64) {
 }
 
 /// The problem a task solves (everything but the policy and seed).
-fn problem_key(t: &Task) -> (String, String, String, &'static str, u64) {
+fn problem_key(t: &Task) -> (&str, &str, &str, &'static str, u64) {
     (
-        t.model.clone(),
-        t.platform.clone(),
-        t.objective.clone(),
+        &t.model,
+        &t.platform,
+        &t.objective,
         t.limit.name(),
         t.budget_bytes,
     )
@@ -202,15 +202,17 @@ pub fn merge(dir: &Path) -> Result<Merged, BatchError> {
 /// Per problem and policy, over the seeds: runs, feasible runs, best objective and hypervolume
 /// (mean, standard deviation), wall time (mean).
 fn summarise(plan: &Plan, results: &[TaskResult]) -> Result<(DataFrame, String), PolarsError> {
+    // Groups in the order of their first task.
     let mut groups: Vec<(&Task, Vec<usize>)> = Vec::new();
+    let mut group_of = std::collections::HashMap::new();
     for t in &plan.tasks {
-        let same = |g: &&mut (&Task, Vec<usize>)| {
-            problem_key(g.0) == problem_key(t) && g.0.policy == t.policy
-        };
-        match groups.iter_mut().find(same) {
-            Some(g) => g.1.push(t.task),
-            None => groups.push((t, vec![t.task])),
-        }
+        let g = *group_of
+            .entry((problem_key(t), t.policy.as_str()))
+            .or_insert_with(|| {
+                groups.push((t, Vec::new()));
+                groups.len() - 1
+            });
+        groups[g].1.push(t.task);
     }
     let mut table = Table::new(&[
         "model<",

@@ -7,11 +7,11 @@
 use super::DeployError;
 use super::codegen::{generate, packed_bytes, test_input_header};
 use super::integerize::{IntGraph, IntLayer, IntOp, IntTensor, Requant};
+use super::verify::{io, make, run_qemu};
 use crate::cost::calibrate::COLUMNS;
 use crate::graph::{LayerKind, Padding, Shape, Window};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// One kernel call of the grid.
 #[derive(Clone, Debug, PartialEq)]
@@ -263,13 +263,6 @@ bench.elf: main_bench.c network.c network.h test_input.h case.h
 	$(RV32_CC) $(RV32_CFLAGS) -misa-spec=2.2 $(RV32_LIBC) -o $@ main_bench.c network.c $(RV32_MEMORY)
 "#;
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DeployError + '_ {
-    move |e| DeployError::Io {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    }
-}
-
 /// Writes the program counting `graph`'s kernel instructions into `dir`; `row` is printed first.
 pub fn write_bench(graph: &IntGraph, row: &str, dir: &Path, seed: u64) -> Result<(), DeployError> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
@@ -319,41 +312,26 @@ pub fn write_grid(dir: &Path) -> Result<Vec<(Case, PathBuf)>, DeployError> {
 /// Builds `bench.elf` in `dir` and runs it on QEMU (`-icount shift=0`: `minstret` counts
 /// instructions exactly); returns the printed CSV row.
 pub fn run_on_qemu(dir: &Path) -> Result<String, DeployError> {
-    let build = Command::new("make")
-        .args(["-s", "-C"])
-        .arg(dir)
-        .arg("bench.elf")
-        .output()
-        .map_err(io(dir))?;
-    if !build.status.success() {
-        return Err(DeployError::Build(format!(
-            "{}: the microbenchmark did not build (it needs gcc-riscv64-unknown-elf and picolibc-riscv64-unknown-elf, which scripts/setup.sh installs):\n{}",
-            dir.display(),
-            String::from_utf8_lossy(&build.stderr)
-        )));
-    }
-    let run = Command::new("timeout")
-        .args(["300", "qemu-system-riscv32", "-machine", "virt", "-cpu", "rv32", "-bios", "none"])
-        .args(["-nographic", "-monitor", "none", "-serial", "none", "-icount", "shift=0"])
-        .args(["-semihosting-config", "enable=on", "-kernel"])
-        .arg(dir.join("bench.elf"))
-        .output()
-        .map_err(|e| {
-            DeployError::Build(format!(
-                "cannot run qemu-system-riscv32 ({e}); install Debian's qemu-system-misc (scripts/setup.sh does)"
-            ))
-        })?;
-    let printed = [&run.stdout[..], &run.stderr[..]].concat();
-    String::from_utf8_lossy(&printed)
+    make(
+        dir,
+        Some("bench.elf"),
+        "the microbenchmark (it needs gcc-riscv64-unknown-elf and picolibc-riscv64-unknown-elf, which scripts/setup.sh installs)",
+    )?;
+    let printed = run_qemu(&dir.join("bench.elf"), true).ok_or_else(|| {
+        DeployError::Build(
+            "cannot run qemu-system-riscv32; install Debian's qemu-system-misc (scripts/setup.sh does)"
+                .into(),
+        )
+    })?;
+    printed
         .lines()
         .map(str::trim)
         .find(|l| l.split(',').count() == COLUMNS.len())
         .map(str::to_string)
         .ok_or_else(|| {
             DeployError::Build(format!(
-                "{}: QEMU printed no measurement: {}",
-                dir.display(),
-                String::from_utf8_lossy(&printed)
+                "{}: QEMU printed no measurement: {printed}",
+                dir.display()
             ))
         })
 }

@@ -19,11 +19,66 @@ pub struct HostCheck {
     pub first_mismatch: Option<String>,
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DeployError + '_ {
+pub(super) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DeployError + '_ {
     move |e| DeployError::Io {
         path: path.display().to_string(),
         message: e.to_string(),
     }
+}
+
+/// Runs `make` in `dir` for `target` (the default one when `None`); `what` says what failed to
+/// build and what it needs.
+pub(super) fn make(dir: &Path, target: Option<&str>, what: &str) -> Result<(), DeployError> {
+    let build = Command::new("make")
+        .args(["-s", "-C"])
+        .arg(dir)
+        .args(target)
+        .output()
+        .map_err(|e| DeployError::Build(format!("cannot run make ({e}); install make and gcc")))?;
+    if !build.status.success() {
+        return Err(DeployError::Build(format!(
+            "{what} in {} did not build:\n{}",
+            dir.display(),
+            String::from_utf8_lossy(&build.stderr)
+        )));
+    }
+    Ok(())
+}
+
+/// What an rv32 program printed on QEMU's virt machine (semihosting; QEMU writes the console
+/// to standard error), with `-icount shift=0` when `count_instructions` (exact `minstret`).
+/// `None` when QEMU is not installed.
+pub(super) fn run_qemu(elf: &Path, count_instructions: bool) -> Option<String> {
+    let out = Command::new("timeout")
+        .args([
+            "300",
+            "qemu-system-riscv32",
+            "-machine",
+            "virt",
+            "-cpu",
+            "rv32",
+        ])
+        .args([
+            "-bios",
+            "none",
+            "-nographic",
+            "-monitor",
+            "none",
+            "-serial",
+            "none",
+        ])
+        .args(
+            count_instructions
+                .then_some(["-icount", "shift=0"])
+                .into_iter()
+                .flatten(),
+        )
+        .args(["-semihosting-config", "enable=on", "-kernel"])
+        .arg(elf)
+        .output()
+        .ok()
+        .filter(|out| out.status.code() != Some(127))?;
+    Some(String::from_utf8_lossy(&[&out.stdout[..], &out.stderr[..]].concat()).into_owned())
 }
 
 /// Builds the project written in `dir` (`make`), runs it on `images` (bytes, HWC) and compares.
@@ -33,18 +88,7 @@ pub fn host_check(
     images: &[Vec<u8>],
     dir: &Path,
 ) -> Result<HostCheck, DeployError> {
-    let build = Command::new("make")
-        .args(["-s", "-C"])
-        .arg(dir)
-        .output()
-        .map_err(|e| DeployError::Build(format!("cannot run make ({e}); install make and gcc")))?;
-    if !build.status.success() {
-        return Err(DeployError::Build(format!(
-            "the generated C in {} did not build:\n{}",
-            dir.display(),
-            String::from_utf8_lossy(&build.stderr)
-        )));
-    }
+    make(dir, None, "the generated C")?;
     let inputs = dir.join("inputs.bin");
     let outputs = dir.join("outputs.bin");
     crate::results::write_atomic(&inputs, &images.concat()).map_err(io(&inputs))?;
@@ -113,36 +157,19 @@ pub struct CrossCheck {
 /// reads its section sizes, and runs it on QEMU when installed, comparing its output with the
 /// golden model's.
 pub fn cross_check(graph: &IntGraph, image: &[u8], dir: &Path) -> Result<CrossCheck, DeployError> {
-    fn missing(
-        tool: &'static str,
-        package: &'static str,
-    ) -> impl Fn(std::io::Error) -> DeployError {
-        move |e| {
-            DeployError::Build(format!(
-                "cannot run {tool} ({e}); install Debian's {package} (scripts/setup.sh does)"
-            ))
-        }
-    }
-    let build = Command::new("make")
-        .args(["-s", "-C"])
-        .arg(dir)
-        .arg("network.elf")
-        .output()
-        .map_err(missing("make", "make"))?;
-    if !build.status.success() {
-        return Err(DeployError::Build(format!(
-            "the rv32imc build in {} failed (it needs gcc-riscv64-unknown-elf and picolibc-riscv64-unknown-elf, which scripts/setup.sh installs):\n{}",
-            dir.display(),
-            String::from_utf8_lossy(&build.stderr)
-        )));
-    }
+    make(
+        dir,
+        Some("network.elf"),
+        "the rv32imc build (it needs gcc-riscv64-unknown-elf and picolibc-riscv64-unknown-elf, which scripts/setup.sh installs)",
+    )?;
     let size = Command::new("riscv64-unknown-elf-size")
         .arg(dir.join("network.elf"))
         .output()
-        .map_err(missing(
-            "riscv64-unknown-elf-size",
-            "binutils-riscv64-unknown-elf",
-        ))?;
+        .map_err(|e| {
+            DeployError::Build(format!(
+                "cannot run riscv64-unknown-elf-size ({e}); install Debian's binutils-riscv64-unknown-elf (scripts/setup.sh does)"
+            ))
+        })?;
     let sizes: Vec<u64> = String::from_utf8_lossy(&size.stdout)
         .lines()
         .nth(1)
@@ -157,35 +184,14 @@ pub fn cross_check(graph: &IntGraph, image: &[u8], dir: &Path) -> Result<CrossCh
             String::from_utf8_lossy(&size.stdout)
         )));
     };
-    let emulated = Command::new("timeout")
-        .args([
-            "300",
-            "qemu-system-riscv32",
-            "-machine",
-            "virt",
-            "-cpu",
-            "rv32",
-            "-bios",
-            "none",
-        ])
-        .args(["-nographic", "-monitor", "none", "-serial", "none"])
-        .args(["-semihosting-config", "enable=on", "-kernel"])
-        .arg(dir.join("network.elf"))
-        .output()
-        .ok()
-        .filter(|out| out.status.code() != Some(127));
-    let emulated_exact = emulated.map(|out| {
+    let emulated_exact = run_qemu(&dir.join("network.elf"), false).map(|printed| {
         let buffers = golden::run(graph, image);
         let output = &graph.tensors[graph.output];
         let expected: String = pack(&buffers[graph.output], output.bits)
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        // QEMU writes the semihosting console to standard error.
-        let printed = [&out.stdout[..], &out.stderr[..]].concat();
-        String::from_utf8_lossy(&printed)
-            .lines()
-            .any(|line| line.trim() == expected)
+        printed.lines().any(|line| line.trim() == expected)
     });
     Ok(CrossCheck {
         text,

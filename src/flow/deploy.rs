@@ -11,7 +11,7 @@ use crate::graph::{FusedGraph, Graph};
 use crate::platform::Platform;
 use crate::precision::{Assignment, Bits};
 use crate::results::write_text;
-use crate::train::data::{self, Split};
+use crate::train::data;
 use crate::train::qat::Quantization;
 use crate::train::{GraphNet, QuantSpec, Ranges, predictions, training_device};
 use crate::units::group_thousands;
@@ -39,15 +39,6 @@ pub struct DeployReport {
     pub agreement: f64,
     /// Images whose every layer the C build reproduced exactly, of those checked.
     pub bit_exact: (usize, usize),
-}
-
-/// An image of `split` as bytes in HWC order.
-fn hwc(split: &Split, i: usize) -> Vec<u8> {
-    let chw = split.image(i);
-    let (c, hw) = (split.channels, split.height * split.width);
-    (0..hw)
-        .flat_map(|p| (0..c).map(move |ch| chw[ch * hw + p]))
-        .collect()
 }
 
 /// The fake-quantized model of the fine-tuned network, as the fine-tuning last ran it.
@@ -115,7 +106,7 @@ pub fn deploy(
     let golden: Vec<(usize, i32)> = (0..n)
         .into_par_iter()
         .map(|i| {
-            let buffers = golden::run(&int_graph, &hwc(test, i));
+            let buffers = golden::run(&int_graph, &test.image_hwc(i));
             let logits = &buffers[int_graph.output];
             let best = golden::argmax(logits);
             let runner_up = (0..logits.len())
@@ -165,7 +156,7 @@ pub fn deploy(
         write_text(&out.join(name), content)?;
     }
     let verify = settings.verify_images.min(test.len()).max(1);
-    let images: Vec<Vec<u8>> = (0..verify).map(|i| hwc(test, i)).collect();
+    let images: Vec<Vec<u8>> = (0..verify).map(|i| test.image_hwc(i)).collect();
     write_text(&out.join("test_input.h"), &test_input_header(&images[0]))?;
     let check = host_check(&int_graph, &project, &images, out)?;
     let _ = writeln!(

@@ -121,6 +121,21 @@ pub struct FusedGraph {
 }
 
 impl FusedGraph {
+    /// For each buffer, the tensor of `folded` (the graph this view was made from, batch norm
+    /// folded) holding its values.
+    pub fn tensors_in(&self, folded: &Graph) -> Vec<Option<usize>> {
+        let index: std::collections::HashMap<&str, usize> = folded
+            .tensors
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.name.as_str(), i))
+            .collect();
+        self.tensors
+            .iter()
+            .map(|b| index.get(b.values_of.as_str()).copied())
+            .collect()
+    }
+
     /// Folds, fuses and aliases `graph` into kernel calls.
     pub fn from_graph(graph: &Graph) -> FusedGraph {
         let graph = fold_for_analysis(graph);

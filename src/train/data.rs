@@ -54,6 +54,15 @@ impl Split {
         &self.images[i * n..(i + 1) * n]
     }
 
+    /// Image `i` in HWC order (channels innermost), the layout of the integer deployment.
+    pub fn image_hwc(&self, i: usize) -> Vec<u8> {
+        let chw = self.image(i);
+        let hw = self.height * self.width;
+        (0..hw)
+            .flat_map(|p| (0..self.channels).map(move |c| chw[c * hw + p]))
+            .collect()
+    }
+
     /// The images at `indices`, scaled to [0, 1], flattened, with their labels.
     pub fn batch(&self, indices: &[usize]) -> (Vec<f32>, Vec<i64>) {
         let mut x = Vec::with_capacity(indices.len() * self.image_len());

@@ -184,22 +184,6 @@ pub fn fake_quant_activation(
     clipped.clone() + (q - clipped).detach()
 }
 
-/// For each buffer of `fused`, the tensor of the batch-norm-folded graph `folded` holding its
-/// values (the models are built from the folded graph).
-fn folded_tensors(folded: &Graph, fused: &FusedGraph) -> Vec<Option<usize>> {
-    let index: HashMap<&str, usize> = folded
-        .tensors
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.name.as_str(), i))
-        .collect();
-    fused
-        .tensors
-        .iter()
-        .map(|b| index.get(b.values_of.as_str()).copied())
-        .collect()
-}
-
 impl GraphNet {
     /// A floating-point model of `graph` with its weights.
     pub fn new(graph: &Graph, device: &Device) -> GraphNet {
@@ -306,7 +290,7 @@ impl GraphNet {
             .enumerate()
             .map(|(i, n)| (n.name.as_str(), i))
             .collect();
-        let tensor_of = folded_tensors(&folded, fused);
+        let tensor_of = fused.tensors_in(&folded);
         for (l, layer) in fused.layers.iter().enumerate() {
             if !layer.kind.has_weights() {
                 continue;
@@ -484,7 +468,7 @@ impl GraphNet {
     /// The largest magnitude and the sign of every buffer of `fused` on `images` (this model
     /// must be the floating-point model of the batch-norm-folded graph).
     pub fn ranges(&self, graph: &Graph, fused: &FusedGraph, images: Tensor<4>) -> Ranges {
-        let tensor_of = folded_tensors(&fold_for_analysis(graph), fused);
+        let tensor_of = fused.tensors_in(&fold_for_analysis(graph));
         let values = self.valid().forward_all(images);
         let mut bound = Vec::new();
         let mut signed = Vec::new();
@@ -507,7 +491,8 @@ impl GraphNet {
 
     /// The learned PACT bound of each quantized buffer of `fused` (None for the input).
     pub fn bounds(&self, graph: &Graph, fused: &FusedGraph) -> Vec<Option<f32>> {
-        folded_tensors(&fold_for_analysis(graph), fused)
+        fused
+            .tensors_in(&fold_for_analysis(graph))
             .into_iter()
             .map(|t| {
                 let q = self.act_quant[t?]?;

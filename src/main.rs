@@ -150,6 +150,10 @@ struct DeployArgs {
     /// Test images on which the golden and fake-quantized models' predictions are compared.
     #[arg(long, default_value_t = 10_000)]
     agreement_images: usize,
+    /// Integer width of the requantization products: 64 (30-bit multipliers) or 32 (what
+    /// PULP-NN and DORY compute in; fewer multiplier bits).
+    #[arg(long, default_value_t = 64)]
+    requant_bits: u32,
     /// Output folder of the C project.
     #[arg(long, short)]
     output: PathBuf,
@@ -618,6 +622,7 @@ fn run(cli: Cli) -> Result<()> {
                 verify_images: args.verify_images,
                 agreement_images: args.agreement_images,
                 assignment: args.assignment,
+                requant_bits: args.requant_bits,
             };
             let report = deploy(&args.checkpoint, &settings, &args.output)?;
             print!("{}", report.text);

@@ -1,11 +1,13 @@
 //! Deployment end to end on imported networks (a residual network and a depthwise-separable
 //! one) with mixed 2/4/8-bit precisions: integerize, generate C, build it with gcc and check
-//! every layer of every image against the integer golden model; build it for rv32imc and run it
-//! on QEMU.
+//! every layer of every image against the integer golden model (portable C and the PULP path,
+//! emulated, tiled through a small L1); build it for rv32imc and run it
+//! on QEMU; export it for DORY and evaluate the export independently.
 
 use qsearch::deploy::codegen::{generate, test_input_header};
+use qsearch::deploy::pulp::{LayerTiling, PulpConfig};
 use qsearch::deploy::verify::{cross_check, host_check};
-use qsearch::deploy::{golden, integerize};
+use qsearch::deploy::{dory, golden, integerize};
 use qsearch::graph::{FusedGraph, Graph, onnx};
 use qsearch::train::Split;
 use qsearch::train::qat::{BufferQuant, LayerBits, Quantization, ranges};
@@ -76,28 +78,50 @@ fn mixed_quantization(graph: &Graph, calibration: &Split) -> Quantization {
     }
 }
 
-fn deploys_bit_exact(name: &str) {
+fn deploys_bit_exact(name: &str, requant_bits: u32) {
     let graph = fixture(name);
     let calibration = random_images(&graph, 32, 1);
     let quantization = mixed_quantization(&graph, &calibration);
-    let int_graph = integerize(&graph, &quantization).unwrap();
+    let int_graph = integerize(&graph, &quantization, requant_bits).unwrap();
+    assert!(
+        int_graph
+            .layers
+            .iter()
+            .all(|l| l.product_bound < 1i128 << (requant_bits - 1))
+    );
     let bits: Vec<u32> = int_graph.tensors.iter().map(|t| t.bits).collect();
     assert!(bits.contains(&2) && bits.contains(&4), "{bits:?}");
-    let project = generate(&int_graph);
+    // A small L1, so that the PULP path cuts layers into several tiles.
+    let pulp = PulpConfig {
+        cores: 8,
+        l1_bytes: 2000,
+    };
+    let project = generate(&int_graph, pulp);
+    let tiles = |t: &LayerTiling| match t {
+        LayerTiling::Rows { tiles, .. } | LayerTiling::Neurons { tiles, .. } => *tiles,
+        LayerTiling::L2 => 0,
+    };
+    assert!(
+        project.tiling.iter().any(|(_, t)| tiles(t) > 2),
+        "{:?}",
+        project.tiling
+    );
     let dir = temp(name);
     for (file, content) in &project.files {
         std::fs::write(dir.join(file), content).unwrap();
     }
     let test = random_images(&graph, 20, 2);
     let images: Vec<Vec<u8>> = (0..test.len()).map(|i| test.image_hwc(i)).collect();
-    let check = host_check(&int_graph, &project, &images, &dir).unwrap();
-    assert_eq!(
-        (check.exact, check.total),
-        (20, 20),
-        "{:?}\n{}",
-        check.first_mismatch,
-        check.stdout
-    );
+    for program in ["network", "network_pulp_emu"] {
+        let check = host_check(&int_graph, &project, &images, &dir, program).unwrap();
+        assert_eq!(
+            (check.exact, check.total),
+            (20, 20),
+            "{program}: {:?}\n{}",
+            check.first_mismatch,
+            check.stdout
+        );
+    }
     // The rv32imc build runs on QEMU and prints the golden model's output.
     std::fs::write(dir.join("test_input.h"), test_input_header(&images[0])).unwrap();
     let cross = cross_check(&int_graph, &images[0], &dir).unwrap();
@@ -109,18 +133,31 @@ fn deploys_bit_exact(name: &str) {
         .map(|im| golden::run(&int_graph, im)[int_graph.output].clone())
         .collect();
     assert!(outputs.iter().any(|o| *o != outputs[0]));
+    // The DORY export, read as integers by an independent evaluator, equals the golden model.
+    let export = dory::export(&int_graph).unwrap();
+    assert_eq!(export.wide_layers.is_empty(), requant_bits == 32);
+    let checked = dory::write_and_check(&int_graph, &export, &images, &dir.join("dory"))
+        .unwrap()
+        .expect("python3 with onnx (scripts/setup.sh installs python3-onnx)");
+    assert_eq!(
+        (checked.exact, checked.total),
+        (20, 20),
+        "{:?} {}",
+        checked.first_mismatch,
+        checked.summary
+    );
 }
 
 #[test]
 fn a_residual_network_deploys_bit_exact() {
     let graph = fixture("torch_resnet.onnx");
     assert!(graph.nodes.iter().any(|n| n.op.kind() == "add"));
-    deploys_bit_exact("torch_resnet.onnx");
+    deploys_bit_exact("torch_resnet.onnx", 32);
 }
 
 #[test]
 fn a_depthwise_separable_network_deploys_bit_exact() {
-    deploys_bit_exact("torch_dscnn.onnx");
+    deploys_bit_exact("torch_dscnn.onnx", 64);
 }
 
 #[test]

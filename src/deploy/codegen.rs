@@ -5,6 +5,7 @@
 //! (operation, precisions) combination the network uses.
 
 use super::integerize::{IntGraph, IntLayer, IntOp, IntTensor};
+use super::pulp::{self, LayerTiling, PulpConfig};
 use std::collections::BTreeSet;
 use std::fmt::Write;
 
@@ -102,6 +103,8 @@ pub fn plan_memory(graph: &IntGraph) -> MemoryPlan {
 pub struct Project {
     pub files: Vec<(String, String)>,
     pub plan: MemoryPlan,
+    /// How each layer runs on the PULP cluster (`-DQSEARCH_PULP`).
+    pub tiling: Vec<(String, LayerTiling)>,
     /// Bytes of constant data: packed weights, biases and requantization parameters.
     pub constant_bytes: usize,
 }
@@ -206,20 +209,57 @@ fn reduction(op: &str) -> (&'static str, &'static str) {
     }
 }
 
+/// The dot product of `n` packed weights and inputs a conv or linear kernel for `k` accumulates:
+/// scalar, or on the PULP path four lanes per XpulpV2 `sdotp` (their sum fits int32 even where
+/// the accumulator is int64).
+fn dot(k: &KernelKey) -> String {
+    let acc = if k.wide { "int64_t" } else { "int32_t" };
+    let (ib, is) = (k.input.0, k.input.1 as u8);
+    let wb = k.weight_bits;
+    let name = k.name();
+    let lanes = if k.input.1 {
+        format!("sdotsp4(lanes_s(x, xi + i, {ib}), lanes_s(w, wi + i, {wb})")
+    } else {
+        format!("sdotusp4(lanes_u(x, xi + i, {ib}), lanes_s(w, wi + i, {wb})")
+    };
+    let step = if k.wide {
+        format!("acc += {lanes}, 0);")
+    } else {
+        format!("acc = {lanes}, acc);")
+    };
+    format!(
+        r#"
+static inline {acc} {name}_dot(const uint8_t *w, int32_t wi, const uint8_t *x, int32_t xi,
+    int32_t n, {acc} acc)
+{{
+    int32_t i = 0;
+#ifdef QSEARCH_PULP
+    for (; i + 4 <= n; i += 4) {{
+        {step}
+    }}
+#endif
+    for (; i < n; i++) {{
+        acc += ({acc})ld(w, wi + i, {wb}, 1) * ld(x, xi + i, {ib}, {is});
+    }}
+    return acc;
+}}
+"#
+    )
+}
+
 /// The C kernel for `k`.
 fn kernel(k: &KernelKey) -> String {
     let acc = if k.wide { "int64_t" } else { "int32_t" };
     let (ib, is) = (k.input.0, k.input.1 as u8);
     let ob = k.output;
-    let wb = k.weight_bits;
     let name = k.name();
     match k.op {
         "conv" => format!(
-            r#"
+            r#"{dot}
 KERNEL void {name}(const uint8_t *x, uint8_t *y, const uint8_t *w, const int32_t *bias,
     const int32_t *k, int shift, int32_t lo, int32_t hi, const conv_shape *s)
 {{
-    int oy, ox, oc, ky, kx, ic;
+    int oy, ox, oc, ky, kx;
     int cin_g = s->in_c / s->groups, cout_g = s->out_c / s->groups;
     for (oy = 0; oy < s->out_h; oy++) {{
         for (ox = 0; ox < s->out_w; ox++) {{
@@ -234,9 +274,7 @@ KERNEL void {name}(const uint8_t *x, uint8_t *y, const uint8_t *w, const int32_t
                         int32_t wbase = ((oc * s->kernel_h + ky) * s->kernel_w + kx) * cin_g;
                         int32_t xbase = (iy * s->in_w + ix) * s->in_c + g * cin_g;
                         if (ix < 0 || ix >= s->in_w) continue;
-                        for (ic = 0; ic < cin_g; ic++) {{
-                            acc += ({acc})ld(w, wbase + ic, {wb}, 1) * ld(x, xbase + ic, {ib}, {is});
-                        }}
+                        acc = {name}_dot(w, wbase, x, xbase, cin_g, acc);
                     }}
                 }}
                 st(y, (oy * s->out_w + ox) * s->out_c + oc, {ob}, requant(acc, k[oc], shift, lo, hi));
@@ -244,23 +282,22 @@ KERNEL void {name}(const uint8_t *x, uint8_t *y, const uint8_t *w, const int32_t
         }}
     }}
 }}
-"#
+"#,
+            dot = dot(k)
         ),
         "linear" => format!(
-            r#"
+            r#"{dot}
 KERNEL void {name}(const uint8_t *x, uint8_t *y, const uint8_t *w, const int32_t *bias,
     const int32_t *k, int shift, int32_t lo, int32_t hi, int32_t n_in, int32_t n_out)
 {{
-    int32_t o, i;
+    int32_t o;
     for (o = 0; o < n_out; o++) {{
-        {acc} acc = bias[o];
-        for (i = 0; i < n_in; i++) {{
-            acc += ({acc})ld(w, o * n_in + i, {wb}, 1) * ld(x, i, {ib}, {is});
-        }}
+        {acc} acc = {name}_dot(w, o * n_in, x, 0, n_in, bias[o]);
         st(y, o, {ob}, requant(acc, k[o], shift, lo, hi));
     }}
 }}
-"#
+"#,
+            dot = dot(k)
         ),
         "maxpool" | "avgpool" => {
             let (init, step) = reduction(k.op);
@@ -421,10 +458,14 @@ fn shape_init(
     )
 }
 
-/// Generates the project: `network.h`, `network.c`, the host test program `main.c` and the
-/// host `Makefile`.
-pub fn generate(graph: &IntGraph) -> Project {
+/// Generates the project: `network.h`, `network.c` (portable, and the PULP path tiled for
+/// `pulp`), the host test program `main.c`, the bare-metal one `main_target.c`, the PULP one
+/// `main_pulp.c`, and the Makefiles.
+pub fn generate(graph: &IntGraph, pulp: PulpConfig) -> Project {
     let plan = plan_memory(graph);
+    let mut pulp_data = String::new();
+    let mut pulp_calls = String::new();
+    let mut tiling = Vec::new();
     let name = c_name(&graph.name);
     let mut keys: BTreeSet<KernelKey> = BTreeSet::new();
     let mut data = String::new();
@@ -438,6 +479,10 @@ pub fn generate(graph: &IntGraph) -> Project {
         let buf = |t: usize| format!("(arena + {})", plan.offsets[t]);
         let (x, y) = (buf(layer.inputs[0]), buf(layer.output));
         let r = &layer.requant;
+        let other = layer.inputs.get(1).map(|&t| buf(t)).unwrap_or_default();
+        let (data_p, call_p) = pulp::layer_call(graph, layer, pulp, &kname, &id, (&x, &y, &other));
+        pulp_data.push_str(&data_p);
+        tiling.push((layer.name.clone(), pulp::plan_layer(graph, layer, pulp)));
         let _ = writeln!(calls, "    /* {} */", layer.name);
         let _ = writeln!(calls, "    memset({y}, 0, {});", plan.sizes[layer.output]);
         let _ = writeln!(calls, "    LAYER_START({l});");
@@ -520,6 +565,11 @@ pub fn generate(graph: &IntGraph) -> Project {
             calls,
             "    LAYER_DONE({l}, {y}, {});",
             plan.sizes[layer.output]
+        );
+        let _ = writeln!(
+            pulp_calls,
+            "    memset({y}, 0, {});\n    LAYER_START({l});\n    {call_p}\n    LAYER_DONE({l}, {y}, {});",
+            plan.sizes[layer.output], plan.sizes[layer.output]
         );
     }
     let layers = graph.layers.len();
@@ -604,6 +654,12 @@ const uint32_t network_layer_bytes[NETWORK_LAYERS] = {{{sizes}}};
         names = names.join(", "),
         sizes = sizes.join(", "),
     );
+    let _ = write!(
+        source,
+        "\n#if defined(QSEARCH_PULP) && !defined(NUM_CORES)\n#define NUM_CORES {}\n#endif",
+        pulp.cores
+    );
+    source.push_str(pulp::LANES);
     for k in &keys {
         source.push_str(&kernel(k));
     }
@@ -612,12 +668,22 @@ const uint32_t network_layer_bytes[NETWORK_LAYERS] = {{{sizes}}};
     let _ = write!(
         source,
         r#"
+#ifdef QSEARCH_PULP
+#define L1_BYTES {l1}
+{runtime}
+{pulp_data}#endif
+
 void network_run(const uint8_t *input, uint8_t *output, network_trace_fn trace)
 {{
     memcpy(arena + {in_off}, input, NETWORK_INPUT_BYTES);
-{calls}    memcpy(output, arena + {out_off}, NETWORK_OUTPUT_BYTES);
+#ifdef QSEARCH_PULP
+{pulp_calls}#else
+{calls}#endif
+    memcpy(output, arena + {out_off}, NETWORK_OUTPUT_BYTES);
 }}
 "#,
+        l1 = pulp.l1_bytes,
+        runtime = pulp::RUNTIME,
         in_off = plan.offsets[graph.input],
         out_off = plan.offsets[graph.output],
     );
@@ -627,10 +693,14 @@ void network_run(const uint8_t *input, uint8_t *output, network_trace_fn trace)
         ("main.c".to_string(), HOST_MAIN.to_string()),
         ("main_target.c".to_string(), TARGET_MAIN.to_string()),
         ("Makefile".to_string(), MAKEFILE.to_string()),
+        ("pulp_target.h".to_string(), pulp::TARGET_HEADER.to_string()),
+        ("main_pulp.c".to_string(), pulp::MAIN.to_string()),
+        ("Makefile.pulp".to_string(), pulp::MAKEFILE.to_string()),
     ];
     Project {
         files,
         plan,
+        tiling,
         constant_bytes,
     }
 }
@@ -718,8 +788,9 @@ int main(void)
 }
 "#;
 
-/// Host build and test (`make`), the rv32imc bare-metal build with picolibc (`make network.elf`)
-/// and its run on QEMU's `virt` machine with semihosting (`make run-qemu`).
+/// Host build and test (`make`), the PULP path emulated on the host (`make network_pulp_emu`),
+/// the rv32imc bare-metal build with picolibc (`make network.elf`) and its run on QEMU's `virt`
+/// machine with semihosting (`make run-qemu`). `Makefile.pulp` builds for the PULP/GAP SDK.
 const MAKEFILE: &str = r#"# Builds of the generated network.
 CC ?= gcc
 CFLAGS ?= -std=c99 -O2 -Wall -Wextra -Werror -pedantic
@@ -734,6 +805,11 @@ RV32_MEMORY ?= -Wl,--defsym=__flash=0x80000000 -Wl,--defsym=__flash_size=0x40000
 network: main.c network.c network.h
 	$(CC) $(CFLAGS) -o $@ main.c network.c
 
+# The PULP path on the host: cluster fork, DMA and XpulpV2 dot products emulated in C.
+network_pulp_emu: main.c network.c network.h pulp_target.h
+	$(CC) -std=gnu99 -O2 -Wall -Wextra -Werror -DQSEARCH_PULP -DQSEARCH_PULP_EMULATED \
+		-o $@ main.c network.c
+
 network.elf: main_target.c network.c network.h test_input.h
 	$(RV32_CC) $(RV32_CFLAGS) $(RV32_LIBC) -o $@ main_target.c network.c $(RV32_MEMORY)
 
@@ -742,7 +818,7 @@ run-qemu: network.elf
 		-serial none -semihosting-config enable=on -kernel network.elf
 
 clean:
-	rm -f network network.elf
+	rm -f network network_pulp_emu network.elf
 "#;
 
 /// `test_input.h`: one image for the bare-metal test program.

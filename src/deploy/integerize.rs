@@ -151,23 +151,43 @@ pub fn quantize_weights(weight: &[f32], row: usize, bits: u32) -> (Vec<i8>, Vec<
     (q, scales)
 }
 
-/// `round(real * 2^shift)` for every ratio, with the shift that puts the largest in
-/// `[2^30, 2^31)` (at most 62 so products stay within int64 bounds checked later).
-fn multipliers(ratios: &[f64]) -> (Vec<i64>, u32) {
+/// `round(real * 2^shift)` for every ratio, with the largest shift (at most 62) that keeps the
+/// largest multiplier below 2^31 and the requantization product at the largest accumulator,
+/// `k * acc_bound + 2^(shift-1)`, below `2^(product_bits-1)`.
+fn multipliers(ratios: &[f64], acc_bound: i64, product_bits: u32) -> (Vec<i64>, u32) {
     let max = ratios.iter().fold(0.0f64, |m, r| m.max(r.abs()));
     let mut shift = 1u32;
     while shift < 62 && max * 2f64.powi(shift as i32 + 1) < 2f64.powi(MULTIPLIER_BITS as i32) {
         shift += 1;
     }
-    let k = ratios
-        .iter()
-        .map(|r| (r * 2f64.powi(shift as i32) + 0.5).floor() as i64)
-        .collect();
-    (k, shift)
+    loop {
+        let k: Vec<i64> = ratios
+            .iter()
+            .map(|r| (r * 2f64.powi(shift as i32) + 0.5).floor() as i64)
+            .collect();
+        let k_max = k.iter().map(|k| i128::from(k.abs())).max().unwrap_or(0);
+        let product = k_max * i128::from(acc_bound) + (1i128 << (shift - 1));
+        if shift == 1 || product < 1i128 << (product_bits - 1) {
+            return (k, shift);
+        }
+        shift -= 1;
+    }
 }
 
 /// The integer graph of the fine-tuned, batch-norm-folded network `graph` with `quantization`.
-pub fn integerize(graph: &Graph, quantization: &Quantization) -> Result<IntGraph, DeployError> {
+///
+/// `requant_bits` (32 or 64) is the integer width the requantization products must fit: 64 keeps
+/// 30-bit multipliers; 32 trades multiplier bits for PULP-NN's (and DORY's) 32-bit arithmetic.
+pub fn integerize(
+    graph: &Graph,
+    quantization: &Quantization,
+    requant_bits: u32,
+) -> Result<IntGraph, DeployError> {
+    if requant_bits != 32 && requant_bits != 64 {
+        return Err(DeployError::Input(format!(
+            "requantization width {requant_bits} bits: 32 or 64 are accepted"
+        )));
+    }
     let folded = fold_for_analysis(graph);
     let fused = FusedGraph::from_graph(&folded);
     let tensors = fused
@@ -269,7 +289,6 @@ pub fn integerize(graph: &Graph, quantization: &Quantization) -> Result<IntGraph
                         (f64::from(b) / (f64::from(s) * input.scale) + 0.5).floor() as i32
                     })
                     .collect();
-                let (k, shift) = multipliers(&ratios);
                 let acc_bound = q
                     .chunks(row)
                     .zip(&bias_q)
@@ -279,6 +298,7 @@ pub fn integerize(graph: &Graph, quantization: &Quantization) -> Result<IntGraph
                     })
                     .max()
                     .unwrap_or(0);
+                let (k, shift) = multipliers(&ratios, acc_bound, requant_bits);
                 let op = match &node.op {
                     Op::Conv(c) => {
                         q = chw_to_hwc_kernel(&q, rows, row, c.window);
@@ -299,7 +319,7 @@ pub fn integerize(graph: &Graph, quantization: &Quantization) -> Result<IntGraph
                 (op, requant((k, shift)), acc_bound)
             }
             LayerKind::MaxPool | LayerKind::GlobalMaxPool => {
-                let (k, shift) = multipliers(&[input.scale / output.scale]);
+                let (k, shift) = multipliers(&[input.scale / output.scale], x_max, requant_bits);
                 let op = match layer.window {
                     Some(w) if layer.kind == LayerKind::MaxPool => IntOp::MaxPool { window: w },
                     _ => IntOp::GlobalMaxPool,
@@ -313,20 +333,28 @@ pub fn integerize(graph: &Graph, quantization: &Quantization) -> Result<IntGraph
                     }
                     _ => (None, input.shape.h * input.shape.w),
                 };
-                let (k, shift) = multipliers(&[input.scale / (count as f64 * output.scale)]);
+                let acc_bound = x_max * count as i64;
+                let (k, shift) = multipliers(
+                    &[input.scale / (count as f64 * output.scale)],
+                    acc_bound,
+                    requant_bits,
+                );
                 let op = match window {
                     Some(window) => IntOp::AvgPool { window },
                     None => IntOp::GlobalAvgPool,
                 };
-                (op, requant((k, shift)), x_max * count as i64)
+                (op, requant((k, shift)), acc_bound)
             }
             LayerKind::Add => {
                 let other = &tensors[layer.inputs[1]];
-                let (k, shift) =
-                    multipliers(&[input.scale / output.scale, other.scale / output.scale]);
-                let bound =
-                    |t: &IntTensor, k: i64| i64::from(t.range().0.abs().max(t.range().1)) * k.abs();
-                let acc = bound(input, k[0]) + bound(other, k[1]);
+                let magnitude = |t: &IntTensor| i64::from(t.range().0.abs().max(t.range().1));
+                // The accumulator is at most (|a| + |b|) * max k.
+                let (k, shift) = multipliers(
+                    &[input.scale / output.scale, other.scale / output.scale],
+                    magnitude(input) + magnitude(other),
+                    requant_bits,
+                );
+                let acc = magnitude(input) * k[0].abs() + magnitude(other) * k[1].abs();
                 (
                     IntOp::Add {
                         input_multiplier: [k[0], k[1]],
@@ -337,7 +365,7 @@ pub fn integerize(graph: &Graph, quantization: &Quantization) -> Result<IntGraph
             }
             LayerKind::Elementwise => return Err(unsupported()),
         };
-        let product_bound = product_bound(&layer.name, &requant, acc_bound)?;
+        let product_bound = product_bound(&layer.name, &requant, acc_bound, requant_bits)?;
         layers.push(IntLayer {
             name: layer.name.clone(),
             op,
@@ -357,8 +385,14 @@ pub fn integerize(graph: &Graph, quantization: &Quantization) -> Result<IntGraph
     })
 }
 
-/// The largest `|k * acc| + 2^(shift-1)` of a layer; an error when int64 cannot hold it.
-fn product_bound(layer: &str, requant: &Requant, acc_bound: i64) -> Result<i128, DeployError> {
+/// The largest `|k * acc| + 2^(shift-1)` of a layer; an error when a signed `bits`-bit integer
+/// cannot hold it.
+fn product_bound(
+    layer: &str,
+    requant: &Requant,
+    acc_bound: i64,
+    bits: u32,
+) -> Result<i128, DeployError> {
     let k_max = requant
         .multiplier
         .iter()
@@ -366,9 +400,9 @@ fn product_bound(layer: &str, requant: &Requant, acc_bound: i64) -> Result<i128,
         .max()
         .unwrap_or(0);
     let bound = i128::from(k_max) * i128::from(acc_bound) + (1i128 << (requant.shift - 1));
-    if bound > i128::from(i64::MAX) {
+    if bound >= 1i128 << (bits - 1) {
         return Err(DeployError::Overflow(format!(
-            "layer '{layer}': the requantization product can reach {bound}, beyond int64 \
+            "layer '{layer}': the requantization product can reach {bound}, beyond int{bits} \
              (multiplier {k_max}, accumulator bound {acc_bound})"
         )));
     }
@@ -469,8 +503,10 @@ mod tests {
             hi: 255,
         };
         // 2^30 * 2^32 = 2^62 fits; 2^30 * 2^33 does not.
-        assert!(product_bound("ok", &r, 1 << 32).is_ok());
-        let err = product_bound("fc", &r, 1 << 33).unwrap_err().to_string();
+        assert!(product_bound("ok", &r, 1 << 32, 64).is_ok());
+        let err = product_bound("fc", &r, 1 << 33, 64)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("layer 'fc'") && err.contains("beyond int64"),
             "{err}"
@@ -490,9 +526,31 @@ mod tests {
 
     #[test]
     fn multipliers_keep_thirty_bits() {
-        let (k, shift) = multipliers(&[0.001234, 0.0005]);
+        let (k, shift) = multipliers(&[0.001234, 0.0005], 1000, 64);
         assert!((1i64 << 30..1i64 << 31).contains(&k[0]), "{k:?}");
         let real = k[0] as f64 / 2f64.powi(shift as i32);
         assert!((real - 0.001234).abs() / 0.001234 < 1e-8);
+    }
+
+    #[test]
+    fn narrow_requantization_fits_thirty_two_bits() {
+        // An accumulator up to 2^20 leaves about 10 bits for the multiplier.
+        let acc_bound = 1i64 << 20;
+        let (k, shift) = multipliers(&[0.001234], acc_bound, 32);
+        let product = k[0] * acc_bound + (1 << (shift - 1));
+        assert!(
+            product < 1 << 31 && 2 * product + acc_bound >= 1 << 31,
+            "{k:?} {shift}"
+        );
+        let real = k[0] as f64 / 2f64.powi(shift as i32);
+        assert!((real - 0.001234).abs() / 0.001234 < 1e-3);
+        let r = Requant {
+            multiplier: k,
+            shift,
+            lo: -127,
+            hi: 127,
+        };
+        assert!(product_bound("conv", &r, acc_bound, 32).is_ok());
+        assert!(product_bound("conv", &r, 2 * acc_bound, 32).is_err());
     }
 }

@@ -7,6 +7,7 @@
 use super::DeployError;
 use super::codegen::{generate, packed_bytes, test_input_header};
 use super::integerize::{IntGraph, IntLayer, IntOp, IntTensor, Requant};
+use super::pulp::PulpConfig;
 use super::verify::{io, make, run_qemu};
 use crate::cost::calibrate::COLUMNS;
 use crate::graph::{LayerKind, Padding, Shape, Window};
@@ -266,7 +267,7 @@ bench.elf: main_bench.c network.c network.h test_input.h case.h
 /// Writes the program counting `graph`'s kernel instructions into `dir`; `row` is printed first.
 pub fn write_bench(graph: &IntGraph, row: &str, dir: &Path, seed: u64) -> Result<(), DeployError> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let project = generate(graph);
+    let project = generate(graph, PulpConfig::UNTILED);
     for (name, content) in &project.files {
         let content = if name == "Makefile" {
             format!("{content}{BENCH_RULES}")

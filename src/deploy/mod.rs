@@ -4,9 +4,11 @@
 //! generated C all follow it.
 
 pub mod codegen;
+pub mod dory;
 pub mod golden;
 pub mod integerize;
 pub mod microbench;
+pub mod pulp;
 pub mod verify;
 
 pub use integerize::{IntGraph, IntLayer, IntOp, IntTensor, Requant, integerize};
@@ -91,12 +93,17 @@ pub fn overflow_report(graph: &IntGraph) -> String {
             group_thousands(l.acc_bound as u64),
             l.acc_type().into(),
             format!("{:.3e}", l.product_bound as f64),
-            "int64".into(),
+            if l.product_bound <= i128::from(i32::MAX) {
+                "int32"
+            } else {
+                "int64"
+            }
+            .into(),
         ]);
     }
     format!(
         "{}every accumulator bound is sum |w| * max |x| + |bias| over the layer's worst output; \
-         products k * acc are computed in int64 and stay below 2^63\n",
+         the requantization product k * acc + 2^(shift-1) stays within the type shown\n",
         t.render()
     )
 }

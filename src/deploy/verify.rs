@@ -81,18 +81,20 @@ pub(super) fn run_qemu(elf: &Path, count_instructions: bool) -> Option<String> {
     Some(String::from_utf8_lossy(&[&out.stdout[..], &out.stderr[..]].concat()).into_owned())
 }
 
-/// Builds the project written in `dir` (`make`), runs it on `images` (bytes, HWC) and compares.
+/// Builds `program` of the project written in `dir` (`network`, the portable build, or
+/// `network_pulp_emu`, the PULP path emulated), runs it on `images` (bytes, HWC) and compares.
 pub fn host_check(
     graph: &IntGraph,
     project: &Project,
     images: &[Vec<u8>],
     dir: &Path,
+    program: &str,
 ) -> Result<HostCheck, DeployError> {
-    make(dir, None, "the generated C")?;
+    make(dir, Some(program), "the generated C")?;
     let inputs = dir.join("inputs.bin");
     let outputs = dir.join("outputs.bin");
     crate::results::write_atomic(&inputs, &images.concat()).map_err(io(&inputs))?;
-    let program = dir.join("network");
+    let program = dir.join(program);
     let run = Command::new(&program)
         .arg(&inputs)
         .arg(&outputs)

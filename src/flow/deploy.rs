@@ -5,8 +5,9 @@
 use super::FlowError;
 use crate::cost::CostTable;
 use crate::deploy::codegen::{generate, test_input_header};
+use crate::deploy::pulp::PulpConfig;
 use crate::deploy::verify::{cross_check, host_check};
-use crate::deploy::{IntGraph, golden, integerize, load_finetuned, overflow_report};
+use crate::deploy::{IntGraph, dory, golden, integerize, load_finetuned, overflow_report};
 use crate::graph::{FusedGraph, Graph};
 use crate::platform::Platform;
 use crate::precision::{Assignment, Bits};
@@ -30,6 +31,8 @@ pub struct DeploySettings {
     pub agreement_images: usize,
     /// An assignment the fine-tuned network must have been trained for (checked when given).
     pub assignment: Option<PathBuf>,
+    /// Integer width of the requantization products (32 or 64).
+    pub requant_bits: u32,
 }
 
 pub struct DeployReport {
@@ -85,7 +88,7 @@ pub fn deploy(
     out: &Path,
 ) -> Result<DeployReport, FlowError> {
     let (graph, quantization) = load_finetuned(finetuned)?;
-    let int_graph = integerize(&graph, &quantization)?;
+    let int_graph = integerize(&graph, &quantization, settings.requant_bits)?;
     if let Some(file) = &settings.assignment {
         check_assignment(file, &graph, &int_graph)?;
     }
@@ -150,15 +153,17 @@ pub fn deploy(
         );
     }
 
-    // The C project, built and run on the host.
-    let project = generate(&int_graph);
+    // The C project, built and run on the host: the portable build, then the PULP path with the
+    // cluster, the DMA and the XpulpV2 dot products emulated.
+    let platform = Platform::load(&settings.platform)?;
+    let project = generate(&int_graph, PulpConfig::of(&platform));
     for (name, content) in &project.files {
         write_text(&out.join(name), content)?;
     }
     let verify = settings.verify_images.min(test.len()).max(1);
     let images: Vec<Vec<u8>> = (0..verify).map(|i| test.image_hwc(i)).collect();
     write_text(&out.join("test_input.h"), &test_input_header(&images[0]))?;
-    let check = host_check(&int_graph, &project, &images, out)?;
+    let check = host_check(&int_graph, &project, &images, out, "network")?;
     let _ = writeln!(
         text,
         "\nhost run (per-layer checksums of image 0):\n{}",
@@ -167,11 +172,59 @@ pub fn deploy(
     if let Some(first) = &check.first_mismatch {
         let _ = writeln!(text, "first mismatch: {first}");
     }
-    let bit_exact = check.exact;
     let _ = writeln!(
         text,
-        "host build (gcc -std=c99 -O2 -Wall -Wextra -Werror): {bit_exact} of {verify} images bit-exact at every layer",
+        "host build (gcc -std=c99 -O2 -Wall -Wextra -Werror): {} of {verify} images bit-exact at every layer",
+        check.exact
     );
+    let _ = writeln!(
+        text,
+        "\nPULP path ({}: {} cores, {} B of L1 for tiles; Makefile.pulp builds it with the PULP/GAP SDK):",
+        platform.name,
+        platform.cores(),
+        group_thousands(platform.hardware.l1_usable_bytes.value as u64)
+    );
+    for (layer, tiling) in &project.tiling {
+        let _ = writeln!(text, "  {layer:<12} {tiling}");
+    }
+    let pulp = host_check(&int_graph, &project, &images, out, "network_pulp_emu")?;
+    if let Some(first) = &pulp.first_mismatch {
+        let _ = writeln!(text, "first mismatch: {first}");
+    }
+    let _ = writeln!(
+        text,
+        "PULP path emulated on the host (cores in turn, DMA as copies, sdotp in C): {} of {verify} images bit-exact at every layer",
+        pulp.exact
+    );
+    let bit_exact = check.exact.min(pulp.exact);
+
+    let dory = dory::export(&int_graph)?;
+    let checked = dory::write_and_check(&int_graph, &dory, &images, &out.join("dory"))?;
+    let _ = writeln!(
+        text,
+        "DORY ONNX export (dory/network.onnx, QuantLab conventions): {}",
+        match &checked {
+            Some(c) => format!(
+                "{}; {} of {} images equal the golden model at every layer{}",
+                c.summary,
+                c.exact,
+                c.total,
+                c.first_mismatch
+                    .as_ref()
+                    .map(|m| format!(" (first mismatch: {m})"))
+                    .unwrap_or_default()
+            ),
+            None => "written, not checked (no Python with the onnx package; scripts/setup.sh installs python3-onnx, QSEARCH_PYTHON names another interpreter)".into(),
+        }
+    );
+    if !dory.wide_layers.is_empty() {
+        let _ = writeln!(
+            text,
+            "  {} layers need a requantization product beyond 32 bits ({}); DORY's PULP-NN kernels compute it in 32 bits, so deploy with --requant-bits 32 before feeding DORY",
+            dory.wide_layers.len(),
+            dory.wide_layers.join(", ")
+        );
+    }
 
     let cross = cross_check(&int_graph, &images[0], out)?;
     let _ = writeln!(
@@ -188,7 +241,6 @@ pub fn deploy(
     );
 
     // Memory next to the cost model's figures.
-    let platform = Platform::load(&settings.platform)?;
     let fused = FusedGraph::from_graph(&graph);
     let costs = CostTable::build(&fused, &platform).evaluate(&assignment_of(&int_graph, &fused));
     let _ = writeln!(

@@ -408,6 +408,7 @@ pub fn run_main(inputs: &Inputs, settings: &MainSettings) -> Result<MainReport, 
             verify_images: DEPLOY_VERIFY_IMAGES,
             agreement_images: dataset.test.len(),
             assignment: None,
+            requant_bits: 64,
         },
         &dir.join("deploy"),
     )?;

@@ -92,7 +92,7 @@ pub fn microbench(
     let network = match network {
         Some(dir) => {
             let (graph, quantization) = load_finetuned(dir)?;
-            let int_graph = integerize(&graph, &quantization)?;
+            let int_graph = integerize(&graph, &quantization, 64)?;
             let bench = out.join("network");
             write_bench(&int_graph, "network,0,0,0,0,0,0,0,0,0,0,0,0,1", &bench, 7)?;
             let line = run_on_qemu(&bench)?;

@@ -39,7 +39,13 @@ pub fn export_bytes(graph: &Graph) -> Vec<u8> {
     for node in &graph.nodes {
         out.node(graph, node);
     }
-    let value_info = |id: usize| value_info(&out.names[id], graph.tensor(id).shape, out.rank2[id]);
+    let value_info = |id: usize| {
+        value_info(
+            &out.names[id],
+            &onnx_dims(graph.tensor(id).shape, out.rank2[id]),
+            DataType::Float,
+        )
+    };
     let model = ModelProto {
         ir_version: Some(8),
         producer_name: Some("qsearch".into()),
@@ -217,7 +223,8 @@ impl Exporter {
     }
 }
 
-fn onnx_dims(shape: Shape, rank2: bool) -> Vec<i64> {
+/// ONNX dimensions of a buffer: `[1, N]` after a flatten or a linear layer, else `[1, C, H, W]`.
+pub(crate) fn onnx_dims(shape: Shape, rank2: bool) -> Vec<i64> {
     if rank2 {
         vec![1, shape.elements() as i64]
     } else {
@@ -225,10 +232,10 @@ fn onnx_dims(shape: Shape, rank2: bool) -> Vec<i64> {
     }
 }
 
-fn value_info(name: &str, shape: Shape, rank2: bool) -> ValueInfoProto {
-    let dim = onnx_dims(shape, rank2)
-        .into_iter()
-        .map(|d| tensor_shape_proto::Dimension {
+pub(crate) fn value_info(name: &str, dims: &[i64], elem_type: DataType) -> ValueInfoProto {
+    let dim = dims
+        .iter()
+        .map(|&d| tensor_shape_proto::Dimension {
             value: Some(tensor_shape_proto::dimension::Value::DimValue(d)),
             ..Default::default()
         })
@@ -237,7 +244,7 @@ fn value_info(name: &str, shape: Shape, rank2: bool) -> ValueInfoProto {
         name: Some(name.to_string()),
         r#type: Some(TypeProto {
             value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: Some(DataType::Float as i32),
+                elem_type: Some(elem_type as i32),
                 shape: Some(TensorShapeProto { dim }),
             })),
             ..Default::default()
@@ -246,7 +253,7 @@ fn value_info(name: &str, shape: Shape, rank2: bool) -> ValueInfoProto {
     }
 }
 
-fn window_attributes(window: Window) -> Vec<AttributeProto> {
+pub(crate) fn window_attributes(window: Window) -> Vec<AttributeProto> {
     let p = window.padding;
     vec![
         ints_attr(
@@ -264,7 +271,7 @@ fn window_attributes(window: Window) -> Vec<AttributeProto> {
     ]
 }
 
-fn int_attr(name: &str, value: i64) -> AttributeProto {
+pub(crate) fn int_attr(name: &str, value: i64) -> AttributeProto {
     AttributeProto {
         name: Some(name.into()),
         r#type: Some(AttributeType::Int as i32),
@@ -273,7 +280,7 @@ fn int_attr(name: &str, value: i64) -> AttributeProto {
     }
 }
 
-fn float_attr(name: &str, value: f32) -> AttributeProto {
+pub(crate) fn float_attr(name: &str, value: f32) -> AttributeProto {
     AttributeProto {
         name: Some(name.into()),
         r#type: Some(AttributeType::Float as i32),
@@ -282,7 +289,7 @@ fn float_attr(name: &str, value: f32) -> AttributeProto {
     }
 }
 
-fn ints_attr(name: &str, values: &[i64]) -> AttributeProto {
+pub(crate) fn ints_attr(name: &str, values: &[i64]) -> AttributeProto {
     AttributeProto {
         name: Some(name.into()),
         r#type: Some(AttributeType::Ints as i32),

@@ -2,9 +2,9 @@
 //! `proto/onnx.proto`.
 
 mod constant_ops;
-mod export;
+pub(crate) mod export;
 mod import;
-mod tensor;
+pub(crate) mod tensor;
 
 pub use export::{export_bytes, export_file};
 pub use import::{import_bytes, import_file, supported_ops};

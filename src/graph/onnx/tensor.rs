@@ -161,6 +161,17 @@ pub(super) fn encode_floats(name: &str, dims: &[i64], values: &[f32]) -> TensorP
     }
 }
 
+/// Encodes a double tensor as raw little-endian data (integers up to 2^53 stay exact).
+pub(crate) fn encode_doubles(name: &str, dims: &[i64], values: &[f64]) -> TensorProto {
+    TensorProto {
+        name: Some(name.to_string()),
+        dims: dims.to_vec(),
+        data_type: Some(DataType::Double as i32),
+        raw_data: Some(values.iter().flat_map(|v| v.to_le_bytes()).collect()),
+        ..Default::default()
+    }
+}
+
 pub(super) fn encode_ints(name: &str, dims: &[i64], values: &[i64]) -> TensorProto {
     TensorProto {
         name: Some(name.to_string()),

@@ -165,7 +165,11 @@ fn microbenchmarks_count_kernel_instructions_on_qemu() {
     use qsearch::deploy::microbench::{case_graph, grid, run_on_qemu, write_bench};
     let case = grid().into_iter().next().unwrap();
     let dir = temp("microbench");
-    write_bench(&case_graph(&case, 0), &case.row(), &dir, 0).unwrap();
+    let pulp = PulpConfig {
+        cores: 1,
+        l1_bytes: 0,
+    };
+    write_bench(&case_graph(&case, 0), &case.row(), &dir, 0, pulp).unwrap();
     let row = run_on_qemu(&dir).unwrap();
     assert!(row.starts_with(&case.row()), "{row}");
     let count: f64 = row.rsplit(',').next().unwrap().parse().unwrap();

@@ -682,7 +682,7 @@ void network_run(const uint8_t *input, uint8_t *output, network_trace_fn trace)
     memcpy(output, arena + {out_off}, NETWORK_OUTPUT_BYTES);
 }}
 "#,
-        l1 = pulp.l1_bytes,
+        l1 = pulp.l1_bytes.max(4),
         runtime = pulp::RUNTIME,
         in_off = plan.offsets[graph.input],
         out_off = plan.offsets[graph.output],

@@ -265,9 +265,16 @@ bench.elf: main_bench.c network.c network.h test_input.h case.h
 "#;
 
 /// Writes the program counting `graph`'s kernel instructions into `dir`; `row` is printed first.
-pub fn write_bench(graph: &IntGraph, row: &str, dir: &Path, seed: u64) -> Result<(), DeployError> {
+/// The project's PULP path is tiled for `pulp`.
+pub fn write_bench(
+    graph: &IntGraph,
+    row: &str,
+    dir: &Path,
+    seed: u64,
+    pulp: PulpConfig,
+) -> Result<(), DeployError> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let project = generate(graph, PulpConfig::UNTILED);
+    let project = generate(graph, pulp);
     for (name, content) in &project.files {
         let content = if name == "Makefile" {
             format!("{content}{BENCH_RULES}")
@@ -292,8 +299,9 @@ pub fn write_bench(graph: &IntGraph, row: &str, dir: &Path, seed: u64) -> Result
     Ok(())
 }
 
-/// Writes one program per case of the grid under `dir/cases/`; returns the case folders.
-pub fn write_grid(dir: &Path) -> Result<Vec<(Case, PathBuf)>, DeployError> {
+/// Writes one program per case of the grid under `dir/cases/` (PULP path tiled for `pulp`);
+/// returns the case folders.
+pub fn write_grid(dir: &Path, pulp: PulpConfig) -> Result<Vec<(Case, PathBuf)>, DeployError> {
     grid()
         .into_iter()
         .enumerate()
@@ -304,6 +312,7 @@ pub fn write_grid(dir: &Path) -> Result<Vec<(Case, PathBuf)>, DeployError> {
                 &case.row(),
                 &case_dir,
                 i as u64,
+                pulp,
             )?;
             Ok((case, case_dir))
         })

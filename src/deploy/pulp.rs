@@ -20,13 +20,6 @@ pub struct PulpConfig {
 }
 
 impl PulpConfig {
-    /// One core, no L1: every layer straight from L2. For programs that only build the
-    /// portable path, such as the microbenchmarks.
-    pub const UNTILED: PulpConfig = PulpConfig {
-        cores: 1,
-        l1_bytes: 0,
-    };
-
     pub fn of(platform: &Platform) -> PulpConfig {
         PulpConfig {
             cores: platform.cores(),
@@ -251,18 +244,20 @@ pub(super) fn layer_call(
         }
         (IntOp::Add { input_multiplier }, _) => {
             let ot = &graph.tensors[layer.inputs[1]];
-            format!(
-                "run_add({kname}, {x}, {other}, {y}, {}, {}, {}, {}, {}, {}, {}, {}, {});",
+            let _ = writeln!(
+                data,
+                "static const add_job {id}_p = {{{kname}, {x}, {other}, {y}, {}, {}, {}, {}, {}, {}, {}, {}, {}}};",
                 input_multiplier[0],
                 input_multiplier[1],
-                r.shift,
                 r.lo,
                 r.hi,
                 yt.shape.elements(),
+                r.shift,
                 xt.bits,
                 ot.bits,
                 yt.bits
-            )
+            );
+            format!("cluster_fork(add_worker, (void *)&{id}_p);")
         }
         // Global poolings are small: the cluster's first core runs them from L2.
         (IntOp::GlobalAvgPool | IntOp::GlobalMaxPool, _) => format!(
@@ -285,33 +280,23 @@ pub(super) const LANES: &str = r#"
 #ifdef QSEARCH_PULP
 #include "pulp_target.h"
 
-static inline v4s lanes_s(const uint8_t *p, int32_t i, int bits)
-{
-    v4s v;
-    if (bits == 8) {
-        memcpy(&v, p + i, 4);
-        return v;
+/* Four packed values from index i as the lanes of a v4s (signed) or v4u (unsigned) vector. */
+#define DEFINE_LANES(name, vector, lane, is_signed)                                 \
+    static inline vector name(const uint8_t *p, int32_t i, int bits)               \
+    {                                                                               \
+        vector v;                                                                   \
+        int k;                                                                      \
+        if (bits == 8) {                                                            \
+            memcpy(&v, p + i, 4);                                                   \
+            return v;                                                               \
+        }                                                                           \
+        for (k = 0; k < 4; k++) {                                                   \
+            v[k] = (lane)ld(p, i + k, bits, is_signed);                             \
+        }                                                                           \
+        return v;                                                                   \
     }
-    v[0] = (signed char)ld(p, i, bits, 1);
-    v[1] = (signed char)ld(p, i + 1, bits, 1);
-    v[2] = (signed char)ld(p, i + 2, bits, 1);
-    v[3] = (signed char)ld(p, i + 3, bits, 1);
-    return v;
-}
-
-static inline v4u lanes_u(const uint8_t *p, int32_t i, int bits)
-{
-    v4u v;
-    if (bits == 8) {
-        memcpy(&v, p + i, 4);
-        return v;
-    }
-    v[0] = (unsigned char)ld(p, i, bits, 0);
-    v[1] = (unsigned char)ld(p, i + 1, bits, 0);
-    v[2] = (unsigned char)ld(p, i + 2, bits, 0);
-    v[3] = (unsigned char)ld(p, i + 3, bits, 0);
-    return v;
-}
+DEFINE_LANES(lanes_s, v4s, signed char, 1)
+DEFINE_LANES(lanes_u, v4u, unsigned char, 0)
 #endif
 "#;
 
@@ -359,6 +344,19 @@ DRIVER uint32_t words(uint32_t bytes)
     return (bytes + 3u) & ~3u;
 }
 
+/* This core's share [first, last) of n items split across `cores` cores in multiples of
+   `granule`; 0 when it has none. */
+DRIVER int core_share(int32_t n, int32_t granule, int cores, int32_t *first, int32_t *last)
+{
+    int32_t per = ((n + cores - 1) / cores + granule - 1) / granule * granule;
+    if (CORE_ID() >= cores) {
+        return 0;
+    }
+    *first = CORE_ID() * per;
+    *last = *first + per < n ? *first + per : n;
+    return *first < n;
+}
+
 /* One tile's work, split by output rows across the cores. */
 typedef struct {
     const windowed_layer *l;
@@ -371,15 +369,11 @@ DRIVER void windowed_worker(void *arg)
 {
     const windowed_job *j = (const windowed_job *)arg;
     const windowed_layer *l = j->l;
-    int per = (j->s.out_h + l->cores - 1) / l->cores;
-    int first = CORE_ID() * per, last = first + per;
+    int32_t first, last;
     conv_shape s = j->s;
     uint8_t *y;
-    if (CORE_ID() >= l->cores || first >= j->s.out_h) {
+    if (!core_share(j->s.out_h, 1, l->cores, &first, &last)) {
         return;
-    }
-    if (last > j->s.out_h) {
-        last = j->s.out_h;
     }
     s.out_h = last - first;
     s.pad_top -= first * s.stride_h;
@@ -483,13 +477,9 @@ DRIVER void linear_worker(void *arg)
 {
     const linear_job *j = (const linear_job *)arg;
     const linear_layer *l = j->l;
-    int32_t per = ((j->count + NUM_CORES - 1) / NUM_CORES + 7) / 8 * 8;
-    int32_t a = CORE_ID() * per, b = a + per;
-    if (a >= j->count) {
+    int32_t a, b;
+    if (!core_share(j->count, 8, NUM_CORES, &a, &b)) {
         return;
-    }
-    if (b > j->count) {
-        b = j->count;
     }
     l->f(j->x, j->y + (uint32_t)(j->first + a) * (uint32_t)l->out_bits / 8u,
         j->w + (uint32_t)a * (uint32_t)l->n_in * (uint32_t)l->w_bits / 8u,
@@ -546,7 +536,8 @@ DRIVER void run_linear(const linear_layer *l, const uint8_t *x, uint8_t *y)
     DMA_WAIT(&in_cmd);
 }
 
-/* A residual add from L2, its elements split across the cores in multiples of 8. */
+/* A residual add from L2, its elements split across the cores in multiples of 8 (the job is
+   the layer's constant descriptor). */
 typedef struct {
     add_kernel f;
     const uint8_t *a, *b;
@@ -558,38 +549,14 @@ typedef struct {
 DRIVER void add_worker(void *arg)
 {
     const add_job *j = (const add_job *)arg;
-    int32_t per = ((j->n + NUM_CORES - 1) / NUM_CORES + 7) / 8 * 8;
-    int32_t first = CORE_ID() * per, last = first + per;
-    if (first >= j->n) {
+    int32_t first, last;
+    if (!core_share(j->n, 8, NUM_CORES, &first, &last)) {
         return;
-    }
-    if (last > j->n) {
-        last = j->n;
     }
     j->f(j->a + (uint32_t)first * (uint32_t)j->a_bits / 8u,
         j->b + (uint32_t)first * (uint32_t)j->b_bits / 8u,
         j->y + (uint32_t)first * (uint32_t)j->y_bits / 8u, j->ka, j->kb, j->shift, j->lo, j->hi,
         last - first);
-}
-
-DRIVER void run_add(add_kernel f, const uint8_t *a, const uint8_t *b, uint8_t *y, int32_t ka,
-    int32_t kb, int shift, int32_t lo, int32_t hi, int32_t n, int a_bits, int b_bits, int y_bits)
-{
-    add_job job;
-    job.f = f;
-    job.a = a;
-    job.b = b;
-    job.y = y;
-    job.ka = ka;
-    job.kb = kb;
-    job.shift = shift;
-    job.lo = lo;
-    job.hi = hi;
-    job.n = n;
-    job.a_bits = a_bits;
-    job.b_bits = b_bits;
-    job.y_bits = y_bits;
-    cluster_fork(add_worker, &job);
 }
 "#;
 

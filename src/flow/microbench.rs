@@ -6,6 +6,7 @@ use super::FlowError;
 use crate::cost::calibrate::{calibrate, mape, parse_measurements, predict};
 use crate::cost::{KernelCall, Precisions, call_cycles};
 use crate::deploy::microbench::{run_grid, run_on_qemu, write_bench, write_grid};
+use crate::deploy::pulp::PulpConfig;
 use crate::deploy::{IntGraph, IntOp, integerize, load_finetuned};
 use crate::graph::{LayerKind, Shape};
 use crate::platform::Platform;
@@ -37,7 +38,8 @@ pub fn microbench(
     network: Option<&Path>,
 ) -> Result<MicrobenchReport, FlowError> {
     let platform = Platform::load(platform)?;
-    let cases = write_grid(out)?;
+    let pulp = PulpConfig::of(&platform);
+    let cases = write_grid(out, pulp)?;
     let mut text = format!(
         "{} microbenchmarks written to {}/cases/ (one program per kernel, shape and precision triple)\n",
         cases.len(),
@@ -94,7 +96,13 @@ pub fn microbench(
             let (graph, quantization) = load_finetuned(dir)?;
             let int_graph = integerize(&graph, &quantization, 64)?;
             let bench = out.join("network");
-            write_bench(&int_graph, "network,0,0,0,0,0,0,0,0,0,0,0,0,1", &bench, 7)?;
+            write_bench(
+                &int_graph,
+                "network,0,0,0,0,0,0,0,0,0,0,0,0,1",
+                &bench,
+                7,
+                pulp,
+            )?;
             let line = run_on_qemu(&bench)?;
             let measured: f64 = line
                 .rsplit(',')

@@ -125,6 +125,7 @@ fn deploys_bit_exact(name: &str, requant_bits: u32) {
     // The rv32imc build runs on QEMU and prints the golden model's output.
     std::fs::write(dir.join("test_input.h"), test_input_header(&images[0])).unwrap();
     let cross = cross_check(&int_graph, &images[0], &dir).unwrap();
+    pulp_path_type_checks(&dir);
     assert!(cross.text > project.constant_bytes as u64);
     assert_eq!(cross.emulated_exact, Some(true));
     // The golden model is not trivially constant: images give different outputs.
@@ -145,6 +146,31 @@ fn deploys_bit_exact(name: &str, requant_bits: u32) {
         "{:?} {}",
         checked.first_mismatch,
         checked.summary
+    );
+}
+
+/// Compiles the PULP path's PMSIS branch (`network.c`, `main_pulp.c`) for rv32 against the PMSIS
+/// API as the SDKs declare it (tests/fixtures/pmsis), warnings as errors.
+fn pulp_path_type_checks(dir: &Path) {
+    let stub = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pmsis");
+    let out = std::process::Command::new("riscv64-unknown-elf-gcc")
+        .args([
+            "-march=rv32imc",
+            "-mabi=ilp32",
+            "--specs=picolibc.specs",
+            "-std=gnu99",
+        ])
+        .arg("-fsyntax-only")
+        .args(["-Wall", "-Wextra", "-Werror", "-DQSEARCH_PULP", "-I"])
+        .arg(&stub)
+        .args(["network.c", "main_pulp.c"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }
 

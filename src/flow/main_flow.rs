@@ -416,9 +416,16 @@ pub fn run_main(inputs: &Inputs, settings: &MainSettings) -> Result<MainReport, 
         .text
         .lines()
         .filter(|l| {
-            ["golden model vs", "host build", "rv32imc build", "memory:"]
-                .iter()
-                .any(|p| l.starts_with(p))
+            [
+                "golden model vs",
+                "host build",
+                "PULP path emulated",
+                "DORY ONNX export",
+                "rv32imc build",
+                "memory:",
+            ]
+            .iter()
+            .any(|p| l.starts_with(p))
         })
         .map(|l| format!("{l}\n"))
         .collect();

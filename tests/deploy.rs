@@ -7,7 +7,7 @@
 use qsearch::deploy::codegen::{generate, test_input_header};
 use qsearch::deploy::pulp::{LayerTiling, PulpConfig};
 use qsearch::deploy::verify::{cross_check, host_check};
-use qsearch::deploy::{dory, golden, integerize};
+use qsearch::deploy::{IntGraph, IntOp, dory, golden, integerize};
 use qsearch::graph::{FusedGraph, Graph, onnx};
 use qsearch::train::Split;
 use qsearch::train::qat::{BufferQuant, LayerBits, Quantization, ranges};
@@ -78,8 +78,9 @@ fn mixed_quantization(graph: &Graph, calibration: &Split) -> Quantization {
     }
 }
 
-fn deploys_bit_exact(name: &str, requant_bits: u32) {
-    let graph = fixture(name);
+/// Deploys `graph` with mixed precisions and checks every build and the export; returns the
+/// integer graph.
+fn deploys_bit_exact(graph: &Graph, name: &str, requant_bits: u32) -> IntGraph {
     let calibration = random_images(&graph, 32, 1);
     let quantization = mixed_quantization(&graph, &calibration);
     let int_graph = integerize(&graph, &quantization, requant_bits).unwrap();
@@ -147,6 +148,7 @@ fn deploys_bit_exact(name: &str, requant_bits: u32) {
         checked.first_mismatch,
         checked.summary
     );
+    int_graph
 }
 
 /// Compiles the PULP path's PMSIS branch (`network.c`, `main_pulp.c`) for rv32 against the PMSIS
@@ -178,12 +180,34 @@ fn pulp_path_type_checks(dir: &Path) {
 fn a_residual_network_deploys_bit_exact() {
     let graph = fixture("torch_resnet.onnx");
     assert!(graph.nodes.iter().any(|n| n.op.kind() == "add"));
-    deploys_bit_exact("torch_resnet.onnx", 32);
+    deploys_bit_exact(&graph, "torch_resnet", 32);
 }
 
 #[test]
 fn a_depthwise_separable_network_deploys_bit_exact() {
-    deploys_bit_exact("torch_dscnn.onnx", 64);
+    deploys_bit_exact(&fixture("torch_dscnn.onnx"), "torch_dscnn", 64);
+}
+
+/// Zoo networks with what the fixtures lack: strided and projected residual stacks (resnet8),
+/// an asymmetric 10x4 stride-2 first layer on a 49x10 input, so rows of odd sizes (ds-cnn), and
+/// ReLU6 with residual sums that stay signed (mobilenet-v2).
+#[test]
+fn zoo_networks_deploy_bit_exact() {
+    for (spec, requant_bits) in [
+        ("resnet8", 64),
+        ("ds-cnn", 32),
+        ("mobilenet-v2:width=0.35,resolution=32,classes=10", 64),
+    ] {
+        let graph = qsearch::graph::zoo::build(spec).unwrap();
+        let int_graph = deploys_bit_exact(&graph, spec.split(':').next().unwrap(), requant_bits);
+        if spec.starts_with("mobilenet") {
+            // Signed activations feed layers (the sdotsp4 lanes), not only the logits.
+            assert!(int_graph.layers.iter().any(|l| {
+                l.inputs.iter().any(|&t| int_graph.tensors[t].signed)
+                    && matches!(l.op, IntOp::Conv { .. })
+            }));
+        }
+    }
 }
 
 #[test]

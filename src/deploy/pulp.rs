@@ -395,6 +395,7 @@ DRIVER void load_rows(const windowed_layer *l, const uint8_t *x, uint8_t *buffer
     int hi = (oy1 - 1) * s->stride_h + s->kernel_h - s->pad_top;
     if (lo < 0) lo = 0;
     if (hi > s->in_h) hi = s->in_h;
+    if (hi < lo) hi = lo; /* a tile that reads only padding */
     job->s = *s;
     job->s.in_h = hi - lo;
     job->s.out_h = oy1 - oy0;

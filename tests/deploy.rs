@@ -81,9 +81,9 @@ fn mixed_quantization(graph: &Graph, calibration: &Split) -> Quantization {
 /// Deploys `graph` with mixed precisions and checks every build and the export; returns the
 /// integer graph.
 fn deploys_bit_exact(graph: &Graph, name: &str, requant_bits: u32) -> IntGraph {
-    let calibration = random_images(&graph, 32, 1);
-    let quantization = mixed_quantization(&graph, &calibration);
-    let int_graph = integerize(&graph, &quantization, requant_bits).unwrap();
+    let calibration = random_images(graph, 32, 1);
+    let quantization = mixed_quantization(graph, &calibration);
+    let int_graph = integerize(graph, &quantization, requant_bits).unwrap();
     assert!(
         int_graph
             .layers
@@ -111,7 +111,7 @@ fn deploys_bit_exact(graph: &Graph, name: &str, requant_bits: u32) -> IntGraph {
     for (file, content) in &project.files {
         std::fs::write(dir.join(file), content).unwrap();
     }
-    let test = random_images(&graph, 20, 2);
+    let test = random_images(graph, 20, 2);
     let images: Vec<Vec<u8>> = (0..test.len()).map(|i| test.image_hwc(i)).collect();
     for program in ["network", "network_pulp_emu"] {
         let check = host_check(&int_graph, &project, &images, &dir, program).unwrap();

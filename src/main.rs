@@ -629,7 +629,9 @@ fn run(cli: Cli) -> Result<()> {
             println!("wrote {}/", report.dir.display());
             let (exact, of) = report.bit_exact;
             if exact < of {
-                bail!("the generated C reproduced the golden model on only {exact} of {of} images");
+                bail!(
+                    "the generated C and the DORY export reproduced the golden model on only {exact} of {of} images (see the report above)"
+                );
             }
             Ok(())
         }

@@ -185,7 +185,7 @@ pub fn integerize(
 ) -> Result<IntGraph, DeployError> {
     if requant_bits != 32 && requant_bits != 64 {
         return Err(DeployError::Input(format!(
-            "requantization width {requant_bits} bits: 32 or 64 are accepted"
+            "--requant-bits {requant_bits}: the requantization width must be 32 or 64 bits"
         )));
     }
     let folded = fold_for_analysis(graph);

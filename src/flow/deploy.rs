@@ -40,7 +40,9 @@ pub struct DeployReport {
     pub text: String,
     /// Fraction of agreement images on which golden and fake-quantized predictions agree.
     pub agreement: f64,
-    /// Images whose every layer the C build reproduced exactly, of those checked.
+    /// Images whose every layer every check reproduced exactly (the portable C build, the
+    /// emulated PULP path and, when Python with onnx is installed, the DORY export), of those
+    /// checked.
     pub bit_exact: (usize, usize),
 }
 
@@ -196,7 +198,7 @@ pub fn deploy(
         "PULP path emulated on the host (cores in turn, DMA as copies, sdotp in C): {} of {verify} images bit-exact at every layer",
         pulp.exact
     );
-    let bit_exact = check.exact.min(pulp.exact);
+    let mut bit_exact = check.exact.min(pulp.exact);
 
     let dory = dory::export(&int_graph)?;
     let checked = dory::write_and_check(&int_graph, &dory, &images, &out.join("dory"))?;
@@ -217,6 +219,9 @@ pub fn deploy(
             None => "written, not checked (no Python with the onnx package; scripts/setup.sh installs python3-onnx, QSEARCH_PYTHON names another interpreter)".into(),
         }
     );
+    if let Some(c) = &checked {
+        bit_exact = bit_exact.min(c.exact);
+    }
     if !dory.wide_layers.is_empty() {
         let _ = writeln!(
             text,

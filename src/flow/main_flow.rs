@@ -432,7 +432,7 @@ pub fn run_main(inputs: &Inputs, settings: &MainSettings) -> Result<MainReport, 
     let (exact, of) = deployed.bit_exact;
     if exact < of {
         return Err(FlowError::Input(format!(
-            "the chosen network's generated C reproduced the golden model on only {exact} of {of} images; see {}",
+            "the chosen network's generated C and DORY export reproduced the golden model on only {exact} of {of} images; see {}",
             deployed.dir.join("report.txt").display()
         )));
     }

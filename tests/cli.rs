@@ -163,6 +163,7 @@ fn calibrate_refits_from_a_csv_and_writes_a_platform() {
                 output: Shape::new(c_out, hw, hw),
                 kernel: [k, k],
                 groups: 1,
+                inside_taps: 1.0,
             };
             let prec = Precisions {
                 weight: bits,

@@ -6,8 +6,8 @@
 //! squares), with a small pull towards the prior values so that parameters the data cannot tell
 //! apart stay put.
 
-use super::kernel::{KernelCall, Precisions, call_cycles};
-use crate::graph::{LayerKind, Shape};
+use super::kernel::{KernelCall, Precisions, call_cycles, inside_taps};
+use crate::graph::{LayerKind, Padding, Shape, Window};
 use crate::platform::{CostParams, Platform};
 use crate::precision::Bits;
 use std::path::Path;
@@ -110,12 +110,22 @@ impl Measurement {
         } else {
             input
         };
+        let window = Window {
+            kernel,
+            stride: [stride, stride],
+            padding: Padding::uniform(pad),
+        };
+        let inside = match kind {
+            LayerKind::Linear | LayerKind::Add | LayerKind::Elementwise => 1.0,
+            _ => inside_taps(input, output, window),
+        };
         Ok(KernelCall {
             kind,
             input,
             output,
             kernel,
             groups,
+            inside_taps: inside,
         })
     }
 }

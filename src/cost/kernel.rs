@@ -2,7 +2,7 @@
 //! measures, and the part `qsearch calibrate` refits. It is linear in the cost parameters.
 //! See `docs/cost-model.md` for the formulas and their derivation.
 
-use crate::graph::{Layer, LayerKind, Shape};
+use crate::graph::{Layer, LayerKind, Shape, Window};
 use crate::platform::{CostParams, KernelStyle};
 use crate::precision::Bits;
 
@@ -18,6 +18,9 @@ pub struct KernelCall {
     pub output: Shape,
     pub kernel: [usize; 2],
     pub groups: usize,
+    /// The fraction of the window's taps that fall inside the input rather than the zero
+    /// padding (1 without padding). Portable kernels skip padded taps; PULP-NN's im2col does not.
+    pub inside_taps: f64,
 }
 
 impl KernelCall {
@@ -29,8 +32,39 @@ impl KernelCall {
             output: layer.output_shape,
             kernel: layer.window.map_or([1, 1], |w| w.kernel),
             groups: layer.groups,
+            inside_taps: layer.window.map_or(1.0, |w| {
+                inside_taps(layer.input_shape, layer.output_shape, w)
+            }),
         }
     }
+}
+
+/// The fraction of `window`'s taps, over all output pixels, that read the input rather than
+/// its padding.
+pub fn inside_taps(input: Shape, output: Shape, window: Window) -> f64 {
+    let axis = |size: usize, outputs: usize, k: usize, stride: usize, pad: usize| {
+        let inside: usize = (0..outputs)
+            .map(|o| {
+                (0..k)
+                    .filter(|&t| (o * stride + t).checked_sub(pad).is_some_and(|i| i < size))
+                    .count()
+            })
+            .sum();
+        inside as f64 / (outputs * k).max(1) as f64
+    };
+    axis(
+        input.h,
+        output.h,
+        window.kernel[0],
+        window.stride[0],
+        window.padding.top,
+    ) * axis(
+        input.w,
+        output.w,
+        window.kernel[1],
+        window.stride[1],
+        window.padding.left,
+    )
 }
 
 /// The precisions a kernel runs at. `second` is the second input's precision of an add (other
@@ -122,7 +156,7 @@ fn portable_instructions(p: &CostParams, call: &KernelCall, bits: Precisions) ->
         // Depthwise layers run the same loop with one channel per group: their per-MAC cost
         // (one tap each) has its own parameters.
         LayerKind::Conv | LayerKind::GroupedConv | LayerKind::Pointwise | LayerKind::Depthwise => {
-            let macs = outputs * taps * (input.c / call.groups) as f64;
+            let macs = outputs * taps * call.inside_taps * (input.c / call.groups) as f64;
             let per_mac = if call.kind == LayerKind::Depthwise {
                 p.depthwise_cycles_per_mac.get(w, x)
             } else {
@@ -140,9 +174,11 @@ fn portable_instructions(p: &CostParams, call: &KernelCall, bits: Precisions) ->
             let add = &p.add_cycles_per_element;
             outputs * (add.get(x) + add.get(bits.second) + requant)
         }
-        // A pooling window walks its taps as a convolution does (bounds checks per tap).
+        // A pooling window walks its taps as a convolution does (bounds checks per tap) and
+        // reads the ones inside the input.
         LayerKind::MaxPool | LayerKind::AvgPool => {
-            let per_tap = p.block_overhead_cycles.value + p.pool_cycles_per_element.get(x);
+            let per_tap =
+                p.block_overhead_cycles.value + call.inside_taps * p.pool_cycles_per_element.get(x);
             outputs * (taps * per_tap + requant)
         }
         LayerKind::GlobalAvgPool | LayerKind::GlobalMaxPool => {
@@ -201,7 +237,27 @@ mod tests {
             output: Shape::new(c_out, hw, hw),
             kernel: [k, k],
             groups: 1,
+            inside_taps: 1.0,
         }
+    }
+
+    #[test]
+    fn inside_taps_count_the_window_over_the_input() {
+        let window = |k, stride, pad| Window {
+            kernel: [k, k],
+            stride: [stride, stride],
+            padding: crate::graph::Padding::uniform(pad),
+        };
+        // 3x3, pad 1 on 5x5: per axis the border outputs see 2 rows, the others 3.
+        let fraction = inside_taps(Shape::new(1, 5, 5), Shape::new(1, 5, 5), window(3, 1, 1));
+        assert!((fraction - (13.0f64 / 15.0).powi(2)).abs() < 1e-12);
+        assert_eq!(
+            inside_taps(Shape::new(1, 6, 6), Shape::new(1, 4, 4), window(3, 1, 0)),
+            1.0
+        );
+        // 3x3, stride 2, pad 1 on 4x4 -> 2x2: rows -1..1 and 1..3, so 2 + 3 of 6 per axis.
+        let fraction = inside_taps(Shape::new(1, 4, 4), Shape::new(1, 2, 2), window(3, 2, 1));
+        assert!((fraction - (5.0f64 / 6.0).powi(2)).abs() < 1e-12);
     }
 
     #[test]

@@ -38,7 +38,7 @@ pub fn export(graph: &IntGraph) -> Result<DoryExport, DeployError> {
     let mut wide_layers = Vec::new();
     for layer in &graph.layers {
         out.layer(graph, layer)?;
-        if layer.product_bound > i128::from(i32::MAX) {
+        if layer.product_bits() > 32 {
             wide_layers.push(layer.name.clone());
         }
     }
@@ -251,14 +251,14 @@ impl Writer {
                         format!("{name}.input{t}"),
                         "Mul",
                         vec![input.name.clone(), k],
-                        vec![int_attr("mult_bits", 32)],
+                        vec![int_attr("mult_bits", requant_width(layer))],
                     ));
                 }
                 self.node(
                     format!("{name}.add"),
                     "Add",
                     terms,
-                    vec![int_attr("add_bits", 32)],
+                    vec![int_attr("add_bits", requant_width(layer))],
                 )
             }
         };
@@ -301,8 +301,7 @@ impl Writer {
     fn requant(&mut self, layer: &IntLayer, output: &IntTensor, acc: String, rank2: bool) {
         let name = &layer.name;
         let r = &layer.requant;
-        let wide = layer.product_bound > i128::from(i32::MAX);
-        let bits = if wide { 64 } else { 32 };
+        let bits = requant_width(layer);
         let k = self.per_channel(format!("{name}.multiplier"), &r.multiplier, rank2);
         let scaled = self.node(
             format!("{name}.mul"),
@@ -336,6 +335,11 @@ impl Writer {
             output.name.clone(),
         );
     }
+}
+
+/// The integer width (32 or 64) the layer's requantization products provably fit.
+fn requant_width(layer: &IntLayer) -> i64 {
+    i64::from(layer.product_bits())
 }
 
 fn linear_bits(weight_bits: u32) -> [AttributeProto; 2] {

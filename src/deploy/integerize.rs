@@ -109,6 +109,16 @@ pub struct IntLayer {
 }
 
 impl IntLayer {
+    /// The width (32 or 64) of the narrowest signed integer that holds the requantization
+    /// product.
+    pub fn product_bits(&self) -> u32 {
+        if self.product_bound <= i128::from(i32::MAX) {
+            32
+        } else {
+            64
+        }
+    }
+
     /// The narrowest C type that holds the accumulator.
     pub fn acc_type(&self) -> &'static str {
         if self.acc_bound <= i64::from(i32::MAX) {
@@ -151,10 +161,21 @@ pub fn quantize_weights(weight: &[f32], row: usize, bits: u32) -> (Vec<i8>, Vec<
     (q, scales)
 }
 
-/// `round(real * 2^shift)` for every ratio, with the largest shift (at most 62) that keeps the
-/// largest multiplier below 2^31 and the requantization product at the largest accumulator,
-/// `k * acc_bound + 2^(shift-1)`, below `2^(product_bits-1)`.
-fn multipliers(ratios: &[f64], acc_bound: i64, product_bits: u32) -> (Vec<i64>, u32) {
+/// The largest requantization product `|k_i| * acc_i + 2^(shift-1)` over the multipliers `k`
+/// and the accumulator bounds they apply to (one bound for all when `acc_bounds` has one).
+fn largest_product(k: &[i64], shift: u32, acc_bounds: &[i64]) -> i128 {
+    k.iter()
+        .enumerate()
+        .map(|(i, k)| i128::from(k.abs()) * i128::from(acc_bounds[i.min(acc_bounds.len() - 1)]))
+        .max()
+        .unwrap_or(0)
+        + (1i128 << (shift - 1))
+}
+
+/// `round(real * 2^shift)` for every ratio, with the largest shift (at most 62) that keeps every
+/// multiplier below 2^31 and every requantization product (`largest_product`) below
+/// `2^(product_bits-1)`.
+fn multipliers(ratios: &[f64], acc_bounds: &[i64], product_bits: u32) -> (Vec<i64>, u32) {
     let max = ratios.iter().fold(0.0f64, |m, r| m.max(r.abs()));
     let mut shift = 1u32;
     while shift < 62 && max * 2f64.powi(shift as i32 + 1) < 2f64.powi(MULTIPLIER_BITS as i32) {
@@ -165,9 +186,10 @@ fn multipliers(ratios: &[f64], acc_bound: i64, product_bits: u32) -> (Vec<i64>, 
             .iter()
             .map(|r| (r * 2f64.powi(shift as i32) + 0.5).floor() as i64)
             .collect();
-        let k_max = k.iter().map(|k| i128::from(k.abs())).max().unwrap_or(0);
-        let product = k_max * i128::from(acc_bound) + (1i128 << (shift - 1));
-        if shift == 1 || product < 1i128 << (product_bits - 1) {
+        // Rounding can lift the largest multiplier to exactly 2^31.
+        let fits = k.iter().all(|k| k.abs() < 1 << MULTIPLIER_BITS)
+            && largest_product(&k, shift, acc_bounds) < 1i128 << (product_bits - 1);
+        if shift == 1 || fits {
             return (k, shift);
         }
         shift -= 1;
@@ -249,7 +271,8 @@ pub fn integerize(
                 layer.name, layer.kind
             ))
         };
-        let (op, requant, acc_bound) = match layer.kind {
+        // The accumulator bound of each multiplier (one for all when there is one).
+        let (op, requant, acc_bounds): (IntOp, Requant, Vec<i64>) = match layer.kind {
             LayerKind::Conv
             | LayerKind::Pointwise
             | LayerKind::Depthwise
@@ -277,28 +300,46 @@ pub fn integerize(
                     _ => return Err(unsupported()),
                 };
                 let row = weight.len() / rows;
-                let (mut q, scales) = quantize_weights(weight, row, bits);
+                let (mut q, mut scales) = quantize_weights(weight, row, bits);
+                // A channel whose weights are all zero computes its bias alone; its scale is
+                // free, so pick one at which the bias keeps 30 bits in int32.
+                for (c, scale) in scales.iter_mut().enumerate() {
+                    if q[c * row..(c + 1) * row].iter().all(|&v| v == 0) {
+                        let needed =
+                            (f64::from(bias[c]).abs() / (input.scale * 2f64.powi(30))) as f32;
+                        *scale = scale.max(needed);
+                    }
+                }
                 let ratios: Vec<f64> = scales
                     .iter()
                     .map(|&s| f64::from(s) * input.scale / output.scale)
                     .collect();
-                let bias_q: Vec<i32> = bias
+                let bias_q = bias
                     .iter()
                     .zip(&scales)
-                    .map(|(&b, &s)| {
-                        (f64::from(b) / (f64::from(s) * input.scale) + 0.5).floor() as i32
+                    .enumerate()
+                    .map(|(c, (&b, &s))| {
+                        let steps = (f64::from(b) / (f64::from(s) * input.scale) + 0.5).floor();
+                        if steps.abs() > f64::from(i32::MAX) {
+                            return Err(DeployError::Overflow(format!(
+                                "layer '{}', output channel {c}: its bias is {steps:.3e} \
+                                 accumulator steps, beyond int32 (the channel's weights are \
+                                 nearly zero against its bias)",
+                                layer.name
+                            )));
+                        }
+                        Ok(steps as i32)
                     })
-                    .collect();
-                let acc_bound = q
+                    .collect::<Result<Vec<i32>, DeployError>>()?;
+                let channel_bounds: Vec<i64> = q
                     .chunks(row)
                     .zip(&bias_q)
                     .map(|(w, &b)| {
                         w.iter().map(|&v| i64::from(v).abs()).sum::<i64>() * x_max
                             + i64::from(b).abs()
                     })
-                    .max()
-                    .unwrap_or(0);
-                let (k, shift) = multipliers(&ratios, acc_bound, requant_bits);
+                    .collect();
+                let (k, shift) = multipliers(&ratios, &channel_bounds, requant_bits);
                 let op = match &node.op {
                     Op::Conv(c) => {
                         q = chw_to_hwc_kernel(&q, rows, row, c.window);
@@ -316,15 +357,27 @@ pub fn integerize(
                         weight_bits: bits,
                     },
                 };
-                (op, requant((k, shift)), acc_bound)
+                (op, requant((k, shift)), channel_bounds)
             }
             LayerKind::MaxPool | LayerKind::GlobalMaxPool => {
-                let (k, shift) = multipliers(&[input.scale / output.scale], x_max, requant_bits);
+                let (k, shift) = multipliers(&[input.scale / output.scale], &[x_max], requant_bits);
                 let op = match layer.window {
-                    Some(w) if layer.kind == LayerKind::MaxPool => IntOp::MaxPool { window: w },
+                    Some(w) if layer.kind == LayerKind::MaxPool => {
+                        let p = w.padding;
+                        if p.top.max(p.bottom) >= w.kernel[0] || p.left.max(p.right) >= w.kernel[1]
+                        {
+                            return Err(DeployError::Input(format!(
+                                "layer '{}': max pooling with padding {p:?} at least as large as \
+                                 its {:?} window has windows with no input; it cannot be \
+                                 integerized",
+                                layer.name, w.kernel
+                            )));
+                        }
+                        IntOp::MaxPool { window: w }
+                    }
                     _ => IntOp::GlobalMaxPool,
                 };
-                (op, requant((k, shift)), x_max)
+                (op, requant((k, shift)), vec![x_max])
             }
             LayerKind::AvgPool | LayerKind::GlobalAvgPool => {
                 let (window, count) = match layer.window {
@@ -336,14 +389,14 @@ pub fn integerize(
                 let acc_bound = x_max * count as i64;
                 let (k, shift) = multipliers(
                     &[input.scale / (count as f64 * output.scale)],
-                    acc_bound,
+                    &[acc_bound],
                     requant_bits,
                 );
                 let op = match window {
                     Some(window) => IntOp::AvgPool { window },
                     None => IntOp::GlobalAvgPool,
                 };
-                (op, requant((k, shift)), acc_bound)
+                (op, requant((k, shift)), vec![acc_bound])
             }
             LayerKind::Add => {
                 let other = &tensors[layer.inputs[1]];
@@ -351,7 +404,7 @@ pub fn integerize(
                 // The accumulator is at most (|a| + |b|) * max k.
                 let (k, shift) = multipliers(
                     &[input.scale / output.scale, other.scale / output.scale],
-                    magnitude(input) + magnitude(other),
+                    &[magnitude(input) + magnitude(other)],
                     requant_bits,
                 );
                 let acc = magnitude(input) * k[0].abs() + magnitude(other) * k[1].abs();
@@ -360,12 +413,13 @@ pub fn integerize(
                         input_multiplier: [k[0], k[1]],
                     },
                     requant((vec![1], shift)),
-                    acc,
+                    vec![acc],
                 )
             }
             LayerKind::Elementwise => return Err(unsupported()),
         };
-        let product_bound = product_bound(&layer.name, &requant, acc_bound, requant_bits)?;
+        let acc_bound = acc_bounds.iter().copied().max().unwrap_or(0);
+        let product_bound = product_bound(&layer.name, &requant, &acc_bounds, requant_bits)?;
         layers.push(IntLayer {
             name: layer.name.clone(),
             op,
@@ -385,25 +439,26 @@ pub fn integerize(
     })
 }
 
-/// The largest `|k * acc| + 2^(shift-1)` of a layer; an error when a signed `bits`-bit integer
-/// cannot hold it.
+/// The largest requantization product of a layer (`largest_product` of its multipliers and
+/// accumulator bounds); an error when a signed `bits`-bit integer cannot hold it.
 fn product_bound(
     layer: &str,
     requant: &Requant,
-    acc_bound: i64,
+    acc_bounds: &[i64],
     bits: u32,
 ) -> Result<i128, DeployError> {
-    let k_max = requant
-        .multiplier
-        .iter()
-        .map(|k| k.abs())
-        .max()
-        .unwrap_or(0);
-    let bound = i128::from(k_max) * i128::from(acc_bound) + (1i128 << (requant.shift - 1));
+    let bound = largest_product(&requant.multiplier, requant.shift, acc_bounds);
     if bound >= 1i128 << (bits - 1) {
         return Err(DeployError::Overflow(format!(
             "layer '{layer}': the requantization product can reach {bound}, beyond int{bits} \
-             (multiplier {k_max}, accumulator bound {acc_bound})"
+             (multipliers up to {}, accumulator bounds up to {})",
+            requant
+                .multiplier
+                .iter()
+                .map(|k| k.abs())
+                .max()
+                .unwrap_or(0),
+            acc_bounds.iter().max().unwrap_or(&0)
         )));
     }
     Ok(bound)
@@ -503,8 +558,8 @@ mod tests {
             hi: 255,
         };
         // 2^30 * 2^32 = 2^62 fits; 2^30 * 2^33 does not.
-        assert!(product_bound("ok", &r, 1 << 32, 64).is_ok());
-        let err = product_bound("fc", &r, 1 << 33, 64)
+        assert!(product_bound("ok", &r, &[1 << 32], 64).is_ok());
+        let err = product_bound("fc", &r, &[1 << 33], 64)
             .unwrap_err()
             .to_string();
         assert!(
@@ -526,7 +581,7 @@ mod tests {
 
     #[test]
     fn multipliers_keep_thirty_bits() {
-        let (k, shift) = multipliers(&[0.001234, 0.0005], 1000, 64);
+        let (k, shift) = multipliers(&[0.001234, 0.0005], &[1000], 64);
         assert!((1i64 << 30..1i64 << 31).contains(&k[0]), "{k:?}");
         let real = k[0] as f64 / 2f64.powi(shift as i32);
         assert!((real - 0.001234).abs() / 0.001234 < 1e-8);
@@ -536,7 +591,7 @@ mod tests {
     fn narrow_requantization_fits_thirty_two_bits() {
         // An accumulator up to 2^20 leaves about 10 bits for the multiplier.
         let acc_bound = 1i64 << 20;
-        let (k, shift) = multipliers(&[0.001234], acc_bound, 32);
+        let (k, shift) = multipliers(&[0.001234], &[acc_bound], 32);
         let product = k[0] * acc_bound + (1 << (shift - 1));
         assert!(
             product < 1 << 31 && 2 * product + acc_bound >= 1 << 31,
@@ -550,7 +605,12 @@ mod tests {
             lo: -127,
             hi: 127,
         };
-        assert!(product_bound("conv", &r, acc_bound, 32).is_ok());
-        assert!(product_bound("conv", &r, 2 * acc_bound, 32).is_err());
+        assert!(product_bound("conv", &r, &[acc_bound], 32).is_ok());
+        assert!(product_bound("conv", &r, &[2 * acc_bound], 32).is_err());
+        // Bounds pair with their own channel's multiplier: a channel with a large accumulator
+        // and a small multiplier (shift 20) leaves the other 10 bits, where the largest
+        // multiplier against the largest bound would leave it one.
+        let (k, shift) = multipliers(&[0.001, 1e-6], &[1 << 10, 1 << 30], 32);
+        assert_eq!((k[0], k[1], shift), (1049, 1, 20));
     }
 }

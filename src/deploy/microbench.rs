@@ -87,6 +87,8 @@ pub fn grid() -> Vec<Case> {
                 cases.push(conv(LayerKind::Conv, 16, 6, 8, 3, 1, 0, 1, b));
                 cases.push(conv(LayerKind::Conv, 4, 9, 8, 5, 2, 2, 1, b));
                 cases.push(conv(LayerKind::Conv, 1, 12, 8, 3, 1, 1, 1, b));
+                // Wide inputs, where the multiply-accumulates outweigh the per-tap overhead.
+                cases.push(conv(LayerKind::Conv, 32, 5, 8, 3, 1, 1, 1, b));
                 cases.push(conv(LayerKind::Pointwise, 32, 4, 16, 1, 1, 0, 1, b));
                 cases.push(conv(LayerKind::Depthwise, 16, 8, 16, 3, 1, 1, 16, b));
                 cases.push(conv(LayerKind::Linear, 96, 1, 12, 1, 1, 0, 1, b));

@@ -93,12 +93,7 @@ pub fn overflow_report(graph: &IntGraph) -> String {
             group_thousands(l.acc_bound as u64),
             l.acc_type().into(),
             format!("{:.3e}", l.product_bound as f64),
-            if l.product_bound <= i128::from(i32::MAX) {
-                "int32"
-            } else {
-                "int64"
-            }
-            .into(),
+            format!("int{}", l.product_bits()),
         ]);
     }
     format!(

@@ -4,7 +4,7 @@
 
 use super::FlowError;
 use crate::cost::calibrate::{calibrate, mape, parse_measurements, predict};
-use crate::cost::{KernelCall, Precisions, call_cycles};
+use crate::cost::{KernelCall, Precisions, call_cycles, inside_taps};
 use crate::deploy::microbench::{run_grid, run_on_qemu, write_bench, write_grid};
 use crate::deploy::pulp::PulpConfig;
 use crate::deploy::{IntGraph, IntOp, integerize, load_finetuned};
@@ -138,6 +138,12 @@ fn network_prediction(platform: &Platform, graph: &IntGraph) -> f64 {
             let input = graph.tensors[layer.inputs[0]].shape;
             let output = graph.tensors[layer.output].shape;
             let bits = |t: usize| Bits::from_count(graph.tensors[t].bits).unwrap_or(Bits::B8);
+            let inside = match &layer.op {
+                IntOp::Conv { window, .. }
+                | IntOp::MaxPool { window }
+                | IntOp::AvgPool { window } => inside_taps(input, output, *window),
+                _ => 1.0,
+            };
             let (kind, kernel, groups, weight) = match &layer.op {
                 IntOp::Conv {
                     window,
@@ -171,6 +177,7 @@ fn network_prediction(platform: &Platform, graph: &IntGraph) -> f64 {
                 output,
                 kernel,
                 groups,
+                inside_taps: inside,
             };
             let precisions = Precisions {
                 weight: Bits::from_count(weight).unwrap_or(Bits::B8),

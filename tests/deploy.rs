@@ -114,7 +114,7 @@ fn deploys_bit_exact(graph: &Graph, name: &str, requant_bits: u32) -> IntGraph {
     let test = random_images(graph, 20, 2);
     let images: Vec<Vec<u8>> = (0..test.len()).map(|i| test.image_hwc(i)).collect();
     for program in ["network", "network_pulp_emu"] {
-        let check = host_check(&int_graph, &project, &images, &dir, program).unwrap();
+        let check = host_check(&int_graph, &images, &dir, program).unwrap();
         assert_eq!(
             (check.exact, check.total),
             (20, 20),

@@ -480,9 +480,11 @@ pub fn generate(graph: &IntGraph, pulp: PulpConfig) -> Project {
         let (x, y) = (buf(layer.inputs[0]), buf(layer.output));
         let r = &layer.requant;
         let other = layer.inputs.get(1).map(|&t| buf(t)).unwrap_or_default();
-        let (data_p, call_p) = pulp::layer_call(graph, layer, pulp, &kname, &id, (&x, &y, &other));
+        let layer_tiling = pulp::plan_layer(graph, layer, pulp);
+        let (data_p, call_p) =
+            pulp::layer_call(graph, layer, &layer_tiling, &kname, &id, (&x, &y, &other));
         pulp_data.push_str(&data_p);
-        tiling.push((layer.name.clone(), pulp::plan_layer(graph, layer, pulp)));
+        tiling.push((layer.name.clone(), layer_tiling));
         let _ = writeln!(calls, "    /* {} */", layer.name);
         let _ = writeln!(calls, "    memset({y}, 0, {});", plan.sizes[layer.output]);
         let _ = writeln!(calls, "    LAYER_START({l});");

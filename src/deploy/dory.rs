@@ -411,7 +411,7 @@ pub fn write_and_check(
     images: &[Vec<u8>],
     dir: &std::path::Path,
 ) -> Result<Option<DoryCheck>, DeployError> {
-    use super::verify::io;
+    use super::verify::{compare_with_golden, io};
     use crate::results::write_atomic;
     let model = dir.join("network.onnx");
     write_atomic(&model, &export.bytes).map_err(io(&model))?;
@@ -444,46 +444,18 @@ pub fn write_and_check(
             String::from_utf8_lossy(&run.stderr).trim()
         )));
     }
-    let produced = std::fs::read(&outputs).map_err(io(&outputs))?;
-    let per_image: usize = graph
-        .layers
-        .iter()
-        .map(|l| graph.tensors[l.output].shape.elements() as usize)
-        .sum();
-    if produced.len() != 4 * per_image * images.len() {
-        return Err(DeployError::Build(format!(
-            "{} holds {} bytes; {} images of {per_image} int32 values were expected",
-            outputs.display(),
-            produced.len(),
-            images.len()
-        )));
-    }
-    let values: Vec<i32> = produced
-        .chunks_exact(4)
-        .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
-    let mismatches: Vec<Option<String>> = images
-        .iter()
-        .enumerate()
-        .map(|(i, image)| {
-            let buffers = super::golden::run(graph, image);
-            let mut at = i * per_image;
-            for layer in &graph.layers {
-                let t = &graph.tensors[layer.output];
-                let expected = hwc_to_chw(&buffers[layer.output], t);
-                if values[at..at + expected.len()] != expected[..] {
-                    return Some(format!("image {i}, layer '{}'", layer.name));
-                }
-                at += expected.len();
-            }
-            None
-        })
-        .collect();
+    // The checker writes every layer's output as int32 in ONNX's CHW order.
+    let (exact, first_mismatch) = compare_with_golden(graph, images, &outputs, |values, t| {
+        hwc_to_chw(values, t)
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect()
+    })?;
     Ok(Some(DoryCheck {
-        exact: mismatches.iter().filter(|m| m.is_none()).count(),
+        exact,
         total: images.len(),
         summary: String::from_utf8_lossy(&run.stdout).trim().to_string(),
-        first_mismatch: mismatches.into_iter().flatten().next(),
+        first_mismatch,
     }))
 }
 

@@ -175,13 +175,13 @@ pub fn plan_layer(graph: &IntGraph, layer: &IntLayer, config: PulpConfig) -> Lay
     }
 }
 
-/// The PULP call of a layer and the descriptor it reads: `(data, call)`. `kname` is the layer's
-/// kernel, `id` its C identifier, `x`/`y` its input/output buffers and `other` the second input
-/// of an add.
+/// The PULP call of a layer run as `tiling` plans, and the descriptor it reads: `(data, call)`.
+/// `kname` is the layer's kernel, `id` its C identifier, `x`/`y` its input/output buffers and
+/// `other` the second input of an add.
 pub(super) fn layer_call(
     graph: &IntGraph,
     layer: &IntLayer,
-    config: PulpConfig,
+    tiling: &LayerTiling,
     kname: &str,
     id: &str,
     buffers: (&str, &str, &str),
@@ -190,11 +190,10 @@ pub(super) fn layer_call(
     let xt = &graph.tensors[layer.inputs[0]];
     let yt = &graph.tensors[layer.output];
     let r = &layer.requant;
-    let tiling = plan_layer(graph, layer, config);
     let mut data = String::new();
-    let call = match (&layer.op, &tiling) {
-        (IntOp::Conv { .. } | IntOp::MaxPool { .. } | IntOp::AvgPool { .. }, _) => {
-            let (rows, weights_in_l1) = match tiling {
+    let call = match &layer.op {
+        IntOp::Conv { .. } | IntOp::MaxPool { .. } | IntOp::AvgPool { .. } => {
+            let (rows, weights_in_l1) = match *tiling {
                 LayerTiling::Rows {
                     rows,
                     weights_in_l1,
@@ -239,8 +238,8 @@ pub(super) fn layer_call(
             );
             format!("run_windowed(&{id}_p, {x}, {y});")
         }
-        (IntOp::Linear { weight_bits, .. }, _) => {
-            let neurons = match tiling {
+        IntOp::Linear { weight_bits, .. } => {
+            let neurons = match *tiling {
                 LayerTiling::Neurons { neurons, .. } => neurons,
                 _ => 0,
             };
@@ -257,7 +256,7 @@ pub(super) fn layer_call(
             );
             format!("run_linear(&{id}_p, {x}, {y});")
         }
-        (IntOp::Add { input_multiplier }, _) => {
+        IntOp::Add { input_multiplier } => {
             let ot = &graph.tensors[layer.inputs[1]];
             let _ = writeln!(
                 data,
@@ -275,7 +274,7 @@ pub(super) fn layer_call(
             format!("cluster_fork(add_worker, (void *)&{id}_p);")
         }
         // Global poolings are small: the cluster's first core runs them from L2.
-        (IntOp::GlobalAvgPool | IntOp::GlobalMaxPool, _) => format!(
+        IntOp::GlobalAvgPool | IntOp::GlobalMaxPool => format!(
             "{kname}({x}, {y}, {}, {}, {}, {}, {}, {});",
             r.multiplier[0],
             r.shift,

@@ -2,9 +2,9 @@
 //! on images, and compare every layer's packed output with the golden model's, byte for byte.
 
 use super::DeployError;
-use super::codegen::{Project, pack};
+use super::codegen::pack;
 use super::golden;
-use super::integerize::IntGraph;
+use super::integerize::{IntGraph, IntTensor};
 use rayon::prelude::*;
 use std::path::Path;
 use std::process::Command;
@@ -85,7 +85,6 @@ pub(super) fn run_qemu(elf: &Path, count_instructions: bool) -> Option<String> {
 /// `network_pulp_emu`, the PULP path emulated), runs it on `images` (bytes, HWC) and compares.
 pub fn host_check(
     graph: &IntGraph,
-    project: &Project,
     images: &[Vec<u8>],
     dir: &Path,
     program: &str,
@@ -107,11 +106,35 @@ pub fn host_check(
             String::from_utf8_lossy(&run.stderr)
         )));
     }
-    let produced = std::fs::read(&outputs).map_err(io(&outputs))?;
+    let (exact, first_mismatch) =
+        compare_with_golden(graph, images, &outputs, |values, t| pack(values, t.bits))?;
+    Ok(HostCheck {
+        exact,
+        total: images.len(),
+        stdout: String::from_utf8_lossy(&run.stdout).into_owned(),
+        first_mismatch,
+    })
+}
+
+/// Compares the file `outputs`, which another implementation wrote while running `images`
+/// (every layer's output, image after image), with the golden model. `encode` turns a layer's
+/// golden integers into the bytes that implementation writes for them. Returns the images
+/// whose every layer matched and the first mismatch.
+pub(super) fn compare_with_golden(
+    graph: &IntGraph,
+    images: &[Vec<u8>],
+    outputs: &Path,
+    encode: impl Fn(&[i32], &IntTensor) -> Vec<u8> + Sync,
+) -> Result<(usize, Option<String>), DeployError> {
+    let produced = std::fs::read(outputs).map_err(io(outputs))?;
+    // The encoded size depends on the shape alone.
     let per_image: usize = graph
         .layers
         .iter()
-        .map(|l| project.plan.sizes[l.output])
+        .map(|l| {
+            let t = &graph.tensors[l.output];
+            encode(&vec![0; t.shape.elements() as usize], t).len()
+        })
         .sum();
     if produced.len() != per_image * images.len() {
         return Err(DeployError::Build(format!(
@@ -128,7 +151,7 @@ pub fn host_check(
             let buffers = golden::run(graph, image);
             let mut at = i * per_image;
             for layer in &graph.layers {
-                let expected = pack(&buffers[layer.output], graph.tensors[layer.output].bits);
+                let expected = encode(&buffers[layer.output], &graph.tensors[layer.output]);
                 if produced[at..at + expected.len()] != expected[..] {
                     return Some(format!("image {i}, layer '{}'", layer.name));
                 }
@@ -137,12 +160,10 @@ pub fn host_check(
             None
         })
         .collect();
-    Ok(HostCheck {
-        exact: mismatches.iter().filter(|m| m.is_none()).count(),
-        total: images.len(),
-        stdout: String::from_utf8_lossy(&run.stdout).into_owned(),
-        first_mismatch: mismatches.into_iter().flatten().next(),
-    })
+    Ok((
+        mismatches.iter().filter(|m| m.is_none()).count(),
+        mismatches.into_iter().flatten().next(),
+    ))
 }
 
 /// What the rv32imc bare-metal build showed.

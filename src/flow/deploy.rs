@@ -165,7 +165,7 @@ pub fn deploy(
     let verify = settings.verify_images.min(test.len()).max(1);
     let images: Vec<Vec<u8>> = (0..verify).map(|i| test.image_hwc(i)).collect();
     write_text(&out.join("test_input.h"), &test_input_header(&images[0]))?;
-    let check = host_check(&int_graph, &project, &images, out, "network")?;
+    let check = host_check(&int_graph, &images, out, "network")?;
     let _ = writeln!(
         text,
         "\nhost run (per-layer checksums of image 0):\n{}",
@@ -189,7 +189,7 @@ pub fn deploy(
     for (layer, tiling) in &project.tiling {
         let _ = writeln!(text, "  {layer:<12} {tiling}");
     }
-    let pulp = host_check(&int_graph, &project, &images, out, "network_pulp_emu")?;
+    let pulp = host_check(&int_graph, &images, out, "network_pulp_emu")?;
     if let Some(first) = &pulp.first_mismatch {
         let _ = writeln!(text, "first mismatch: {first}");
     }

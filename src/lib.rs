@@ -8,6 +8,7 @@
 pub mod batch;
 pub mod cost;
 pub mod deploy;
+pub mod escape;
 pub mod flow;
 pub mod graph;
 pub mod objective;

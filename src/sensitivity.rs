@@ -9,6 +9,7 @@
 //! additive-noise model these add up along the network. A table can also be imported from CSV
 //! (any unit, e.g. measured accuracy drops in points), and is saved with every run.
 
+use crate::escape::{csv_field, csv_records};
 use crate::graph::{FusedGraph, Graph, Op, eval, fold_for_analysis};
 use crate::precision::{Assignment, Bits};
 use rand::{RngExt, SeedableRng};
@@ -196,9 +197,9 @@ impl Sensitivity {
             for b in Bits::ALL {
                 out += &format!(
                     "weight,{},{b},{:e},{}\n",
-                    layer.name,
+                    csv_field(&layer.name),
                     self.weights[l][b.index()],
-                    self.unit
+                    csv_field(&self.unit)
                 );
             }
         }
@@ -206,9 +207,9 @@ impl Sensitivity {
             for b in Bits::ALL {
                 out += &format!(
                     "activation,{},{b},{:e},{}\n",
-                    buffer.name,
+                    csv_field(&buffer.name),
                     self.activations[t][b.index()],
-                    self.unit
+                    csv_field(&self.unit)
                 );
             }
         }
@@ -244,12 +245,10 @@ impl Sensitivity {
             path: path.to_string(),
             message,
         };
-        let mut lines = text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty());
-        match lines.next() {
-            Some((_, header)) if header.trim() == "kind,name,bits,value,unit" => {}
+        let records = csv_records(text).map_err(file_err)?;
+        let mut records = records.into_iter();
+        match records.next() {
+            Some((_, header)) if header == ["kind", "name", "bits", "value", "unit"] => {}
             _ => {
                 return Err(file_err(
                     "the first line must be the header kind,name,bits,value,unit".into(),
@@ -260,19 +259,25 @@ impl Sensitivity {
         let mut weights = vec![nan; fused.layers.len()];
         let mut activations = vec![nan; fused.tensors.len()];
         let mut unit: Option<String> = None;
-        for (i, line) in lines {
+        for (line, fields) in records {
             let row_err = |message: String| SensitivityError::Row {
                 path: path.to_string(),
-                line: i + 1,
+                line,
                 message,
             };
-            let fields: Vec<&str> = line.split(',').map(str::trim).collect();
-            let [kind, name, bits, value, row_unit] = fields[..] else {
+            let [kind, name, bits, value, row_unit] = &fields[..] else {
                 return Err(row_err(format!(
                     "has {} fields, expected 5 (kind,name,bits,value,unit)",
                     fields.len()
                 )));
             };
+            let (kind, name, bits, value, row_unit) = (
+                kind.as_str(),
+                name.as_str(),
+                bits.as_str(),
+                value.as_str(),
+                row_unit.as_str(),
+            );
             let bits = bits
                 .parse::<u32>()
                 .ok()

@@ -163,10 +163,9 @@ fn slurm_sweep_survives_a_cancelled_task() {
     assert!(submitted.contains("array 0-3"), "{submitted}");
     let job = job_id(&submitted);
     let script = std::fs::read_to_string(dir.join("submit-1.sbatch")).unwrap();
-    assert!(
-        script.contains("#SBATCH --array=0-3%2")
-            && script.contains("--task \"$SLURM_ARRAY_TASK_ID\"")
-    );
+    assert!(script.contains("--task \"$SLURM_ARRAY_TASK_ID\""), "{script}");
+    let jobs = std::fs::read_to_string(dir.join("jobs.json")).unwrap();
+    assert!(jobs.contains("--array=0-3%2"), "{jobs}");
 
     // Task 1 (evolution, 100 KB) is cancelled while it runs.
     wait_for(d, "task 1 to run", |s| task_line(s, 1).contains("running"));

@@ -3,6 +3,7 @@
 
 use super::BatchError;
 use super::sweep::{Plan, SweepDir};
+use crate::escape::shell_word;
 use crate::results::write_json;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -15,6 +16,9 @@ pub struct Job {
     pub job_id: String,
     pub tasks: Vec<usize>,
     pub script: String,
+    /// The options it was submitted with (`--array=...`, ...).
+    #[serde(default)]
+    pub options: Vec<String>,
 }
 
 /// `0-3,7,9-10`: the task list as SLURM's `--array` ranges.
@@ -38,42 +42,38 @@ pub fn array_ranges(tasks: &[usize]) -> String {
     parts.join(",")
 }
 
-fn quote(text: &str) -> String {
-    format!("'{}'", text.replace('\'', r"'\''"))
-}
-
-/// The sbatch script running `tasks` of the sweep in `dir` (absolute) with the `qsearch` binary
-/// `exe`; each array task runs `qsearch batch run DIR --task $SLURM_ARRAY_TASK_ID`.
-pub fn sbatch_script(plan: &Plan, dir: &Path, tasks: &[usize], exe: &Path) -> String {
+/// The sbatch options of a job array over `tasks` of the sweep in `dir`. They are passed to
+/// sbatch as arguments, never written into the script, so that no value from the sweep file or
+/// the folder's path is read by a shell or by sbatch's `#SBATCH` parser.
+pub fn sbatch_options(plan: &Plan, dir: &Path, tasks: &[usize]) -> Vec<String> {
     let r = &plan.sweep.slurm;
-    let mut s = String::from("#!/bin/bash\n");
-    let mut option = |line: String| s.push_str(&format!("#SBATCH {line}\n"));
-    option(format!("--job-name=qsearch-{}", plan.sweep.name));
-    option(format!(
-        "--array={}%{}",
-        array_ranges(tasks),
-        r.max_concurrent
-    ));
-    option(format!("--time={}", r.time));
-    option(format!("--mem={}", r.memory));
-    option(format!("--cpus-per-task={}", r.cpus_per_task));
+    let mut options = vec![
+        format!("--job-name=qsearch-{}", plan.sweep.name),
+        format!("--array={}%{}", array_ranges(tasks), r.max_concurrent),
+        format!("--time={}", r.time),
+        format!("--mem={}", r.memory),
+        format!("--cpus-per-task={}", r.cpus_per_task),
+        format!("--output={}/logs/task-%a-job-%A.log", dir.display()),
+    ];
     if let Some(p) = &r.partition {
-        option(format!("--partition={p}"));
+        options.push(format!("--partition={p}"));
     }
     if let Some(a) = &r.account {
-        option(format!("--account={a}"));
+        options.push(format!("--account={a}"));
     }
-    option(format!(
-        "--output={}/logs/task-%a-job-%A.log",
-        dir.display()
-    ));
-    s.push_str("export RAYON_NUM_THREADS=\"${SLURM_CPUS_PER_TASK:-1}\"\n");
-    s.push_str(&format!(
-        "exec {} batch run {} --task \"$SLURM_ARRAY_TASK_ID\"\n",
-        quote(&exe.display().to_string()),
-        quote(&dir.display().to_string())
-    ));
-    s
+    options
+}
+
+/// The batch script each array task runs: `qsearch batch run DIR --task $SLURM_ARRAY_TASK_ID`
+/// with the `qsearch` binary `exe` and the sweep folder `dir` (absolute) as quoted shell words.
+pub fn sbatch_script(dir: &Path, exe: &Path) -> String {
+    format!(
+        "#!/bin/bash\n\
+         export RAYON_NUM_THREADS=\"${{SLURM_CPUS_PER_TASK:-1}}\"\n\
+         exec {} batch run {} --task \"$SLURM_ARRAY_TASK_ID\"\n",
+        shell_word(&exe.display().to_string()),
+        shell_word(&dir.display().to_string())
+    )
 }
 
 /// The jobs submitted for the sweep in `folder`, oldest first.
@@ -94,9 +94,11 @@ pub fn submit(plan: &Plan, dir: &Path, tasks: &[usize]) -> Result<Job, BatchErro
     let mut recorded = jobs(&folder)?;
     let script_path = dir.join(format!("submit-{}.sbatch", recorded.len() + 1));
     std::fs::create_dir_all(folder.logs()).map_err(|e| io(&folder.logs(), e))?;
-    crate::results::write_text(&script_path, &sbatch_script(plan, dir, tasks, &exe))?;
+    crate::results::write_text(&script_path, &sbatch_script(dir, &exe))?;
+    let options = sbatch_options(plan, dir, tasks);
     let out = Command::new("sbatch")
         .arg("--parsable")
+        .args(&options)
         .arg(&script_path)
         .output()
         .map_err(|e| {
@@ -124,6 +126,7 @@ pub fn submit(plan: &Plan, dir: &Path, tasks: &[usize]) -> Result<Job, BatchErro
         job_id,
         tasks: tasks.to_vec(),
         script: script_path.display().to_string(),
+        options,
     };
     recorded.push(job.clone());
     let json = serde_json::to_value(&recorded).map_err(|e| BatchError::Input(e.to_string()))?;
@@ -170,10 +173,5 @@ mod tests {
         assert_eq!(array_ranges(&[0, 1, 2, 3]), "0-3");
         assert_eq!(array_ranges(&[1, 3, 4, 5, 9]), "1,3-5,9");
         assert_eq!(array_ranges(&[7]), "7");
-    }
-
-    #[test]
-    fn quoting_survives_quotes() {
-        assert_eq!(quote("/tmp/a b'c"), r"'/tmp/a b'\''c'");
     }
 }

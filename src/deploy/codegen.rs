@@ -6,6 +6,7 @@
 
 use super::integerize::{IntGraph, IntLayer, IntOp, IntTensor};
 use super::pulp::{self, LayerTiling, PulpConfig};
+use crate::escape::{c_comment, c_identifier, c_string_literal};
 use std::collections::BTreeSet;
 use std::fmt::Write;
 
@@ -369,17 +370,6 @@ KERNEL void {name}(const uint8_t *a, const uint8_t *b, uint8_t *y, int32_t ka, i
     }
 }
 
-fn c_name(name: &str) -> String {
-    let mut s: String = name
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect();
-    if s.starts_with(|c: char| c.is_ascii_digit()) {
-        s.insert(0, '_');
-    }
-    s
-}
-
 fn bytes_array(name: &str, bytes: &[u8]) -> String {
     let mut s = format!("static const uint8_t {name}[{}] = {{", bytes.len().max(1));
     for (i, b) in bytes.iter().enumerate() {
@@ -466,7 +456,7 @@ pub fn generate(graph: &IntGraph, pulp: PulpConfig) -> Project {
     let mut pulp_data = String::new();
     let mut pulp_calls = String::new();
     let mut tiling = Vec::new();
-    let name = c_name(&graph.name);
+    let name = c_comment(&graph.name);
     let mut keys: BTreeSet<KernelKey> = BTreeSet::new();
     let mut data = String::new();
     let mut calls = String::new();
@@ -475,7 +465,7 @@ pub fn generate(graph: &IntGraph, pulp: PulpConfig) -> Project {
         let k = key(graph, layer);
         let kname = k.name();
         keys.insert(k);
-        let id = format!("l{l}_{}", c_name(&layer.name));
+        let id = format!("l{l}_{}", c_identifier(&layer.name));
         let buf = |t: usize| format!("(arena + {})", plan.offsets[t]);
         let (x, y) = (buf(layer.inputs[0]), buf(layer.output));
         let r = &layer.requant;
@@ -485,7 +475,7 @@ pub fn generate(graph: &IntGraph, pulp: PulpConfig) -> Project {
             pulp::layer_call(graph, layer, &layer_tiling, &kname, &id, (&x, &y, &other));
         pulp_data.push_str(&data_p);
         tiling.push((layer.name.clone(), layer_tiling));
-        let _ = writeln!(calls, "    /* {} */", layer.name);
+        let _ = writeln!(calls, "    /* {} */", c_comment(&layer.name));
         let _ = writeln!(calls, "    memset({y}, 0, {});", plan.sizes[layer.output]);
         let _ = writeln!(calls, "    LAYER_START({l});");
         match &layer.op {
@@ -580,7 +570,7 @@ pub fn generate(graph: &IntGraph, pulp: PulpConfig) -> Project {
     let names: Vec<String> = graph
         .layers
         .iter()
-        .map(|l| format!("\"{}\"", l.name))
+        .map(|l| c_string_literal(&l.name))
         .collect();
     let sizes: Vec<String> = graph
         .layers

@@ -8,6 +8,7 @@
 
 use super::codegen::packed_bytes;
 use super::integerize::{IntGraph, IntLayer, IntOp};
+use crate::escape::c_comment;
 use crate::platform::Platform;
 use std::fmt::Write;
 
@@ -284,7 +285,7 @@ pub(super) fn layer_call(
             xt.shape.c
         ),
     };
-    let _ = writeln!(data, "/* {}: {tiling} */", layer.name);
+    let _ = writeln!(data, "/* {}: {tiling} */", c_comment(&layer.name));
     (data, call)
 }
 

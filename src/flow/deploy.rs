@@ -2,6 +2,7 @@
 //! fake-quantized model on the test set, generate the C project, build it on the host and check
 //! that it reproduces the golden model byte for byte at every layer.
 
+use crate::escape::terminal_text;
 use super::FlowError;
 use crate::cost::CostTable;
 use crate::deploy::codegen::{generate, test_input_header};
@@ -99,8 +100,8 @@ pub fn deploy(
     let test = &dataset.test;
     let mut text = format!(
         "{} deployed from {}\n\nintegerization (docs/integer-semantics.md):\n{}",
-        int_graph.name,
-        finetuned.display(),
+        terminal_text(&int_graph.name),
+        terminal_text(&finetuned.display().to_string()),
         overflow_report(&int_graph)
     );
 

@@ -2,6 +2,7 @@
 //! the best candidates and the baselines, and report the accuracy-latency-size trade-off against
 //! uniform 8 bit and against the 8-bit network scaled down until it fits the same budget.
 
+use crate::escape::{markdown_code_block, terminal_text};
 use super::{
     DeploySettings, FlowError, Inputs, Measure, Prepared, assignment_json, cached_model, deploy,
     finetune_assignment, measured_sensitivity, model_hash, prepare_graph, search,
@@ -450,7 +451,8 @@ pub fn run_main(inputs: &Inputs, settings: &MainSettings) -> Result<MainReport, 
         &deployment,
         &watch.stages,
     );
-    write_text(&dir.join("report.md"), &text)?;
+    let markdown = format!("# qsearch main job\n\n{}", markdown_code_block(&text));
+    write_text(&dir.join("report.md"), &markdown)?;
     let mut frame = rows_frame(&prepared, &rows).map_err(|e| FlowError::Input(e.to_string()))?;
     write_frame(&mut frame, &dir, "tradeoff")?;
     tradeoff_plot(&prepared, &rows, winner, &dir)?;
@@ -534,7 +536,7 @@ fn report_text(
     }
     let mut out = format!(
         "{} on {} ({}), {}; limits: {}\n\n",
-        prepared.graph.name,
+        terminal_text(&prepared.graph.name),
         p.platform.name,
         p.platform.description,
         p.objective.name,

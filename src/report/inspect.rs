@@ -1,6 +1,7 @@
 //! `qsearch inspect`: a network's layers with their MACs, parameters, cycles and memory on a
 //! platform at one uniform precision.
 
+use crate::escape::terminal_text;
 use super::Table;
 use crate::cost::{CostTable, layer_flash};
 use crate::graph::{FusedGraph, Graph};
@@ -92,7 +93,7 @@ pub fn inspect(graph: &Graph, platform: &Platform, options: &InspectOptions) -> 
     let _ = writeln!(
         out,
         "{} on {} ({}), uniform {b}-bit weights and activations, {} layers after folding and fusion\n",
-        graph.name,
+        terminal_text(&graph.name),
         platform.name,
         platform.description,
         fused.layers.len()
@@ -120,7 +121,7 @@ pub fn inspect(graph: &Graph, platform: &Platform, options: &InspectOptions) -> 
         "RAM       {}  (peak of live activations, at layer {} '{}'{})",
         format_bytes(costs.ram),
         costs.peak_step,
-        fused.layers[costs.peak_step].name,
+        terminal_text(&fused.layers[costs.peak_step].name),
         if costs.weights_in_l3 {
             ", plus the L3 weight staging buffer"
         } else {

@@ -1,6 +1,7 @@
 //! Scatter plots of candidates in objective space, as SVG and PNG, with a bundled font so that no
 //! system font configuration is needed.
 
+use crate::escape::plot_text;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::Path;
@@ -76,7 +77,7 @@ where
     let (x0, x1) = range(xs.collect::<Vec<_>>().into_iter());
     let (y0, y1) = range(ys.collect::<Vec<_>>().into_iter());
     let mut chart = ChartBuilder::on(&root)
-        .caption(&plot.title, ("sans-serif", 20))
+        .caption(plot_text(&plot.title), ("sans-serif", 20))
         .margin(12)
         .x_label_area_size(45)
         .y_label_area_size(70)
@@ -84,8 +85,8 @@ where
         .map_err(|e| err(&e))?;
     chart
         .configure_mesh()
-        .x_desc(plot.x_label.as_str())
-        .y_desc(plot.y_label.as_str())
+        .x_desc(plot_text(&plot.x_label))
+        .y_desc(plot_text(&plot.y_label))
         .label_style(("sans-serif", 13))
         .draw()
         .map_err(|e| err(&e))?;
@@ -96,7 +97,7 @@ where
                 BLACK.stroke_width(1),
             ))
             .map_err(|e| err(&e))?
-            .label(label.as_str())
+            .label(plot_text(label))
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLACK));
     }
     for (i, s) in plot.series.iter().enumerate() {
@@ -113,7 +114,7 @@ where
         chart
             .draw_series(LineSeries::new(front.clone(), color.stroke_width(2)))
             .map_err(|e| err(&e))?
-            .label(s.label.as_str())
+            .label(plot_text(&s.label))
             .legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
             });

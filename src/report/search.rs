@@ -1,5 +1,6 @@
 //! Text reports of searches and comparisons.
 
+use crate::escape::terminal_text;
 use super::Table;
 use crate::flow::{PolicySummary, display_unit, display_value};
 use crate::graph::Graph;
@@ -134,7 +135,7 @@ pub fn search_report(
     let _ = writeln!(
         out,
         "{} on {}, policy {}, objective {} ({}), {}",
-        graph.name,
+        terminal_text(&graph.name),
         problem.platform.name,
         result.policy,
         problem.objective.name,

@@ -1,5 +1,7 @@
 //! Plain-text tables for the terminal and the README.
 
+use crate::escape::terminal_text;
+
 /// A table with a header row, right-aligned numeric columns and left-aligned text columns.
 pub struct Table {
     headers: Vec<String>,
@@ -21,8 +23,10 @@ impl Table {
         }
     }
 
+    /// Cells may hold names from input files: control characters are escaped.
     pub fn row(&mut self, cells: Vec<String>) {
-        self.rows.push(cells);
+        self.rows
+            .push(cells.iter().map(|c| terminal_text(c)).collect());
     }
 
     /// A separator line before the next row (e.g. before totals).

@@ -16,11 +16,14 @@
 //! polars writes the CSV of results frames with its own quoting; ONNX and JSON files are
 //! written by their serializers.
 
-/// A C identifier made of the ASCII letters and digits of `name` (others become `_`); callers
-/// prefix it with an index, so two names that map alike stay distinct.
+/// A C identifier made of the first ASCII letters and digits of `name` (others become `_`),
+/// for readable generated code; callers prefix it with an index, so two names that map alike
+/// stay distinct.
 pub fn c_identifier(name: &str) -> String {
+    const KEPT: usize = 32;
     let mut s: String = name
         .chars()
+        .take(KEPT)
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect();
     if s.is_empty() || s.starts_with(|c: char| c.is_ascii_digit()) {

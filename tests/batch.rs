@@ -115,6 +115,52 @@ fn local_sweep_is_resumable_and_merges() {
     let frame = merged(&dir);
     let tasks = frame.column("task").unwrap().u32().unwrap();
     assert_eq!(tasks.unique().unwrap().len(), 4);
+
+    let (model, hostile) = hostile_sweep(&work);
+    let h = hostile.to_str().unwrap();
+    assert!(ok(&["batch", "submit", h, "--local", "1"]).contains("ran 1 task"));
+    hostile_sweep_merged(&work, &model, &hostile);
+}
+
+/// A one-task sweep over an ONNX model whose folder, file and node names hold spaces, quotes and
+/// shell syntax, planned into a sweep folder under the same hostile folder; returns the model's
+/// path and the sweep folder.
+fn hostile_sweep(work: &Path) -> (String, PathBuf) {
+    let odd = work.join("models $(touch pwned) `touch pwned` 'q' \"d\" é");
+    std::fs::create_dir_all(&odd).unwrap();
+    let mut graph = qsearch::graph::zoo::build("resnet8").unwrap();
+    for node in &mut graph.nodes {
+        node.name = format!("{} */ $(touch pwned) \"x\" <b>", node.name);
+    }
+    let model = odd.join("net;touch pwned.onnx");
+    qsearch::graph::onnx::export_file(&graph, &model).unwrap();
+    let model = model.display().to_string();
+    let sweep = odd.join("sweep.toml");
+    std::fs::write(
+        &sweep,
+        format!(
+            "name = \"odd\"\nmodels = [{model:?}]\nplatforms = [\"gap8\"]\nbudgets = [\"60KB\"]\n\
+             policies = [\"memory-driven\"]\nseeds = 1\n"
+        ),
+    )
+    .unwrap();
+    let dir = odd.join("sweep dir $(touch pwned)");
+    ok(&["batch", "plan", sweep.to_str().unwrap(), "-o", dir.to_str().unwrap()]);
+    (model, dir)
+}
+
+/// The hostile sweep's merged table names the model verbatim, and nothing ran a name.
+fn hostile_sweep_merged(work: &Path, model: &str, dir: &Path) {
+    ok(&["batch", "merge", dir.to_str().unwrap()]);
+    let frame = merged(dir);
+    let models = frame.column("model").unwrap().str().unwrap();
+    assert_eq!(models.get(0), Some(model));
+    let pwned = std::process::Command::new("find")
+        .arg(work)
+        .args(["-name", "pwned"])
+        .output()
+        .unwrap();
+    assert!(pwned.stdout.is_empty(), "{}", String::from_utf8_lossy(&pwned.stdout));
 }
 
 /// Polls `batch status` until `done` says so or a minute passes.
@@ -197,6 +243,13 @@ fn slurm_sweep_survives_a_cancelled_task() {
     ok(&["batch", "submit", l, "--local", "2"]);
     ok(&["batch", "merge", l]);
     assert!(merged(&dir).equals_missing(&merged(&local)));
+
+    // Paths and names full of shell syntax go through sbatch and the batch script as data.
+    let (model, hostile) = hostile_sweep(&work);
+    let h = hostile.to_str().unwrap();
+    ok(&["batch", "submit", h]);
+    wait_for(h, "the hostile sweep", |s| s.contains("1 tasks: 1 done"));
+    hostile_sweep_merged(&work, &model, &hostile);
 }
 
 /// The status line of `task`.

@@ -79,8 +79,8 @@ fn mixed_quantization(graph: &Graph, calibration: &Split) -> Quantization {
 }
 
 /// Deploys `graph` with mixed precisions and checks every build and the export; returns the
-/// integer graph.
-fn deploys_bit_exact(graph: &Graph, name: &str, requant_bits: u32) -> IntGraph {
+/// integer graph, the generated project's folder and the host program's output.
+fn deploys_bit_exact(graph: &Graph, name: &str, requant_bits: u32) -> (IntGraph, PathBuf, String) {
     let calibration = random_images(graph, 32, 1);
     let quantization = mixed_quantization(graph, &calibration);
     let int_graph = integerize(graph, &quantization, requant_bits).unwrap();
@@ -113,8 +113,10 @@ fn deploys_bit_exact(graph: &Graph, name: &str, requant_bits: u32) -> IntGraph {
     }
     let test = random_images(graph, 20, 2);
     let images: Vec<Vec<u8>> = (0..test.len()).map(|i| test.image_hwc(i)).collect();
+    let mut host_output = String::new();
     for program in ["network", "network_pulp_emu"] {
         let check = host_check(&int_graph, &images, &dir, program).unwrap();
+        host_output = check.stdout.clone();
         assert_eq!(
             (check.exact, check.total),
             (20, 20),
@@ -148,7 +150,7 @@ fn deploys_bit_exact(graph: &Graph, name: &str, requant_bits: u32) -> IntGraph {
         checked.first_mismatch,
         checked.summary
     );
-    int_graph
+    (int_graph, dir, host_output)
 }
 
 /// Compiles the PULP path's PMSIS branch (`network.c`, `main_pulp.c`) for rv32 against the PMSIS
@@ -183,6 +185,56 @@ fn a_residual_network_deploys_bit_exact() {
     deploys_bit_exact(&graph, "torch_resnet", 32);
 }
 
+/// A name built to escape every output language: it closes C comments and strings, continues
+/// lines, spells a trigraph, runs shell commands, holds markup and non-ASCII text.
+fn hostile_name(i: usize) -> String {
+    format!(
+        "{i} */ int injected_{i} = 42; /* \"x\\\" ??/\n$(touch pwned) `id` <script>alert(1)</script> é fc\", \"evil"
+    )
+}
+
+/// Every node, tensor and the graph itself renamed with [`hostile_name`]s, through an ONNX file,
+/// deploys bit-exact: the generated C compiles with -Werror, defines nothing the names spell,
+/// and prints the names verbatim.
+#[test]
+fn hostile_names_stay_data_in_generated_code() {
+    let mut graph = fixture("torch_resnet.onnx");
+    graph.name = hostile_name(999);
+    for (i, node) in graph.nodes.iter_mut().enumerate() {
+        node.name = hostile_name(i);
+    }
+    for (i, tensor) in graph.tensors.iter_mut().enumerate() {
+        tensor.name = format!("t{}", hostile_name(i));
+    }
+    let bytes = onnx::export_bytes(&graph);
+    let graph = onnx::import_bytes(&bytes, "hostile.onnx", "hostile").unwrap();
+    assert_eq!(graph.nodes[0].name, hostile_name(0));
+    let (int_graph, dir, host_output) = deploys_bit_exact(&graph, "hostile", 64);
+    // The host program prints every layer's name as the model spells it.
+    for layer in &int_graph.layers {
+        assert!(layer.name.contains("injected_"), "{}", layer.name);
+        assert!(
+            host_output.contains(&layer.name),
+            "'{}' not printed verbatim in:\n{host_output}",
+            layer.name
+        );
+    }
+    // No symbol of the program is defined by a name (the constant arrays carry a layer index
+    // and the name's letters as a prefix, nothing more).
+    let nm = std::process::Command::new("nm")
+        .arg(dir.join("network"))
+        .output()
+        .unwrap();
+    let symbols = String::from_utf8_lossy(&nm.stdout);
+    assert!(nm.status.success() && symbols.contains("network_run"));
+    let defined: Vec<&str> = symbols.lines().filter_map(|l| l.split_whitespace().last()).collect();
+    assert!(
+        defined.iter().all(|s| !s.starts_with("injected") && !s.starts_with("pwn")),
+        "{symbols}"
+    );
+    assert!(!dir.join("pwned").exists());
+}
+
 #[test]
 fn a_depthwise_separable_network_deploys_bit_exact() {
     deploys_bit_exact(&fixture("torch_dscnn.onnx"), "torch_dscnn", 64);
@@ -199,7 +251,8 @@ fn zoo_networks_deploy_bit_exact() {
         ("mobilenet-v2:width=0.35,resolution=32,classes=10", 64),
     ] {
         let graph = qsearch::graph::zoo::build(spec).unwrap();
-        let int_graph = deploys_bit_exact(&graph, spec.split(':').next().unwrap(), requant_bits);
+        let (int_graph, ..) =
+            deploys_bit_exact(&graph, spec.split(':').next().unwrap(), requant_bits);
         if spec.starts_with("mobilenet") {
             // Signed activations feed layers (the sdotsp4 lanes), not only the logits.
             assert!(int_graph.layers.iter().any(|l| {

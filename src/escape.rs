@@ -208,7 +208,8 @@ fn shortened(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
 mod tests {
     use super::*;
 
-    const HOSTILE: &str = "c1 */ int x = 42; /* \"x\\\" ??/\n$(touch pwned) `id` <script>é\u{1b}[2J";
+    const HOSTILE: &str =
+        "c1 */ int x = 42; /* \"x\\\" ??/\n$(touch pwned) `id` <script>é\u{1b}[2J";
 
     #[test]
     fn c_literals_keep_every_byte_as_data() {
@@ -245,7 +246,10 @@ mod tests {
             .arg(format!("printf %s {word}"))
             .output()
             .unwrap();
-        assert_eq!(String::from_utf8(out.stdout).unwrap(), "it's $(x) `y` \"z\"");
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap(),
+            "it's $(x) `y` \"z\""
+        );
     }
 
     #[test]

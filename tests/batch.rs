@@ -145,7 +145,13 @@ fn hostile_sweep(work: &Path) -> (String, PathBuf) {
     )
     .unwrap();
     let dir = odd.join("sweep dir $(touch pwned)");
-    ok(&["batch", "plan", sweep.to_str().unwrap(), "-o", dir.to_str().unwrap()]);
+    ok(&[
+        "batch",
+        "plan",
+        sweep.to_str().unwrap(),
+        "-o",
+        dir.to_str().unwrap(),
+    ]);
     (model, dir)
 }
 
@@ -160,7 +166,11 @@ fn hostile_sweep_merged(work: &Path, model: &str, dir: &Path) {
         .args(["-name", "pwned"])
         .output()
         .unwrap();
-    assert!(pwned.stdout.is_empty(), "{}", String::from_utf8_lossy(&pwned.stdout));
+    assert!(
+        pwned.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&pwned.stdout)
+    );
 }
 
 /// Polls `batch status` until `done` says so or a minute passes.
@@ -209,7 +219,10 @@ fn slurm_sweep_survives_a_cancelled_task() {
     assert!(submitted.contains("array 0-3"), "{submitted}");
     let job = job_id(&submitted);
     let script = std::fs::read_to_string(dir.join("submit-1.sbatch")).unwrap();
-    assert!(script.contains("--task \"$SLURM_ARRAY_TASK_ID\""), "{script}");
+    assert!(
+        script.contains("--task \"$SLURM_ARRAY_TASK_ID\""),
+        "{script}"
+    );
     let jobs = std::fs::read_to_string(dir.join("jobs.json")).unwrap();
     assert!(jobs.contains("--array=0-3%2"), "{jobs}");
 
@@ -221,18 +234,29 @@ fn slurm_sweep_survives_a_cancelled_task() {
         .status()
         .unwrap();
     assert!(cancel.success());
+    // Task 3's process is killed with SIGKILL while it runs (not cancelled through SLURM).
+    wait_for(d, "task 3 to run", |s| task_line(s, 3).contains("running"));
+    std::thread::sleep(Duration::from_secs(1));
+    let killed = Command::new("pkill")
+        .args(["-KILL", "-f", &format!("batch run {d} --task 3$")])
+        .status()
+        .unwrap();
+    assert!(killed.success(), "no process of task 3 to kill");
     let status = wait_for(d, "the array to end", |s| {
-        s.contains("3 done, 0 running, 0 queued")
+        s.contains("2 done, 0 running, 0 queued, 2 failed")
     });
     let line = task_line(&status, 1);
     assert!(
         line.contains("failed") && line.contains("CANCELLED"),
         "{status}"
     );
-    assert!(!dir.join("shards/task-00001.parquet").exists());
+    assert!(task_line(&status, 3).contains("failed"), "{status}");
+    for task in [1, 3] {
+        assert!(!dir.join(format!("shards/task-0000{task}.parquet")).exists());
+    }
 
     let resubmitted = ok(&["batch", "submit", d, "--missing"]);
-    assert!(resubmitted.contains("array 1,"), "{resubmitted}");
+    assert!(resubmitted.contains("array 1,3"), "{resubmitted}");
     wait_for(d, "the resubmitted task", |s| s.contains("4 tasks: 4 done"));
     ok(&["batch", "merge", d]);
 
@@ -240,6 +264,17 @@ fn slurm_sweep_survives_a_cancelled_task() {
     let local = work.join("local");
     let l = local.to_str().unwrap();
     ok(&["batch", "plan", &sweep, "-o", l]);
+    // A local task process killed with SIGKILL leaves no shard and is run again as missing.
+    let mut task = Command::new(env!("CARGO_BIN_EXE_qsearch"))
+        .args(["batch", "run", l, "--task", "1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    task.kill().unwrap();
+    task.wait().unwrap();
+    assert!(task_line(&ok(&["batch", "status", l]), 1).contains("missing"));
     ok(&["batch", "submit", l, "--local", "2"]);
     ok(&["batch", "merge", l]);
     assert!(merged(&dir).equals_missing(&merged(&local)));

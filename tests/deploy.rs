@@ -227,9 +227,14 @@ fn hostile_names_stay_data_in_generated_code() {
         .unwrap();
     let symbols = String::from_utf8_lossy(&nm.stdout);
     assert!(nm.status.success() && symbols.contains("network_run"));
-    let defined: Vec<&str> = symbols.lines().filter_map(|l| l.split_whitespace().last()).collect();
+    let defined: Vec<&str> = symbols
+        .lines()
+        .filter_map(|l| l.split_whitespace().last())
+        .collect();
     assert!(
-        defined.iter().all(|s| !s.starts_with("injected") && !s.starts_with("pwn")),
+        defined
+            .iter()
+            .all(|s| !s.starts_with("injected") && !s.starts_with("pwn")),
         "{symbols}"
     );
     assert!(!dir.join("pwned").exists());

@@ -12,6 +12,7 @@ use crate::train::{
     Checkpoint, GraphNet, TrainConfig, TrainError, TrainState, fit, measure, training_device,
 };
 use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 impl From<TrainError> for FlowError {
@@ -145,7 +146,41 @@ pub fn finetune_file(
     )?)
 }
 
-/// Fine-tunes `graph` at `assignment` into `dir`.
+/// What a fine-tune in the main flow was asked (`network`, the bits, the schedule) and, once it
+/// finished, what it measured: `finetune.json` in its folder. A rerun reuses a finished fine-tune
+/// with the same question and starts afresh in a folder that holds another one's files.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct FinetuneRecord {
+    /// [`super::model_hash`] of the floating-point network.
+    network: String,
+    weight_bits: Vec<u32>,
+    activation_bits: Vec<u32>,
+    config: TrainConfig,
+    /// Test accuracy (%), once finished.
+    test_accuracy: Option<f64>,
+}
+
+impl FinetuneRecord {
+    /// Whether `other` asked the same question (its result aside).
+    fn same_question(&self, other: &FinetuneRecord) -> bool {
+        (
+            &self.network,
+            &self.weight_bits,
+            &self.activation_bits,
+            &self.config,
+        ) == (
+            &other.network,
+            &other.weight_bits,
+            &other.activation_bits,
+            &other.config,
+        )
+    }
+}
+
+/// Fine-tunes `graph` at `assignment` into `dir` and returns its test accuracy (%). A finished
+/// fine-tune of the same network, bits and schedule in `dir` is reused, an interrupted one resumes
+/// from its last epoch; the record of the result is written last and atomically, so a run killed
+/// at any point never takes a half-finished fine-tune for a finished one.
 pub fn finetune_assignment(
     graph: &Graph,
     assignment: &Assignment,
@@ -154,9 +189,35 @@ pub fn finetune_assignment(
     dir: &Path,
     label: &str,
     progress: bool,
-) -> Result<Finetuned, FlowError> {
+) -> Result<f64, FlowError> {
+    let record_path = dir.join("finetune.json");
+    let mut record = FinetuneRecord {
+        network: super::model_hash(graph),
+        weight_bits: assignment.weight_bits.iter().map(|b| b.count()).collect(),
+        activation_bits: assignment
+            .activation_bits
+            .iter()
+            .map(|b| b.count())
+            .collect(),
+        config: config.clone(),
+        test_accuracy: None,
+    };
+    let previous: Option<FinetuneRecord> = std::fs::read_to_string(&record_path)
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok());
+    match previous {
+        Some(p) if p.same_question(&record) => {
+            if let Some(accuracy) = p.test_accuracy {
+                return Ok(accuracy);
+            }
+        }
+        // Another question's files, or a record we cannot read: start afresh.
+        _ if dir.exists() => std::fs::remove_dir_all(dir).map_err(|e| io_error(dir, e))?,
+        _ => {}
+    }
+    write_record(&record_path, &record)?;
     let fused = FusedGraph::from_graph(graph);
-    Ok(finetune(
+    let done = finetune(
         graph,
         &fused,
         assignment,
@@ -164,7 +225,19 @@ pub fn finetune_assignment(
         config,
         dir,
         progress.then_some(label),
-    )?)
+    )?;
+    record.test_accuracy = Some(done.test_accuracy);
+    write_record(&record_path, &record)?;
+    Ok(done.test_accuracy)
+}
+
+fn write_record(path: &Path, record: &FinetuneRecord) -> Result<(), FlowError> {
+    let json = serde_json::to_value(record).map_err(|e| FlowError::Input(e.to_string()))?;
+    Ok(crate::results::write_json(path, &json)?)
+}
+
+fn io_error(path: &Path, e: std::io::Error) -> FlowError {
+    FlowError::Input(format!("{}: {e}", path.display()))
 }
 
 /// Calibration images for measured sensitivity: the last ones of the training split, held out

@@ -182,7 +182,7 @@ fn ilp_equals_brute_force() {
 
 #[test]
 fn same_seed_gives_identical_results_files() {
-    for name in ["evolution", "rl", "random"] {
+    for name in qsearch::search::register_all().into_keys() {
         let mut files = Vec::new();
         for round in 0..2 {
             let prepared = problem(
@@ -195,13 +195,15 @@ fn same_seed_gives_identical_results_files() {
                 &format!("seed-{name}-{round}"),
             );
             let report = search(&prepared, name, &quick(), Some("run"), false).unwrap();
-            files.push(std::fs::read(report.dir.join("candidates.csv")).unwrap());
+            files.push(std::fs::read_to_string(report.dir.join("candidates.csv")).unwrap());
+            files.push(std::fs::read_to_string(report.dir.join("assignment.json")).unwrap());
             let parquet =
                 qsearch::results::read_parquet(&report.dir.join("candidates.parquet")).unwrap();
             assert!(parquet.height() > 0);
         }
         assert_eq!(
-            files[0], files[1],
+            files[..2],
+            files[2..],
             "{name}: results differ between identical runs"
         );
     }

@@ -169,6 +169,44 @@ fn a_small_network_learns() {
     assert_eq!(state.history.len(), 2);
 }
 
+/// Training is reproducible on one machine whatever the thread count: the CPU backend's
+/// parallel kernels split work without changing the order of any sum.
+#[test]
+fn same_seed_trains_to_the_same_weights_on_any_thread_count() {
+    let dataset = small_data();
+    let graph = zoo::build("fashion-cnn:width=0.5").unwrap();
+    let config = TrainConfig {
+        epochs: 1,
+        ..TrainConfig::default()
+    };
+    let train_with = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let dir = temp(&format!("threads-{threads}"));
+            let device = training_device();
+            let (net, state) = fit(
+                GraphNet::new(&graph, &device),
+                None,
+                &dataset,
+                &config,
+                &Checkpoint::new(&dir),
+                None,
+            )
+            .unwrap();
+            let accuracy: Vec<f64> = state.history.iter().map(|h| h.test_accuracy).collect();
+            (onnx::export_bytes(&net.to_graph(&graph)), accuracy)
+        })
+    };
+    let one = train_with(1);
+    assert!(
+        one == train_with(3),
+        "weights differ between 1 and 3 threads"
+    );
+}
+
 #[test]
 fn a_resumed_run_ends_where_an_uninterrupted_one_does() {
     let dataset = small_data();
@@ -245,25 +283,50 @@ fn quantized_models_fine_tune() {
     let mut assignment =
         qsearch::precision::Assignment::uniform(fused.layers.len(), fused.tensors.len(), Bits::B4);
     assignment.activation_bits[fused.input] = Bits::B8;
-    let tuned = qsearch::flow::finetune_assignment(
-        &trained,
-        &assignment,
-        &dataset,
-        &TrainConfig {
-            distill: 0.5,
-            ..config
-        },
-        &temp("qat"),
-        "qat",
-        false,
-    )
-    .unwrap();
-    assert!(tuned.test_accuracy > 30.0, "{}", tuned.test_accuracy);
+    let qat_config = TrainConfig {
+        distill: 0.5,
+        ..config
+    };
+    let tune = |dir: &PathBuf| {
+        qsearch::flow::finetune_assignment(
+            &trained,
+            &assignment,
+            &dataset,
+            &qat_config,
+            dir,
+            "qat",
+            false,
+        )
+        .unwrap()
+    };
+    let dir = temp("qat");
+    let accuracy = tune(&dir);
+    assert!(accuracy > 30.0, "{accuracy}");
+    let (_, quantization) = qsearch::deploy::load_finetuned(&dir).unwrap();
+    assert_eq!(quantization.layers.len(), fused.weighted_layers().count());
+    assert!(quantization.buffers.iter().all(|b| b.bound > 0.0));
+    // The same seed fine-tunes to the same bytes in another folder.
+    let again = temp("qat-again");
+    assert_eq!(tune(&again), accuracy);
+    for file in ["quantized.onnx", "quantization.json"] {
+        assert!(
+            std::fs::read(dir.join(file)).unwrap() == std::fs::read(again.join(file)).unwrap(),
+            "{file} differs between two fine-tunes with the same seed"
+        );
+    }
+    // A finished fine-tune is reused, not redone.
+    let record = std::fs::metadata(dir.join("finetune.json"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert_eq!(tune(&dir), accuracy);
     assert_eq!(
-        tuned.quantization.layers.len(),
-        fused.weighted_layers().count()
+        std::fs::metadata(dir.join("finetune.json"))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        record
     );
-    assert!(tuned.quantization.buffers.iter().all(|b| b.bound > 0.0));
 }
 
 #[test]

@@ -10,6 +10,7 @@ pub mod cost;
 pub mod deploy;
 pub mod escape;
 pub mod flow;
+pub mod fuzz;
 pub mod graph;
 pub mod objective;
 pub mod platform;

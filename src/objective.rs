@@ -230,7 +230,8 @@ impl Objective {
     }
 }
 
-fn parse_config(text: &str, origin: &str) -> Result<ObjectiveConfig, ObjectiveError> {
+/// Parses an objective file's text; `origin` names it in errors.
+pub fn parse_config(text: &str, origin: &str) -> Result<ObjectiveConfig, ObjectiveError> {
     toml::from_str(text).map_err(|e| ObjectiveError::Parse {
         origin: origin.to_string(),
         message: e.to_string(),

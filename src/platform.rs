@@ -43,6 +43,15 @@ pub const KERNEL_COSTS: &[(&str, &str)] = &[
 
 pub const DEFAULT_PLATFORM: &str = "gap8";
 
+/// The most cores a platform file may declare.
+const MAX_CORES: f64 = 1024.0;
+/// The largest memory a platform file may declare, in bytes (2^48: 256 TB).
+const MAX_MEMORY_BYTES: f64 = (1u64 << 48) as f64;
+/// The most flash a kernel may need per output channel for its requantization parameters.
+const MAX_REQUANT_BYTES: f64 = 1024.0;
+/// The largest channel multiple a kernel rule may require.
+const MAX_CHANNEL_MULTIPLE: usize = 1 << 16;
+
 #[derive(Debug, thiserror::Error)]
 pub enum PlatformError {
     #[error(
@@ -486,8 +495,54 @@ impl Platform {
                 ));
             }
         }
-        if hw.cores.value.fract() != 0.0 {
-            return Err(invalid("hardware.cores", "must be a whole number".into()));
+        for (field, p) in [
+            ("hardware.l3_bytes", &hw.l3_bytes),
+            ("hardware.dma_latency_cycles", &hw.dma_latency_cycles),
+            ("hardware.l3_bytes_per_cycle", &hw.l3_bytes_per_cycle),
+            ("hardware.l3_latency_cycles", &hw.l3_latency_cycles),
+        ]
+        .into_iter()
+        .chain(
+            hw.energy_per_cycle_j
+                .iter()
+                .map(|p| ("hardware.energy_per_cycle_j", p)),
+        )
+        .chain(
+            hw.l3_energy_per_byte_j
+                .iter()
+                .map(|p| ("hardware.l3_energy_per_byte_j", p)),
+        ) {
+            if !(p.value.is_finite() && p.value >= 0.0) {
+                return Err(invalid(
+                    field,
+                    format!("{} must be a non-negative number", p.value),
+                ));
+            }
+        }
+        if hw.cores.value.fract() != 0.0 || hw.cores.value > MAX_CORES {
+            return Err(invalid(
+                "hardware.cores",
+                format!(
+                    "{} must be a whole number from 1 to {MAX_CORES}",
+                    hw.cores.value
+                ),
+            ));
+        }
+        for (field, p) in [
+            ("hardware.l1_bytes", &hw.l1_bytes),
+            ("hardware.l1_usable_bytes", &hw.l1_usable_bytes),
+            ("hardware.l2_bytes", &hw.l2_bytes),
+            ("hardware.l3_bytes", &hw.l3_bytes),
+        ] {
+            if p.value.fract() != 0.0 || p.value > MAX_MEMORY_BYTES {
+                return Err(invalid(
+                    field,
+                    format!(
+                        "{} must be a whole number of bytes up to {MAX_MEMORY_BYTES}",
+                        p.value
+                    ),
+                ));
+            }
         }
         if hw.l1_usable_bytes.value > hw.l1_bytes.value {
             return Err(invalid(
@@ -511,12 +566,21 @@ impl Platform {
         }
         for (key, &multiple) in &self.kernels.channel_multiple {
             let ok = key.parse::<u32>().ok().and_then(Bits::from_count).is_some();
-            if !ok || multiple == 0 {
+            if !ok || multiple == 0 || multiple > MAX_CHANNEL_MULTIPLE {
                 return Err(invalid(
                     &format!("kernels.channel_multiple.{key}"),
-                    "keys are bit widths (2, 4, 8) and values positive channel counts".into(),
+                    format!(
+                        "keys are bit widths (2, 4, 8) and values channel counts from 1 to {MAX_CHANNEL_MULTIPLE}"
+                    ),
                 ));
             }
+        }
+        let requant = self.kernels.requant_bytes_per_channel.value;
+        if !(requant.is_finite() && (0.0..=MAX_REQUANT_BYTES).contains(&requant)) {
+            return Err(invalid(
+                "kernels.requant_bytes_per_channel",
+                format!("{requant} must be a number of bytes from 0 to {MAX_REQUANT_BYTES}"),
+            ));
         }
         let cpi = &self.cost.cycles_per_instruction;
         if !(cpi.value.is_finite() && cpi.value > 0.0) {

@@ -68,6 +68,10 @@ pub struct SpaceConfig {
     /// Further groups of buffers (by name) that must share a precision.
     #[serde(default)]
     pub ties: Vec<Vec<String>>,
+    /// Where the configuration was read from (a file, or `built-in search space NAME`), for
+    /// errors.
+    #[serde(skip)]
+    pub origin: String,
 }
 
 fn eight() -> Bits {
@@ -86,8 +90,8 @@ pub enum SpaceError {
         "unknown search space '{0}'; built in: default, wide, or give a search space .toml file"
     )]
     Unknown(String),
-    #[error("search space {space}: {message}")]
-    Invalid { space: String, message: String },
+    #[error("{origin}: {message}")]
+    Invalid { origin: String, message: String },
 }
 
 /// What a variable sets.
@@ -130,10 +134,18 @@ impl SpaceConfig {
         } else {
             return Err(SpaceError::Unknown(spec.to_string()));
         };
-        toml::from_str(&text).map_err(|e| SpaceError::Parse {
-            origin,
+        SpaceConfig::parse(&text, &origin)
+    }
+
+    /// Parses a search space file's text; `origin` names it in errors, including those of
+    /// [`Space::resolve`].
+    pub fn parse(text: &str, origin: &str) -> Result<SpaceConfig, SpaceError> {
+        let mut config: SpaceConfig = toml::from_str(text).map_err(|e| SpaceError::Parse {
+            origin: origin.to_string(),
             message: e.to_string(),
-        })
+        })?;
+        config.origin = origin.to_string();
+        Ok(config)
     }
 }
 
@@ -177,7 +189,11 @@ impl Space {
         platform: &Platform,
     ) -> Result<Space, SpaceError> {
         let invalid = |message: String| SpaceError::Invalid {
-            space: config.name.clone(),
+            origin: if config.origin.is_empty() {
+                format!("search space {}", config.name)
+            } else {
+                config.origin.clone()
+            },
             message,
         };
         for name in config.layers.keys().chain(&config.frozen) {

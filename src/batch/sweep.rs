@@ -8,6 +8,9 @@ use crate::units::parse_bytes;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+/// The most tasks one sweep may expand to.
+const MAX_TASKS: usize = 100_000;
+
 /// A sweep file (`search_spaces/sweeps/*.toml`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -153,12 +156,32 @@ impl Sweep {
             origin: origin.clone(),
             message: format!("cannot read the file: {e}"),
         })?;
-        let sweep: Sweep = toml::from_str(&text).map_err(|e| BatchError::Sweep {
-            origin: origin.clone(),
+        Sweep::parse(&text, &origin)
+    }
+
+    /// Parses and checks a sweep file's text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Sweep, BatchError> {
+        let sweep: Sweep = toml::from_str(text).map_err(|e| BatchError::Sweep {
+            origin: origin.to_string(),
             message: e.to_string(),
         })?;
-        sweep.check(&origin)?;
+        sweep.check(origin)?;
         Ok(sweep)
+    }
+
+    /// The number of tasks the grid expands to, `None` past `usize`.
+    fn task_count(&self) -> Option<usize> {
+        let seeded = self.policies.iter().filter(|p| !deterministic(p)).count();
+        let per_budget = (self.policies.len() - seeded)
+            .checked_add(seeded.checked_mul(usize::try_from(self.seeds).ok()?)?)?;
+        [
+            self.models.len(),
+            self.platforms.len(),
+            self.objectives.len(),
+            self.budgets.len(),
+        ]
+        .into_iter()
+        .try_fold(per_budget, |n, k| n.checked_mul(k))
     }
 
     fn check(&self, origin: &str) -> Result<(), BatchError> {
@@ -202,6 +225,14 @@ impl Sweep {
             return fail(
                 "'slurm.cpus_per_task' and 'slurm.max_concurrent' must be at least 1".into(),
             );
+        }
+        match self.task_count() {
+            Some(n) if n <= MAX_TASKS => {}
+            _ => {
+                return fail(format!(
+                    "the grid (models x platforms x objectives x budgets x policies x seeds) has more than {MAX_TASKS} tasks; split the sweep"
+                ));
+            }
         }
         if self.name.is_empty() || crate::results::slug(&self.name) != self.name {
             return fail(format!(
@@ -288,8 +319,25 @@ impl SweepDir {
                 self.root.display()
             ))
         })?;
-        serde_json::from_str(&text)
-            .map_err(|e| BatchError::Input(format!("{}: not a sweep plan: {e}", path.display())))
+        Plan::parse(&text, &path.display().to_string())
+    }
+}
+
+impl Plan {
+    /// Parses a sweep folder's `plan.json` and checks that its tasks are its sweep's; `origin`
+    /// names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Plan, BatchError> {
+        let plan: Plan = serde_json::from_str(text)
+            .map_err(|e| BatchError::Input(format!("{origin}: not a sweep plan: {e}")))?;
+        plan.sweep.check(origin)?;
+        if plan.tasks != plan.sweep.expand() {
+            return Err(BatchError::Input(format!(
+                "{origin}: its {} tasks are not the expansion of its sweep '{}'; the plan was edited or is corrupt: plan the sweep again in a new folder",
+                plan.tasks.len(),
+                plan.sweep.name
+            )));
+        }
+        Ok(plan)
     }
 }
 

@@ -31,6 +31,10 @@ const KERNELS: &[(&str, LayerKind)] = &[
     ("globalmaxpool", LayerKind::GlobalMaxPool),
 ];
 
+/// Bounds on a measurement's channel counts (and cores) and on its sizes along one axis.
+const MAX_CHANNELS: usize = 1 << 16;
+const MAX_EXTENT: usize = 1 << 12;
+
 /// Pull of each parameter towards its prior (relative deviation squared), against the data term.
 const PRIOR_WEIGHT: f64 = 1e-8;
 
@@ -186,12 +190,25 @@ pub fn parse_measurements(text: &str, path: &str) -> Result<Vec<Measurement>, Ca
         };
         let number = |c: usize| -> Result<usize, CalibrationError> {
             let text = field(c)?;
-            text.parse().map_err(|_| {
+            let n: usize = text.parse().map_err(|_| {
                 row_err(format!(
                     "column '{}' = '{text}' is not a whole number",
                     COLUMNS[c]
                 ))
-            })
+            })?;
+            // Channels and cores, then sizes along one axis (a kernel call in L1 is far smaller).
+            let max = if matches!(COLUMNS[c], "in_c" | "out_c" | "groups" | "cores") {
+                MAX_CHANNELS
+            } else {
+                MAX_EXTENT
+            };
+            if n > max {
+                return Err(row_err(format!(
+                    "column '{}' = {n} exceeds {max}, larger than any kernel call qsearch models",
+                    COLUMNS[c]
+                )));
+            }
+            Ok(n)
         };
         let bits = |c: usize| -> Result<Bits, CalibrationError> {
             let n = number(c)?;

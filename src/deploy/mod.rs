@@ -46,10 +46,8 @@ pub fn load_finetuned(dir: &Path) -> Result<(Graph, Quantization), DeployError> 
         return Err(missing(&onnx_path));
     }
     let text = std::fs::read_to_string(&json_path).map_err(|_| missing(&json_path))?;
-    let quantization: Quantization = serde_json::from_str(&text).map_err(|e| DeployError::Io {
-        path: json_path.display().to_string(),
-        message: format!("not a quantization file: {e}"),
-    })?;
+    let quantization = Quantization::parse(&text, &json_path.display().to_string())
+        .map_err(|e| DeployError::Input(e.to_string()))?;
     let graph = onnx::import_file(&onnx_path).map_err(|e| DeployError::Io {
         path: onnx_path.display().to_string(),
         message: e.to_string(),

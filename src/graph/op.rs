@@ -292,10 +292,13 @@ impl Op {
                         conv.groups, x.c, conv.out_channels
                     ));
                 }
-                let expected = conv.out_channels
-                    * (x.c / conv.groups)
-                    * conv.window.kernel[0]
-                    * conv.window.kernel[1];
+                // Checked: an imported file chooses the factors.
+                let expected = conv
+                    .out_channels
+                    .checked_mul(x.c / conv.groups)
+                    .and_then(|n| n.checked_mul(conv.window.kernel[0]))
+                    .and_then(|n| n.checked_mul(conv.window.kernel[1]))
+                    .unwrap_or(usize::MAX);
                 check_len("weight", conv.weight.len(), expected)?;
                 check_len("bias", conv.bias.len(), conv.out_channels)?;
                 let (h, w) = conv.window.output_hw(x.h, x.w)?;
@@ -305,7 +308,8 @@ impl Op {
                 if x.h != 1 || x.w != 1 {
                     return Err(format!("expects a vector input, got {x} (flatten first)"));
                 }
-                check_len("weight", linear.weight.len(), linear.out_features * x.c)?;
+                let expected = linear.out_features.saturating_mul(x.c);
+                check_len("weight", linear.weight.len(), expected)?;
                 check_len("bias", linear.bias.len(), linear.out_features)?;
                 Ok(Shape::vector(linear.out_features))
             }

@@ -127,26 +127,44 @@ fn file_err(path: &Path, message: impl Into<String>) -> DataError {
     }
 }
 
+/// The most bytes a gzip-compressed dataset file may expand to (2 GiB; Fashion-MNIST's largest
+/// file holds 47 MB).
+const MAX_GUNZIPPED_BYTES: u64 = 1 << 31;
+
 /// Reads a file, gunzipping it when it is gzip-compressed.
 fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, DataError> {
     let raw = std::fs::read(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => DataError::Missing(path.display().to_string()),
         _ => file_err(path, format!("cannot read: {e}")),
     })?;
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        GzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| {
-                file_err(
-                    path,
-                    format!("corrupt gzip data: {e}; reinstall the dataset"),
-                )
-            })?;
-        Ok(out)
-    } else {
-        Ok(raw)
+    gunzip_if_compressed(raw, path)
+}
+
+/// `raw` itself, or its decompressed content when it starts with the gzip magic number; `path`
+/// names the file in errors.
+pub fn gunzip_if_compressed(raw: Vec<u8>, path: &Path) -> Result<Vec<u8>, DataError> {
+    if !raw.starts_with(&[0x1f, 0x8b]) {
+        return Ok(raw);
     }
+    let mut out = Vec::new();
+    GzDecoder::new(&raw[..])
+        .take(MAX_GUNZIPPED_BYTES + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| {
+            file_err(
+                path,
+                format!("corrupt gzip data: {e}; reinstall the dataset"),
+            )
+        })?;
+    if out.len() as u64 > MAX_GUNZIPPED_BYTES {
+        return Err(file_err(
+            path,
+            format!(
+                "expands to more than {MAX_GUNZIPPED_BYTES} bytes; not a dataset qsearch reads"
+            ),
+        ));
+    }
+    Ok(out)
 }
 
 /// Parses an IDX file: magic `0x0000 08 <rank>`, big-endian dimensions, unsigned bytes.
@@ -181,9 +199,12 @@ pub fn parse_idx(
             ]) as usize
         })
         .collect();
-    let expected: usize = dims.iter().product();
+    // The dimensions are checked against the data that is there before anything is allocated.
+    let expected = dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
     let data = &bytes[header..];
-    if data.len() != expected {
+    if expected != Some(data.len()) {
+        let expected =
+            expected.map_or_else(|| "more than memory holds".to_string(), |n| n.to_string());
         return Err(file_err(
             path,
             format!(
@@ -204,11 +225,32 @@ fn locate(dir: &Path, stem: &str) -> PathBuf {
 fn idx_split(dir: &Path, prefix: &str) -> Result<Split, DataError> {
     let images_path = locate(dir, &format!("{prefix}-images-idx3-ubyte"));
     let labels_path = locate(dir, &format!("{prefix}-labels-idx1-ubyte"));
-    let (dims, images) = parse_idx(&read_maybe_gz(&images_path)?, &images_path, 3)?;
-    let (ldims, labels) = parse_idx(&read_maybe_gz(&labels_path)?, &labels_path, 1)?;
+    let images = read_maybe_gz(&images_path)?;
+    let labels = read_maybe_gz(&labels_path)?;
+    idx_split_from_bytes(&images, &images_path, &labels, &labels_path)
+}
+
+/// One split from the (decompressed) contents of its IDX images and labels files; the paths
+/// name them in errors.
+pub fn idx_split_from_bytes(
+    images: &[u8],
+    images_path: &Path,
+    labels: &[u8],
+    labels_path: &Path,
+) -> Result<Split, DataError> {
+    let (dims, images) = parse_idx(images, images_path, 3)?;
+    if dims.contains(&0) {
+        return Err(file_err(
+            images_path,
+            format!(
+                "has dimensions {dims:?}; images need at least one image of at least 1x1 pixels"
+            ),
+        ));
+    }
+    let (ldims, labels) = parse_idx(labels, labels_path, 1)?;
     if dims[0] != ldims[0] {
         return Err(file_err(
-            &labels_path,
+            labels_path,
             format!(
                 "has {} labels for {} images in {}",
                 ldims[0],
@@ -219,7 +261,7 @@ fn idx_split(dir: &Path, prefix: &str) -> Result<Split, DataError> {
     }
     if let Some(bad) = labels.iter().find(|&&l| l > 9) {
         return Err(file_err(
-            &labels_path,
+            labels_path,
             format!("holds label {bad}; MNIST-format labels are 0-9"),
         ));
     }
@@ -245,32 +287,13 @@ pub fn load_idx_dir(dir: &Path, name: &str) -> Result<Dataset, DataError> {
 /// The CIFAR-10 binary format: `data_batch_1.bin` ... `data_batch_5.bin` and `test_batch.bin`,
 /// records of one label byte and 3072 image bytes (CHW, 32x32).
 pub fn load_cifar10(dir: &Path) -> Result<Dataset, DataError> {
-    const RECORD: usize = 1 + 3 * 32 * 32;
     let read = |files: &[String]| -> Result<Split, DataError> {
         let mut images = Vec::new();
         let mut labels = Vec::new();
         for f in files {
             let path = dir.join(f);
             let bytes = read_maybe_gz(&path)?;
-            if bytes.is_empty() || bytes.len() % RECORD != 0 {
-                return Err(file_err(
-                    &path,
-                    format!(
-                        "has {} bytes, not a multiple of the {RECORD}-byte CIFAR-10 record",
-                        bytes.len()
-                    ),
-                ));
-            }
-            for record in bytes.chunks_exact(RECORD) {
-                if record[0] > 9 {
-                    return Err(file_err(
-                        &path,
-                        format!("holds label {}; CIFAR-10 labels are 0-9", record[0]),
-                    ));
-                }
-                labels.push(record[0]);
-                images.extend_from_slice(&record[1..]);
-            }
+            add_cifar_records(&bytes, &path, &mut images, &mut labels)?;
         }
         Ok(Split {
             images,
@@ -287,6 +310,37 @@ pub fn load_cifar10(dir: &Path) -> Result<Dataset, DataError> {
         test: read(&["test_batch.bin".to_string()])?,
         classes: 10,
     })
+}
+
+/// Appends the records of one (decompressed) CIFAR-10 batch file to `images` and `labels`;
+/// `path` names the file in errors.
+pub fn add_cifar_records(
+    bytes: &[u8],
+    path: &Path,
+    images: &mut Vec<u8>,
+    labels: &mut Vec<u8>,
+) -> Result<(), DataError> {
+    const RECORD: usize = 1 + 3 * 32 * 32;
+    if bytes.is_empty() || !bytes.len().is_multiple_of(RECORD) {
+        return Err(file_err(
+            path,
+            format!(
+                "has {} bytes, not a multiple of the {RECORD}-byte CIFAR-10 record",
+                bytes.len()
+            ),
+        ));
+    }
+    for record in bytes.chunks_exact(RECORD) {
+        if record[0] > 9 {
+            return Err(file_err(
+                path,
+                format!("holds label {}; CIFAR-10 labels are 0-9", record[0]),
+            ));
+        }
+        labels.push(record[0]);
+        images.extend_from_slice(&record[1..]);
+    }
+    Ok(())
 }
 
 /// `fashion-mnist` (Debian's package), or a directory in MNIST or CIFAR-10 binary format.

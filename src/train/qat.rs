@@ -38,6 +38,52 @@ pub struct BufferQuant {
     pub signed: bool,
 }
 
+/// The range of PACT bounds a `quantization.json` may hold: wider than any trained network's,
+/// narrow enough that the ratios of scales integerization takes fit its integers.
+const MIN_BOUND: f32 = 1e-6;
+const MAX_BOUND: f32 = 1e6;
+
+impl Quantization {
+    /// Parses a `quantization.json` and checks it: precisions of 2, 4 or 8 bits, PACT bounds
+    /// from 1e-6 to 1e6, one entry per layer and buffer name. `origin` names the file in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Quantization, TrainError> {
+        let err = |message: String| TrainError::Config(format!("{origin}: {message}"));
+        let q: Quantization =
+            serde_json::from_str(text).map_err(|e| err(format!("not a quantization file: {e}")))?;
+        let mut layers = std::collections::HashSet::new();
+        for l in &q.layers {
+            if Bits::from_count(l.weight_bits).is_none() {
+                return Err(err(format!(
+                    "layer '{}': weight_bits {} must be 2, 4 or 8",
+                    l.layer, l.weight_bits
+                )));
+            }
+            if !layers.insert(l.layer.as_str()) {
+                return Err(err(format!("layer '{}' is listed twice", l.layer)));
+            }
+        }
+        let mut buffers = std::collections::HashSet::new();
+        for b in &q.buffers {
+            if Bits::from_count(b.bits).is_none() {
+                return Err(err(format!(
+                    "buffer '{}': bits {} must be 2, 4 or 8",
+                    b.buffer, b.bits
+                )));
+            }
+            if !(MIN_BOUND..=MAX_BOUND).contains(&b.bound) {
+                return Err(err(format!(
+                    "buffer '{}': bound {} must be a number from {MIN_BOUND:e} to {MAX_BOUND:e} (a PACT clipping bound)",
+                    b.buffer, b.bound
+                )));
+            }
+            if !buffers.insert(b.buffer.as_str()) {
+                return Err(err(format!("buffer '{}' is listed twice", b.buffer)));
+            }
+        }
+        Ok(q)
+    }
+}
+
 /// The result of a fine-tuning.
 pub struct Finetuned {
     /// The fine-tuned network, batch norm folded.
@@ -134,14 +180,24 @@ pub fn finetune(
 /// name, activation bits by buffer name; every layer with weights and every buffer is needed.
 pub fn read_assignment(path: &Path, fused: &FusedGraph) -> Result<Assignment, TrainError> {
     let name = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| TrainError::Config(format!("{name}: cannot read the file: {e}")))?;
+    parse_assignment(&text, &name, fused)
+}
+
+/// [`read_assignment`] of a file's text; `name` names it in errors.
+pub fn parse_assignment(
+    text: &str,
+    name: &str,
+    fused: &FusedGraph,
+) -> Result<Assignment, TrainError> {
     let err = |message: String| TrainError::Config(format!("{name}: {message}"));
-    let text =
-        std::fs::read_to_string(path).map_err(|e| err(format!("cannot read the file: {e}")))?;
     let json: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| err(format!("not JSON: {e}")))?;
+        serde_json::from_str(text).map_err(|e| err(format!("not JSON: {e}")))?;
     let bits = |v: &serde_json::Value, what: &str| -> Result<Bits, TrainError> {
         v.as_u64()
-            .and_then(|b| Bits::from_count(b as u32))
+            .and_then(|b| u32::try_from(b).ok())
+            .and_then(Bits::from_count)
             .ok_or_else(|| err(format!("{what}: bits must be 2, 4 or 8, got {v}")))
     };
     let mut a = Assignment::uniform(fused.layers.len(), fused.tensors.len(), Bits::B8);

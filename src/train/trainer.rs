@@ -71,6 +71,38 @@ pub struct TrainState {
     pub history: Vec<EpochLog>,
 }
 
+impl TrainState {
+    /// Parses a checkpoint's `state.json` and checks that its settings could have trained it;
+    /// `origin` names the file in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<TrainState, TrainError> {
+        let err = |message: String| TrainError::Checkpoint(format!("{origin}: {message}"));
+        let state: TrainState = serde_json::from_str(text).map_err(|e| err(e.to_string()))?;
+        let c = &state.config;
+        if c.batch_size == 0 {
+            return Err(err("config.batch_size must be at least 1".into()));
+        }
+        for (field, v) in [
+            ("learning_rate", c.learning_rate),
+            ("final_learning_rate", c.final_learning_rate),
+            ("distill", c.distill),
+            ("temperature", c.temperature),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(err(format!(
+                    "config.{field} = {v} must be a non-negative number"
+                )));
+            }
+        }
+        if state.epoch > c.epochs {
+            return Err(err(format!(
+                "records {} completed epochs of a {}-epoch run",
+                state.epoch, c.epochs
+            )));
+        }
+        Ok(state)
+    }
+}
+
 /// Files of a checkpoint folder.
 pub struct Checkpoint {
     pub dir: PathBuf,
@@ -103,8 +135,7 @@ impl Checkpoint {
         let path = self.state();
         let text = std::fs::read_to_string(&path)
             .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", path.display())))?;
-        serde_json::from_str(&text)
-            .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", path.display())))
+        TrainState::parse(&text, &path.display().to_string())
     }
 
     /// Writes the model, the optimizer and then the state, each atomically, so that a state

@@ -16,9 +16,18 @@ fn udims(c: &Constant) -> Vec<usize> {
     c.dims.iter().map(|&d| d as usize).collect()
 }
 
-/// A new constant with `dims` whose element `i` is element `source(i)` of `c`.
+/// The number of elements of a tensor of shape `dims`: `None` when a dimension is negative or
+/// the product overflows.
+pub(super) fn element_count(dims: &[i64]) -> Option<usize> {
+    dims.iter().try_fold(1usize, |n, &d| {
+        usize::try_from(d).ok().and_then(|d| n.checked_mul(d))
+    })
+}
+
+/// A new constant with `dims` whose element `i` is element `source(i)` of `c`; `dims` never
+/// hold more elements than `c` or the constant that chose them.
 fn gather_elements(c: &Constant, dims: Vec<i64>, source: impl Fn(usize) -> usize) -> Constant {
-    let n: usize = dims.iter().map(|&d| d as usize).product();
+    let n = element_count(&dims).unwrap_or(0);
     let values = match &c.values {
         Values::Float(v) => Values::Float((0..n).map(|i| v[source(i)]).collect()),
         Values::Int(v) => Values::Int((0..n).map(|i| v[source(i)]).collect()),
@@ -38,8 +47,7 @@ fn unravel(mut i: usize, dims: &[usize]) -> Vec<usize> {
 
 /// Same values, new dimensions (already resolved).
 pub(super) fn reshape(c: &Constant, dims: Vec<i64>) -> Result<Constant, String> {
-    let n: i64 = dims.iter().product();
-    if n as usize != c.len() {
+    if element_count(&dims) != Some(c.len()) {
         return Err(format!(
             "cannot reshape a constant of {} values to {dims:?}",
             c.len()
@@ -116,15 +124,18 @@ pub(super) fn slice(
         if s == 0 {
             return Err("step 0".into());
         }
-        let norm = |v: i64| if v < 0 { v + n } else { v };
+        // In i128: starts, ends and steps are any i64 the file holds.
+        let (n, s) = (i128::from(n), i128::from(s));
+        let norm = |v: i128| if v < 0 { v + n } else { v };
         let (lo, hi) = if s > 0 { (0, n) } else { (-1, n - 1) };
-        let start = norm(starts[k]).clamp(lo, hi);
-        let end = norm(ends[k].clamp(-n - 1, n)).clamp(lo, hi);
+        let start = norm(i128::from(starts[k])).clamp(lo, hi);
+        let end = norm(i128::from(ends[k]).clamp(-n - 1, n)).clamp(lo, hi);
         let len = if s > 0 {
             (end - start + s - 1) / s
         } else {
             (start - end - s - 1) / -s
         };
+        let (start, s) = (start as i64, s as i64);
         begin[a] = start;
         step[a] = s;
         count[a] = len.max(0) as usize;
@@ -163,17 +174,13 @@ pub(super) fn gather(c: &Constant, indices: &Constant) -> Result<Constant, Strin
     Ok(gather_elements(c, indices.dims.clone(), |i| picked[i]))
 }
 
-/// A constant of shape `dims` filled with `fill`'s single value (ONNX `ConstantOfShape`).
-pub(super) fn filled(dims: Vec<i64>, fill: Option<&Constant>) -> Constant {
-    let n: i64 = dims.iter().product();
+/// A constant of shape `dims` (`n` = [`element_count`] elements) filled with `fill`'s single
+/// value (ONNX `ConstantOfShape`).
+pub(super) fn filled(dims: Vec<i64>, n: usize, fill: Option<&Constant>) -> Constant {
     match fill.map(|f| &f.values) {
-        Some(Values::Int(v)) => {
-            Constant::int(dims, vec![v.first().copied().unwrap_or(0); n as usize])
-        }
-        Some(Values::Float(v)) => {
-            Constant::float(dims, vec![v.first().copied().unwrap_or(0.0); n as usize])
-        }
-        None => Constant::float(dims, vec![0.0; n as usize]),
+        Some(Values::Int(v)) => Constant::int(dims, vec![v.first().copied().unwrap_or(0); n]),
+        Some(Values::Float(v)) => Constant::float(dims, vec![v.first().copied().unwrap_or(0.0); n]),
+        None => Constant::float(dims, vec![0.0; n]),
     }
 }
 

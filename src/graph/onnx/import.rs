@@ -8,13 +8,28 @@
 
 use super::ImportError;
 use super::constant_ops;
-use super::proto::{AttributeProto, ModelProto, NodeProto, tensor_shape_proto, type_proto};
+use super::proto::{
+    AttributeProto, GraphProto, ModelProto, NodeProto, tensor_shape_proto, type_proto,
+};
 use super::tensor::{Constant, decode};
 use crate::graph::op::{Activation, BatchNorm, Conv, Linear, Op, Padding, PoolKind, Shape, Window};
 use crate::graph::{Graph, GraphBuilder, TensorId};
 use prost::Message;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
+
+/// The largest extent of one axis, a padding, a kernel or a stride (an image of 16 M pixels a
+/// side is already far past any network qsearch can place on a microcontroller).
+const MAX_DIM: usize = 1 << 24;
+
+/// The most elements one activation tensor may have.
+const MAX_ACTIVATION_ELEMENTS: usize = 1 << 31;
+
+/// Constant values an import may create beyond the file's own size: the IR's weights, and the
+/// constants that shape arithmetic folds. A model that reads the same initializer many times
+/// (or folds `ConstantOfShape`, `Concat`, `Gather` into large constants) could otherwise expand
+/// a small file into any amount of memory.
+const FOLDING_ALLOWANCE: usize = 1 << 24;
 
 /// Reads and imports an `.onnx` file.
 pub fn import_file(path: &Path) -> Result<Graph, ImportError> {
@@ -36,7 +51,7 @@ pub fn import_bytes(bytes: &[u8], path: &str, name: &str) -> Result<Graph, Impor
         path: path.to_string(),
         message: e.to_string(),
     })?;
-    Importer::run(&model, path, name)
+    Importer::run(&model, path, name, bytes.len() + FOLDING_ALLOWANCE)
 }
 
 /// The ONNX operators the importer understands, sorted.
@@ -111,10 +126,95 @@ struct Importer<'a> {
     values: HashMap<String, Value>,
     /// How many nodes read each value (to know when a bias add may be folded).
     uses: HashMap<String, usize>,
+    /// Values (weights in the IR, folded constants) the import may still create.
+    budget: usize,
+}
+
+/// The name every node is reported by: its own, or `<op>_<index>` when it has none; a repeated
+/// name gets its index appended.
+fn node_names(graph: &GraphProto) -> Vec<String> {
+    let mut taken = HashSet::new();
+    graph
+        .node
+        .iter()
+        .enumerate()
+        .map(|(index, node)| {
+            let mut name = if node.name().is_empty() {
+                format!("{}_{index}", node.op_type())
+            } else {
+                node.name().to_string()
+            };
+            if !taken.insert(name.clone()) {
+                name = format!("{name}_{index}");
+                taken.insert(name.clone());
+            }
+            name
+        })
+        .collect()
+}
+
+/// Refuses, before any shape or tensor is looked at, the first node (in graph order) that
+/// qsearch cannot import whatever the shapes: an operator outside the supported set, or a
+/// `Concat` of activations (qsearch folds `Concat` only in shape arithmetic, on constants).
+fn check_operators(graph: &GraphProto, names: &[String], path: &str) -> Result<(), ImportError> {
+    let registry = register_all();
+    let constants: HashSet<&str> = graph.initializer.iter().map(|t| t.name()).collect();
+    let mut activations: HashSet<&str> = graph
+        .input
+        .iter()
+        .map(|i| i.name())
+        .filter(|n| !constants.contains(n))
+        .collect();
+    for (node, name) in graph.node.iter().zip(names) {
+        let known = matches!(node.domain(), "" | "ai.onnx");
+        if !known || !registry.contains_key(node.op_type()) {
+            return Err(ImportError::UnsupportedOp {
+                path: path.to_string(),
+                node: name.clone(),
+                op_type: if known {
+                    node.op_type().to_string()
+                } else {
+                    format!("{}::{}", node.domain(), node.op_type())
+                },
+                supported: supported_ops().join(", "),
+            });
+        }
+        let computed: Vec<&str> = node
+            .input
+            .iter()
+            .map(String::as_str)
+            .filter(|i| activations.contains(i))
+            .collect();
+        if node.op_type() == "Concat" && !computed.is_empty() {
+            let listed: Vec<String> = computed.iter().map(|i| format!("'{i}'")).collect();
+            return Err(ImportError::Node {
+                path: path.to_string(),
+                node: name.clone(),
+                op_type: node.op_type().to_string(),
+                message: format!(
+                    "concatenation of activations is not supported: {} computed from the network input; qsearch reads Concat only in shape arithmetic on constants, so networks that concatenate feature maps (channel split and shuffle, DenseNet, Inception) cannot be imported",
+                    if listed.len() == 1 {
+                        format!("input {} is", listed[0])
+                    } else {
+                        format!("inputs {} are", listed.join(", "))
+                    }
+                ),
+            });
+        }
+        if !computed.is_empty() && node.op_type() != "Shape" {
+            activations.extend(node.output.iter().map(String::as_str));
+        }
+    }
+    Ok(())
 }
 
 impl<'a> Importer<'a> {
-    fn run(model: &ModelProto, path: &'a str, name: &str) -> Result<Graph, ImportError> {
+    fn run(
+        model: &ModelProto,
+        path: &'a str,
+        name: &str,
+        budget: usize,
+    ) -> Result<Graph, ImportError> {
         let model_err = |message: String| ImportError::Model {
             path: path.to_string(),
             message,
@@ -123,6 +223,8 @@ impl<'a> Importer<'a> {
             .graph
             .as_ref()
             .ok_or_else(|| model_err("the model has no graph".into()))?;
+        let names = node_names(graph);
+        check_operators(graph, &names, path)?;
         let opset = model
             .opset_import
             .iter()
@@ -193,6 +295,16 @@ impl<'a> Importer<'a> {
                 )));
             }
         };
+        let elements = shape
+            .c
+            .checked_mul(shape.h)
+            .and_then(|n| n.checked_mul(shape.w));
+        if elements.is_none_or(|n| n > MAX_ACTIVATION_ELEMENTS) {
+            return Err(model_err(format!(
+                "input '{}' has shape {dims:?}; qsearch handles inputs of up to {MAX_ACTIVATION_ELEMENTS} elements",
+                input.name()
+            )));
+        }
         let builder = GraphBuilder::new(name, input.name(), shape);
         values.insert(input.name().to_string(), input_value(builder.input()));
 
@@ -208,34 +320,14 @@ impl<'a> Importer<'a> {
             builder,
             values,
             uses,
+            budget,
         };
         let registry = register_all();
-        let mut taken = std::collections::HashSet::new();
-        for (index, node) in graph.node.iter().enumerate() {
-            let mut name = if node.name().is_empty() {
-                format!("{}_{index}", node.op_type())
-            } else {
-                node.name().to_string()
-            };
-            if !taken.insert(name.clone()) {
-                name = format!("{name}_{index}");
-                taken.insert(name.clone());
+        for (node, name) in graph.node.iter().zip(&names) {
+            // `check_operators` has refused every node without a handler.
+            if let Some(handler) = registry.get(node.op_type()) {
+                handler(&mut importer, node, name)?;
             }
-            let known = matches!(node.domain(), "" | "ai.onnx");
-            let handler = registry
-                .get(node.op_type())
-                .filter(|_| known)
-                .ok_or_else(|| ImportError::UnsupportedOp {
-                    path: path.to_string(),
-                    node: name.clone(),
-                    op_type: if known {
-                        node.op_type().to_string()
-                    } else {
-                        format!("{}::{}", node.domain(), node.op_type())
-                    },
-                    supported: supported_ops().join(", "),
-                })?;
-            handler(&mut importer, node, &name)?;
         }
 
         let output = match graph.output.as_slice() {
@@ -375,12 +467,64 @@ impl<'a> Importer<'a> {
             .first()
             .cloned()
             .unwrap_or_else(|| name.to_string());
-        self.builder
+        self.spend(
+            node,
+            name,
+            usize::try_from(op.params()).unwrap_or(usize::MAX),
+        )?;
+        let tensor = self
+            .builder
             .add_named(name, op, inputs, &output)
             .map_err(|source| ImportError::Graph {
                 path: self.path.to_string(),
                 source,
-            })
+            })?;
+        let shape = self.builder.shape(tensor);
+        let elements = shape
+            .c
+            .checked_mul(shape.h)
+            .and_then(|n| n.checked_mul(shape.w));
+        match elements {
+            Some(n) if n > 0 && n <= MAX_ACTIVATION_ELEMENTS => Ok(tensor),
+            _ => Err(self.error(
+                node,
+                name,
+                format!(
+                    "computes a {} x {} x {} tensor; qsearch handles activations of 1 to {MAX_ACTIVATION_ELEMENTS} elements",
+                    shape.c, shape.h, shape.w
+                ),
+            )),
+        }
+    }
+
+    /// Takes `values` from the import's allowance for weights and folded constants (see
+    /// [`FOLDING_ALLOWANCE`]); call it before allocating them where their number is known.
+    fn spend(&mut self, node: &NodeProto, name: &str, values: usize) -> Result<(), ImportError> {
+        match self.budget.checked_sub(values) {
+            Some(left) => {
+                self.budget = left;
+                Ok(())
+            }
+            None => Err(self.error(
+                node,
+                name,
+                format!(
+                    "creates {values} more weight or constant values than the model's size allows (the file reads its initializers many times over, or folds shape arithmetic into huge constants)"
+                ),
+            )),
+        }
+    }
+
+    /// Records a folded constant as the node's output (its values were spent already).
+    fn set_const(&mut self, node: &NodeProto, value: Constant) {
+        self.set(node, Value::Const(value));
+    }
+
+    /// Spends a constant's values, then records it as the node's output.
+    fn fold(&mut self, node: &NodeProto, name: &str, value: Constant) -> Result<(), ImportError> {
+        self.spend(node, name, value.len())?;
+        self.set_const(node, value);
+        Ok(())
     }
 
     /// Adds an IR node and records its output as `value(tensor)` (see [`nchw`] and [`flat`]).
@@ -446,7 +590,14 @@ fn input_dims(input: &super::proto::ValueInfoProto) -> Result<Vec<usize>, String
         .iter()
         .enumerate()
         .map(|(axis, d)| match &d.value {
-            Some(tensor_shape_proto::dimension::Value::DimValue(v)) if *v > 0 => Ok(*v as usize),
+            Some(tensor_shape_proto::dimension::Value::DimValue(v))
+                if *v > 0 && *v as u64 <= MAX_DIM as u64 =>
+            {
+                Ok(*v as usize)
+            }
+            Some(tensor_shape_proto::dimension::Value::DimValue(v)) if *v > 0 && axis > 0 => {
+                Err(format!("has dimension {v} at axis {axis}, more than the {MAX_DIM} qsearch handles"))
+            }
             _ if axis == 0 => Ok(1),
             _ => Err(format!("has a symbolic or non-positive dimension at axis {axis}; qsearch needs fixed C, H, W")),
         })
@@ -483,16 +634,24 @@ fn window(
     kernel: [usize; 2],
     input: Shape,
 ) -> Result<Window, ImportError> {
+    let in_range = |v: i64| (1..=MAX_DIM as i64).contains(&v);
     let positive = |v: Vec<i64>, what: &str| -> Result<[usize; 2], ImportError> {
         match v.as_slice() {
-            [a, b] if *a > 0 && *b > 0 => Ok([*a as usize, *b as usize]),
+            [a, b] if in_range(*a) && in_range(*b) => Ok([*a as usize, *b as usize]),
             _ => Err(imp.error(
                 node,
                 name,
-                format!("{what} {v:?} must be two positive values (2-D only)"),
+                format!("{what} {v:?} must be two positive values up to {MAX_DIM} (2-D only)"),
             )),
         }
     };
+    if kernel.iter().any(|&k| k > MAX_DIM) {
+        return Err(imp.error(
+            node,
+            name,
+            format!("kernel {kernel:?} exceeds {MAX_DIM} in a dimension"),
+        ));
+    }
     let stride = positive(attr_ints(node, "strides").unwrap_or(vec![1, 1]), "strides")?;
     if let Some(d) = attr_ints(node, "dilations")
         && d.iter().any(|&x| x != 1)
@@ -509,17 +668,23 @@ fn window(
     let auto_pad = attr_string(node, "auto_pad").unwrap_or_else(|| "NOTSET".into());
     let padding = match auto_pad.as_str() {
         "NOTSET" => match attr_ints(node, "pads").unwrap_or(vec![0; 4]).as_slice() {
-            [t, l, b, r] if [t, l, b, r].iter().all(|&&p| p >= 0) => Padding {
-                top: *t as usize,
-                left: *l as usize,
-                bottom: *b as usize,
-                right: *r as usize,
-            },
+            [t, l, b, r]
+                if [t, l, b, r]
+                    .iter()
+                    .all(|&&p| (0..=MAX_DIM as i64).contains(&p)) =>
+            {
+                Padding {
+                    top: *t as usize,
+                    left: *l as usize,
+                    bottom: *b as usize,
+                    right: *r as usize,
+                }
+            }
             p => {
                 return Err(imp.error(
                     node,
                     name,
-                    format!("pads {p:?} must be four non-negative values"),
+                    format!("pads {p:?} must be four values from 0 to {MAX_DIM}"),
                 ));
             }
         },
@@ -563,12 +728,12 @@ fn conv(imp: &mut Importer, node: &NodeProto, name: &str) -> Result<(), ImportEr
         .map(Constant::as_floats);
     let [out, _, kh, kw] =
         match weight.dims.as_slice() {
-            [o, i, h, w] => [*o as usize, *i as usize, *h as usize, *w as usize],
+            [o, i, h, w] if [o, i, h, w].iter().all(|&&d| d > 0) => [*o as usize, *i as usize, *h as usize, *w as usize],
             d => return Err(imp.error(
                 node,
                 name,
                 format!(
-                    "weight has shape {d:?}; only 2-D convolutions ([O, I, KH, KW]) are supported"
+                    "weight has shape {d:?}; only 2-D convolutions ([O, I, KH, KW], every dimension positive) are supported"
                 ),
             )),
         };
@@ -612,7 +777,10 @@ fn emit_linear(
     (x, hwc_from): (TensorId, Option<Shape>),
     mut linear: Linear,
 ) -> Result<(), ImportError> {
-    if let Some(s) = hwc_from {
+    // A weight of the wrong size is left as it is, for the IR's shape check to report.
+    if let Some(s) = hwc_from
+        && Some(linear.weight.len()) == linear.out_features.checked_mul(s.c * s.h * s.w)
+    {
         linear.weight = hwc_columns_to_chw(&linear.weight, linear.out_features, s);
     }
     imp.emit_as(node, name, Op::Linear(linear), x, flat)
@@ -988,8 +1156,7 @@ fn reshape(imp: &mut Importer, node: &NodeProto, name: &str) -> Result<(), Impor
     if let Value::Const(c) = imp.value(node, name, 0)? {
         let dims = resolve_reshape(&target, &c.dims).map_err(|m| imp.error(node, name, m))?;
         let value = constant_ops::reshape(c, dims).map_err(|m| imp.error(node, name, m))?;
-        imp.set(node, Value::Const(value));
-        return Ok(());
+        return imp.fold(node, name, value);
     }
     let (tensor, value) = imp.activation(node, name, 0)?;
     let current = onnx_dims(&value, imp.builder.shape(tensor));
@@ -1065,7 +1232,13 @@ fn onnx_dims(value: &Value, shape: Shape) -> Vec<i64> {
 
 /// Applies ONNX reshape rules: `0` copies the input dimension, one `-1` is inferred.
 fn resolve_reshape(target: &[i64], current: &[i64]) -> Result<Vec<i64>, String> {
-    let total: i64 = current.iter().product();
+    // Products in i128 saturate instead of overflowing on dimensions the file chose.
+    let product = |dims: &[i64]| {
+        dims.iter()
+            .try_fold(1i128, |n, &d| n.checked_mul(i128::from(d)))
+            .unwrap_or(i128::MAX)
+    };
+    let total = product(current);
     let mut dims: Vec<i64> = target
         .iter()
         .enumerate()
@@ -1083,17 +1256,22 @@ fn resolve_reshape(target: &[i64], current: &[i64]) -> Result<Vec<i64>, String> 
         .filter(|(_, d)| **d == -1)
         .map(|(i, _)| i)
         .collect();
-    let known: i64 = dims.iter().filter(|d| **d != -1).product();
+    let known: Vec<i64> = dims.iter().copied().filter(|d| *d != -1).collect();
+    let known = product(&known);
     match inferred.as_slice() {
         [] => {}
-        [i] if known > 0 && total % known == 0 => dims[*i] = total / known,
+        [i] if known > 0 && total % known == 0 => {
+            dims[*i] = i64::try_from(total / known).map_err(|_| {
+                format!("cannot resolve shape {target:?} for an input of {total} values")
+            })?
+        }
         _ => {
             return Err(format!(
                 "cannot resolve shape {target:?} for an input of {total} values"
             ));
         }
     }
-    if dims.iter().any(|&d| d <= 0) || dims.iter().product::<i64>() != total {
+    if dims.iter().any(|&d| d <= 0) || product(&dims) != total {
         return Err(format!(
             "shape {target:?} does not hold the {total} values of {current:?}"
         ));
@@ -1141,8 +1319,7 @@ fn transpose(imp: &mut Importer, node: &NodeProto, name: &str) -> Result<(), Imp
     let perm = attr_ints(node, "perm").unwrap_or_default();
     if let Value::Const(c) = imp.value(node, name, 0)? {
         let value = constant_ops::transpose(c, &perm).map_err(|m| imp.error(node, name, m))?;
-        imp.set(node, Value::Const(value));
-        return Ok(());
+        return imp.fold(node, name, value);
     }
     let (tensor, value) = imp.activation(node, name, 0)?;
     let shape = imp.builder.shape(tensor);
@@ -1200,11 +1377,11 @@ fn pad(imp: &mut Importer, node: &NodeProto, name: &str) -> Result<(), ImportErr
             "pads a 2-D tensor; only 4-D images can be padded",
         ));
     };
-    if pads.len() != 8 || pads.iter().any(|&p| p < 0) {
+    if pads.len() != 8 || pads.iter().any(|&p| !(0..=MAX_DIM as i64).contains(&p)) {
         return Err(imp.error(
             node,
             name,
-            format!("pads {pads:?} must be eight non-negative values for a 4-D input"),
+            format!("pads {pads:?} must be eight values from 0 to {MAX_DIM} for a 4-D input"),
         ));
     }
     let (h, w, other) = match layout {
@@ -1244,6 +1421,11 @@ fn softmax(imp: &mut Importer, node: &NodeProto, name: &str) -> Result<(), Impor
 }
 
 fn identity(imp: &mut Importer, node: &NodeProto, name: &str) -> Result<(), ImportError> {
+    let value = imp.value(node, name, 0)?;
+    if let Value::Const(c) = value {
+        let n = c.len();
+        imp.spend(node, name, n)?;
+    }
     let value = imp.value(node, name, 0)?.clone();
     imp.set(node, value);
     Ok(())
@@ -1251,8 +1433,10 @@ fn identity(imp: &mut Importer, node: &NodeProto, name: &str) -> Result<(), Impo
 
 /// `Cast` of a constant keeps its values (shape arithmetic only).
 fn identity_const(imp: &mut Importer, node: &NodeProto, name: &str) -> Result<(), ImportError> {
+    let n = imp.constant(node, name, 0)?.len();
+    imp.spend(node, name, n)?;
     let value = imp.constant(node, name, 0)?.clone();
-    imp.set(node, Value::Const(value));
+    imp.set_const(node, value);
     Ok(())
 }
 
@@ -1280,8 +1464,7 @@ fn constant(imp: &mut Importer, node: &NodeProto, name: &str) -> Result<(), Impo
             ));
         }
     };
-    imp.set(node, Value::Const(value));
-    Ok(())
+    imp.fold(node, name, value)
 }
 
 fn shape_of(imp: &mut Importer, node: &NodeProto, name: &str) -> Result<(), ImportError> {
@@ -1291,21 +1474,19 @@ fn shape_of(imp: &mut Importer, node: &NodeProto, name: &str) -> Result<(), Impo
             onnx_dims(v, imp.builder.shape(*tensor))
         }
     };
-    imp.set(
-        node,
-        Value::Const(Constant::int(vec![dims.len() as i64], dims)),
-    );
-    Ok(())
+    imp.fold(node, name, Constant::int(vec![dims.len() as i64], dims))
 }
 
 fn gather(imp: &mut Importer, node: &NodeProto, name: &str) -> Result<(), ImportError> {
     if attr_int(node, "axis", 0) != 0 {
         return Err(imp.error(node, name, "only axis=0 is supported in shape arithmetic"));
     }
+    let n = imp.constant(node, name, 1)?.len();
+    imp.spend(node, name, n)?;
     let data = imp.constant(node, name, 0)?;
     let indices = imp.constant(node, name, 1)?;
     let value = constant_ops::gather(data, indices).map_err(|m| imp.error(node, name, m))?;
-    imp.set(node, Value::Const(value));
+    imp.set_const(node, value);
     Ok(())
 }
 
@@ -1321,25 +1502,28 @@ fn unsqueeze(imp: &mut Importer, node: &NodeProto, name: &str) -> Result<(), Imp
     let len = c.len() as i64;
     let mut dims = vec![1; axes.len()];
     dims.push(len);
-    imp.set(
+    imp.fold(
         node,
-        Value::Const(Constant {
+        name,
+        Constant {
             dims: if len == 1 { vec![1] } else { dims },
             values: c.values,
-        }),
-    );
-    Ok(())
+        },
+    )
 }
 
+/// `Concat` of constants (shape arithmetic); `check_operators` refuses a `Concat` of activations.
 fn concat(imp: &mut Importer, node: &NodeProto, name: &str) -> Result<(), ImportError> {
-    let mut all = Vec::new();
+    let mut total = 0usize;
+    for i in 0..node.input.len() {
+        total = total.saturating_add(imp.constant(node, name, i)?.len());
+    }
+    imp.spend(node, name, total)?;
+    let mut all = Vec::with_capacity(total);
     for i in 0..node.input.len() {
         all.extend(imp.constant(node, name, i)?.as_ints());
     }
-    imp.set(
-        node,
-        Value::Const(Constant::int(vec![all.len() as i64], all)),
-    );
+    imp.set_const(node, Constant::int(vec![all.len() as i64], all));
     Ok(())
 }
 
@@ -1360,8 +1544,7 @@ fn slice(imp: &mut Importer, node: &NodeProto, name: &str) -> Result<(), ImportE
     };
     let value = constant_ops::slice(data, &starts, &ends, &axes, &steps)
         .map_err(|m| imp.error(node, name, m))?;
-    imp.set(node, Value::Const(value));
-    Ok(())
+    imp.fold(node, name, value)
 }
 
 /// `ConstantOfShape` (shape arithmetic).
@@ -1371,10 +1554,15 @@ fn constant_of_shape(imp: &mut Importer, node: &NodeProto, name: &str) -> Result
         Some(t) => Some(decode(t).map_err(|m| imp.error(node, name, m))?),
         None => None,
     };
-    imp.set(
-        node,
-        Value::Const(constant_ops::filled(dims, fill.as_ref())),
-    );
+    let n = constant_ops::element_count(&dims).ok_or_else(|| {
+        imp.error(
+            node,
+            name,
+            format!("shape {dims:?} must be non-negative dimensions whose product fits in memory"),
+        )
+    })?;
+    imp.spend(node, name, n)?;
+    imp.set_const(node, constant_ops::filled(dims, n, fill.as_ref()));
     Ok(())
 }
 
@@ -1418,5 +1606,314 @@ mod tests {
     fn empty_model_has_no_graph() {
         let err = import_bytes(&[], "e.onnx", "e").unwrap_err();
         assert!(err.to_string().contains("has no graph"), "{err}");
+    }
+
+    use crate::graph::onnx::proto::{
+        GraphProto, OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
+        tensor_proto::DataType, tensor_shape_proto::Dimension,
+    };
+    use crate::graph::onnx::tensor::{encode_floats, encode_ints};
+
+    fn node(op: &str, name: &str, inputs: &[&str], output: &str) -> NodeProto {
+        NodeProto {
+            op_type: Some(op.into()),
+            name: Some(name.into()),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec![output.into()],
+            ..Default::default()
+        }
+    }
+
+    fn value_info(name: &str, dims: &[i64]) -> ValueInfoProto {
+        ValueInfoProto {
+            name: Some(name.into()),
+            r#type: Some(TypeProto {
+                value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                    elem_type: Some(DataType::Float as i32),
+                    shape: Some(TensorShapeProto {
+                        dim: dims
+                            .iter()
+                            .map(|&d| Dimension {
+                                value: Some(tensor_shape_proto::dimension::Value::DimValue(d)),
+                                ..Default::default()
+                            })
+                            .collect(),
+                    }),
+                })),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// A model of `nodes` reading `input` (of shape `dims`) and writing `output`.
+    fn model(
+        nodes: Vec<NodeProto>,
+        initializer: Vec<TensorProto>,
+        dims: &[i64],
+        output: &str,
+    ) -> Vec<u8> {
+        ModelProto {
+            ir_version: Some(8),
+            opset_import: vec![OperatorSetIdProto {
+                domain: Some(String::new()),
+                version: Some(13),
+            }],
+            graph: Some(GraphProto {
+                name: Some("g".into()),
+                node: nodes,
+                initializer,
+                input: vec![value_info("x", dims)],
+                output: vec![value_info(output, &[])],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+        .encode_to_vec()
+    }
+
+    fn conv_weight(name: &str, out: i64, inputs: i64) -> TensorProto {
+        let n = (out * inputs * 9) as usize;
+        encode_floats(name, &[out, inputs, 3, 3], &vec![0.1; n])
+    }
+
+    #[test]
+    fn unsupported_operator_comes_before_shape_problems() {
+        // An LSTM, and an input shape qsearch cannot read (rank 3, symbolic-free): the LSTM is
+        // what the user needs to hear about.
+        let bytes = model(
+            vec![node("LSTM", "my_lstm_node", &["x", "W", "R"], "y")],
+            vec![
+                encode_floats("W", &[1, 8, 4], &[0.0; 32]),
+                encode_floats("R", &[1, 8, 2], &[0.0; 16]),
+            ],
+            &[5, 1, 4],
+            "y",
+        );
+        let err = import_bytes(&bytes, "lstm.onnx", "lstm").unwrap_err();
+        match &err {
+            ImportError::UnsupportedOp {
+                node,
+                op_type,
+                supported,
+                ..
+            } => {
+                assert_eq!(node, "my_lstm_node");
+                assert_eq!(op_type, "LSTM");
+                assert!(supported.contains("Conv, "), "{supported}");
+            }
+            other => panic!("{other}"),
+        }
+        let text = err.to_string();
+        assert!(
+            text.starts_with("lstm.onnx: node 'my_lstm_node' has operator 'LSTM'"),
+            "{text}"
+        );
+        // Also ahead of an initializer that cannot be decoded.
+        let mut broken = encode_floats("W", &[1, 8, 4], &[0.0; 31]);
+        broken.dims = vec![1, 8, 4];
+        let bytes = model(
+            vec![node("LSTM", "my_lstm_node", &["x", "W"], "y")],
+            vec![broken],
+            &[1, 3, 8, 8],
+            "y",
+        );
+        let err = import_bytes(&bytes, "lstm.onnx", "lstm").unwrap_err();
+        assert!(matches!(err, ImportError::UnsupportedOp { .. }), "{err}");
+    }
+
+    #[test]
+    fn concatenation_of_activations_is_refused_as_such() {
+        // Two branches of one input concatenated along the channels, as ShuffleNet-v2 does.
+        let bytes = model(
+            vec![
+                node("Conv", "left", &["x", "wl"], "a"),
+                node("Conv", "right", &["x", "wr"], "b"),
+                NodeProto {
+                    attribute: vec![AttributeProto {
+                        name: Some("axis".into()),
+                        i: Some(1),
+                        r#type: Some(2),
+                        ..Default::default()
+                    }],
+                    ..node("Concat", "cat", &["a", "b"], "y")
+                },
+            ],
+            vec![conv_weight("wl", 4, 3), conv_weight("wr", 4, 3)],
+            &[1, 3, 8, 8],
+            "y",
+        );
+        let text = import_bytes(&bytes, "shuffle.onnx", "s")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.starts_with(
+                "shuffle.onnx: node 'cat' (Concat): concatenation of activations is not supported"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("inputs 'a', 'b'"), "{text}");
+        assert!(!text.contains("constant initializer"), "{text}");
+
+        // The first offending node in graph order is reported: here the Concat, before a later
+        // unsupported Split.
+        let bytes = model(
+            vec![
+                node("Conv", "left", &["x", "wl"], "a"),
+                node("Concat", "cat", &["a", "x"], "c"),
+                node("Split", "split", &["c"], "y"),
+            ],
+            vec![conv_weight("wl", 3, 3)],
+            &[1, 3, 8, 8],
+            "y",
+        );
+        let text = import_bytes(&bytes, "shuffle.onnx", "s")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("node 'cat' (Concat): concatenation"),
+            "{text}"
+        );
+
+        // Concat in shape arithmetic (of the input's shape) still folds.
+        let bytes = model(
+            vec![
+                node("Shape", "shape", &["x"], "s"),
+                node("Gather", "batch", &["s", "zero"], "n"),
+                node("Unsqueeze", "u", &["n", "axes"], "n1"),
+                node("Concat", "target", &["n1", "minus_one"], "t"),
+                node("Reshape", "flat", &["x", "t"], "y"),
+            ],
+            vec![
+                encode_ints("zero", &[], &[0]),
+                encode_ints("axes", &[1], &[0]),
+                encode_ints("minus_one", &[1], &[-1]),
+            ],
+            &[1, 3, 8, 8],
+            "y",
+        );
+        let graph = import_bytes(&bytes, "flat.onnx", "f").unwrap();
+        assert_eq!(graph.output_shape(), Shape::vector(192));
+    }
+
+    #[test]
+    fn size_claims_are_refused_before_allocating() {
+        // A constant claiming 2^40 elements.
+        let bytes = model(
+            vec![
+                node("ConstantOfShape", "bomb", &["shape"], "big"),
+                node("Relu", "relu", &["x"], "y"),
+            ],
+            vec![encode_ints("shape", &[2], &[1 << 20, 1 << 20])],
+            &[1, 3, 8, 8],
+            "y",
+        );
+        let text = import_bytes(&bytes, "bomb.onnx", "b")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.starts_with("bomb.onnx: node 'bomb' (ConstantOfShape): creates 1099511627776"),
+            "{text}"
+        );
+        // Dimensions whose product overflows, with no data.
+        let empty = TensorProto {
+            name: Some("w".into()),
+            dims: vec![1 << 32, 1 << 32, 1 << 32],
+            data_type: Some(DataType::Float as i32),
+            ..Default::default()
+        };
+        let bytes = model(
+            vec![node("Conv", "c", &["x", "w"], "y")],
+            vec![empty],
+            &[1, 3, 8, 8],
+            "y",
+        );
+        let text = import_bytes(&bytes, "w.onnx", "w").unwrap_err().to_string();
+        assert!(
+            text.contains("w.onnx: tensor 'w': has dimensions") && text.contains("overflows"),
+            "{text}"
+        );
+        // One initializer read by many nodes: the copies count against the model's size.
+        let big = encode_floats("w", &[256, 256], &vec![0.5; 256 * 256]);
+        let mut nodes = vec![node("Flatten", "f", &["x"], "v")];
+        for i in 0..400 {
+            nodes.push(node(
+                "Identity",
+                &format!("copy{i}"),
+                &["w"],
+                &format!("w{i}"),
+            ));
+        }
+        nodes.push(node("Relu", "r", &["v"], "y"));
+        let bytes = model(nodes, vec![big], &[1, 64], "y");
+        let text = import_bytes(&bytes, "copies.onnx", "c")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.starts_with("copies.onnx: node 'copy")
+                && text.contains("than the model's size allows"),
+            "{text}"
+        );
+        // Huge input dimensions.
+        let bytes = model(
+            vec![node("Relu", "relu", &["x"], "y")],
+            vec![],
+            &[1, 1 << 20, 1 << 20, 1 << 20],
+            "y",
+        );
+        let text = import_bytes(&bytes, "in.onnx", "i")
+            .unwrap_err()
+            .to_string();
+        assert!(text.starts_with("in.onnx: input 'x' has shape"), "{text}");
+    }
+
+    #[test]
+    fn a_classifier_of_the_wrong_size_after_an_nhwc_flatten_is_an_error() {
+        // NHWC input, flattened, into a Gemm whose weight does not match the flattened size.
+        let transpose = NodeProto {
+            attribute: vec![AttributeProto {
+                name: Some("perm".into()),
+                ints: vec![0, 3, 1, 2],
+                r#type: Some(7),
+                ..Default::default()
+            }],
+            ..node("Transpose", "to_nchw", &["x"], "t")
+        };
+        let back = NodeProto {
+            attribute: vec![AttributeProto {
+                name: Some("perm".into()),
+                ints: vec![0, 2, 3, 1],
+                r#type: Some(7),
+                ..Default::default()
+            }],
+            ..node("Transpose", "to_nhwc", &["r"], "h")
+        };
+        let bytes = model(
+            vec![
+                transpose,
+                node("Relu", "relu", &["t"], "r"),
+                back,
+                node("Flatten", "flat", &["h"], "f"),
+                NodeProto {
+                    attribute: vec![AttributeProto {
+                        name: Some("transB".into()),
+                        i: Some(1),
+                        r#type: Some(2),
+                        ..Default::default()
+                    }],
+                    ..node("Gemm", "fc", &["f", "w"], "y")
+                },
+            ],
+            vec![encode_floats("w", &[10, 7], &[0.1; 70])],
+            &[1, 4, 4, 2],
+            "y",
+        );
+        let text = import_bytes(&bytes, "nhwc.onnx", "n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.starts_with("nhwc.onnx: node 'fc' (linear): weight has 70 values, expected 320"),
+            "{text}"
+        );
     }
 }

@@ -61,7 +61,8 @@ pub(super) fn decode(tensor: &TensorProto) -> Result<Constant, String> {
     if dims.iter().any(|&d| d < 0) {
         return Err(format!("has negative dimensions {dims:?}"));
     }
-    let expected: usize = dims.iter().map(|&d| d as usize).product();
+    let expected = super::constant_ops::element_count(&dims)
+        .ok_or_else(|| format!("has dimensions {dims:?} whose product overflows"))?;
     let raw = tensor.raw_data.as_deref().unwrap_or(&[]);
     let data_type = DataType::try_from(tensor.data_type.unwrap_or(0))
         .map_err(|_| format!("has unknown data type {}", tensor.data_type.unwrap_or(0)))?;

@@ -154,6 +154,10 @@ struct DeployArgs {
     /// PULP-NN and DORY compute in; fewer multiplier bits).
     #[arg(long, default_value_t = 64)]
     requant_bits: u32,
+    /// Refuse layers below 8 bits in the Deeploy export, rather than carry them in bytes on
+    /// Deeploy's 8-bit kernels (exact, without the memory saving).
+    #[arg(long)]
+    deeploy_strict: bool,
     /// Output folder of the C project.
     #[arg(long, short)]
     output: PathBuf,
@@ -623,6 +627,7 @@ fn run(cli: Cli) -> Result<()> {
                 agreement_images: args.agreement_images,
                 assignment: args.assignment,
                 requant_bits: args.requant_bits,
+                deeploy_strict: args.deeploy_strict,
             };
             let report = deploy(&args.checkpoint, &settings, &args.output)?;
             print!("{}", report.text);
@@ -631,6 +636,11 @@ fn run(cli: Cli) -> Result<()> {
             if exact < of {
                 bail!(
                     "the generated C and the DORY export reproduced the golden model on only {exact} of {of} images (see the report above)"
+                );
+            }
+            if report.deeploy_exact == Some(false) {
+                bail!(
+                    "Deeploy did not read the integer graph the export holds (see the report above)"
                 );
             }
             Ok(())

@@ -287,3 +287,347 @@ fn microbenchmarks_count_kernel_instructions_on_qemu() {
     // -icount makes the count exact: a second run gives the same figure.
     assert_eq!(run_on_qemu(&dir).unwrap(), row);
 }
+
+/// A small network with what Deeploy's frontend must read: a 3x3 convolution, depthwise and
+/// pointwise convolutions, a residual add whose sum stays signed and one followed by ReLU, max
+/// and average pooling, a strided depthwise convolution, global average pooling and a linear
+/// layer.
+fn residual_depthwise_network() -> Graph {
+    use qsearch::graph::{
+        Activation, BatchNorm, Conv, GraphBuilder, Linear, Op, PoolKind, Shape, Window,
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let mut b = GraphBuilder::new("residual-depthwise", "input", Shape::new(3, 16, 16));
+    let mut conv = |b: &mut GraphBuilder,
+                    name: &str,
+                    x,
+                    out: usize,
+                    window: Window,
+                    groups: usize,
+                    relu: bool| {
+        let fan_in = b.shape(x).c / groups * window.kernel[0] * window.kernel[1];
+        let bound = (6.0 / fan_in as f32).sqrt();
+        let op = Op::Conv(Conv {
+            out_channels: out,
+            window,
+            groups,
+            weight: (0..out * fan_in)
+                .map(|_| rng.random_range(-bound..bound))
+                .collect(),
+            bias: (0..out).map(|_| rng.random_range(-0.1..0.1)).collect(),
+        });
+        let y = b.add(name, op, &[x]).unwrap();
+        let y = b
+            .add(
+                &format!("{name}.bn"),
+                Op::BatchNorm(BatchNorm::identity(out)),
+                &[y],
+            )
+            .unwrap();
+        if relu {
+            b.add(
+                &format!("{name}.relu"),
+                Op::Activation(Activation::Relu),
+                &[y],
+            )
+            .unwrap()
+        } else {
+            y
+        }
+    };
+    let x = b.input();
+    let stem = conv(&mut b, "stem", x, 16, Window::square(3, 1, 1), 1, true);
+    let dw = conv(
+        &mut b,
+        "block1.dw",
+        stem,
+        16,
+        Window::square(3, 1, 1),
+        16,
+        true,
+    );
+    let pw = conv(
+        &mut b,
+        "block1.pw",
+        dw,
+        16,
+        Window::square(1, 1, 0),
+        1,
+        false,
+    );
+    let sum = b.add("block1.add", Op::Add, &[stem, pw]).unwrap();
+    let dw = conv(
+        &mut b,
+        "block2.dw",
+        sum,
+        16,
+        Window::square(3, 1, 1),
+        16,
+        true,
+    );
+    let pw = conv(
+        &mut b,
+        "block2.pw",
+        dw,
+        16,
+        Window::square(1, 1, 0),
+        1,
+        false,
+    );
+    let sum = b.add("block2.add", Op::Add, &[sum, pw]).unwrap();
+    let sum = b
+        .add("block2.relu", Op::Activation(Activation::Relu), &[sum])
+        .unwrap();
+    let pooled = b
+        .add(
+            "maxpool",
+            Op::Pool {
+                kind: PoolKind::Max,
+                window: Window::square(2, 2, 0),
+            },
+            &[sum],
+        )
+        .unwrap();
+    let dw = conv(
+        &mut b,
+        "block3.dw",
+        pooled,
+        16,
+        Window::square(3, 2, 1),
+        16,
+        true,
+    );
+    let pw = conv(
+        &mut b,
+        "block3.pw",
+        dw,
+        32,
+        Window::square(1, 1, 0),
+        1,
+        true,
+    );
+    let avg = b
+        .add(
+            "avgpool",
+            Op::Pool {
+                kind: PoolKind::Average,
+                window: Window::square(2, 2, 0),
+            },
+            &[pw],
+        )
+        .unwrap();
+    let gap = b
+        .add("gap", Op::GlobalPool(PoolKind::Average), &[avg])
+        .unwrap();
+    let flat = b.add("flatten", Op::Flatten, &[gap]).unwrap();
+    let fc_in = b.shape(flat).elements() as usize;
+    let fc = Op::Linear(Linear {
+        out_features: 10,
+        weight: (0..10 * fc_in)
+            .map(|_| rng.random_range(-0.3..0.3))
+            .collect(),
+        bias: (0..10).map(|_| rng.random_range(-0.1..0.1)).collect(),
+    });
+    let y = b.add("fc", fc, &[flat]).unwrap();
+    b.finish(y).unwrap()
+}
+
+/// The Deeploy export of a residual and depthwise network with mixed 2/4/8 bits: Deeploy
+/// (deeploy-pulp 0.2.1, installed into the project venv by scripts/setup.sh) generates C for
+/// PULP-open and Generic, and every requantization, weight tensor and window it read equals the
+/// integer graph's. With QSEARCH_DEEPLOY_SOURCE naming a checkout of Deeploy's repository (at
+/// v0.2.1), the Generic C is also built on the host against its TargetLibraries/Generic and
+/// run on test images, and its logits must equal the golden model's.
+#[test]
+fn deeploy_generates_the_integer_graph() {
+    use qsearch::deploy::deeploy::{self, Target};
+    let graph = residual_depthwise_network();
+    let calibration = random_images(&graph, 32, 1);
+    let quantization = mixed_quantization(&graph, &calibration);
+    let int_graph = integerize(&graph, &quantization, 32).unwrap();
+    let bits: Vec<u32> = int_graph.tensors.iter().map(|t| t.bits).collect();
+    assert!(
+        bits.contains(&2) && bits.contains(&4) && bits.contains(&8),
+        "{bits:?}"
+    );
+    let exports: Vec<_> = Target::ALL
+        .iter()
+        .map(|&t| (t, deeploy::export(&int_graph, t, false).unwrap()))
+        .collect();
+    // Sub-byte layers are carried in bytes, and say so; strict mode refuses them.
+    assert!(exports[0].1.layers.iter().any(|l| !l.carried.is_empty()));
+    let strict = deeploy::export(&int_graph, Target::PulpOpen, true)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(strict.contains("--deeploy-strict"), "{strict}");
+    // A network at 64-bit requantization products is refused with the fix named.
+    let wide = integerize(&graph, &quantization, 64).unwrap();
+    let refused = deeploy::export(&wide, Target::Generic, false)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(refused.contains("--requant-bits 32"), "{refused}");
+
+    let dir = temp("deeploy").join("deeploy");
+    deeploy::write(&exports, &dir).unwrap();
+    let check = deeploy::generate_and_check(&int_graph, &dir)
+        .unwrap()
+        .expect("the project venv with deeploy-pulp (scripts/setup.sh installs it)");
+    assert_eq!(check.version.as_deref(), Some(deeploy::DEEPLOY_VERSION));
+    for t in &check.targets {
+        assert!(t.ok(), "{}\n{:#?}", t.summary(), t.mismatches);
+        assert!(dir.join(t.target.name()).join("Network.c").exists());
+    }
+    let ops = |t: usize, op: &str| check.targets[t].ops.get(op).copied().unwrap_or(0);
+    // PULP-open fuses every convolution, linear layer and residual add with its
+    // requantization; Generic runs them as written.
+    let convs = int_graph
+        .layers
+        .iter()
+        .filter(|l| {
+            matches!(
+                l.op,
+                IntOp::Conv { .. } | IntOp::AvgPool { .. } | IntOp::GlobalAvgPool
+            )
+        })
+        .count();
+    let adds = int_graph
+        .layers
+        .iter()
+        .filter(|l| matches!(l.op, IntOp::Add { .. }))
+        .count();
+    assert_eq!(ops(0, "RequantizedConv"), convs);
+    assert_eq!(ops(0, "RequantizedGemm"), 1);
+    assert_eq!(ops(0, "RequantizedAdd"), adds);
+    assert_eq!(
+        (ops(1, "Conv"), ops(1, "Gemm"), ops(1, "Add")),
+        (convs, 1, adds)
+    );
+    for t in &check.targets {
+        eprintln!("{}", t.summary());
+        assert!(t.compared >= int_graph.layers.len(), "{}", t.summary());
+    }
+
+    if let Some(source) = std::env::var_os("QSEARCH_DEEPLOY_SOURCE") {
+        let test = random_images(&graph, 200, 2);
+        let exact = generic_host_run(&int_graph, &test, &dir, Path::new(&source));
+        assert_eq!(exact, (200, 200));
+    }
+}
+
+/// Builds Deeploy's Generic C in `dir/Generic` on the host against the `TargetLibraries/Generic`
+/// of the Deeploy checkout `source` (as a static library, as its CMake build does), runs it on
+/// `test` and returns the images whose logits equal the golden model's, of those run.
+fn generic_host_run(
+    int_graph: &IntGraph,
+    test: &Split,
+    dir: &Path,
+    source: &Path,
+) -> (usize, usize) {
+    use std::process::Command;
+    let lib = source.join("TargetLibraries/Generic");
+    let build = dir.join("Generic/host");
+    std::fs::create_dir_all(&build).unwrap();
+    let gcc = |args: &[&std::ffi::OsStr]| {
+        let out = Command::new("gcc")
+            .args([
+                "-O2",
+                "-std=gnu11",
+                "-DDEEPLOY_GENERIC_PLATFORM",
+                "-include",
+                "math.h",
+                "-I",
+            ])
+            .arg(lib.join("inc"))
+            .args(args)
+            .current_dir(&build)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let mut objects = Vec::new();
+    for src in std::fs::read_dir(lib.join("src")).unwrap() {
+        let src = src.unwrap().path();
+        let object = build.join(src.file_stem().unwrap()).with_extension("o");
+        gcc(&[
+            "-c".as_ref(),
+            src.as_os_str(),
+            "-o".as_ref(),
+            object.as_os_str(),
+        ]);
+        objects.push(object);
+    }
+    let ar = Command::new("ar")
+        .arg("rcs")
+        .arg(build.join("libdeeploybasic.a"))
+        .args(&objects)
+        .status();
+    assert!(ar.unwrap().success());
+    // The input is int8, the bytes shifted by 128, NCHW; the logits are int8.
+    std::fs::write(
+        build.join("main.c"),
+        r#"#include <stdint.h>
+#include <stdio.h>
+#include "Network.h"
+int main(void) {
+  static uint8_t image[1 << 20];
+  InitNetwork(0, 1);
+  while (fread(image, 1, DeeployNetwork_inputs_bytes[0], stdin) == DeeployNetwork_inputs_bytes[0]) {
+    for (uint32_t i = 0; i < DeeployNetwork_inputs_bytes[0]; i++)
+      ((int8_t *)DeeployNetwork_inputs[0])[i] = (int8_t)(image[i] - 128);
+    RunNetwork(0, 1);
+    fwrite(DeeployNetwork_outputs[0], 1, DeeployNetwork_outputs_bytes[0], stdout);
+  }
+  return 0;
+}
+"#,
+    )
+    .unwrap();
+    let network = dir.join("Generic");
+    gcc(&[
+        "-I".as_ref(),
+        network.as_os_str(),
+        network.join("Network.c").as_os_str(),
+        "main.c".as_ref(),
+        "-L.".as_ref(),
+        "-ldeeploybasic".as_ref(),
+        "-lm".as_ref(),
+        "-o".as_ref(),
+        "network".as_ref(),
+    ]);
+    let s = test.image_hwc(0).len() / test.channels;
+    let mut input = Vec::new();
+    for i in 0..test.len() {
+        let hwc = test.image_hwc(i);
+        input.extend(
+            (0..test.channels)
+                .flat_map(|c| (0..s).map(move |p| (c, p)))
+                .map(|(c, p)| hwc[p * test.channels + c]),
+        );
+    }
+    std::fs::write(build.join("images.bin"), &input).unwrap();
+    let run = Command::new(build.join("network"))
+        .stdin(std::fs::File::open(build.join("images.bin")).unwrap())
+        .output()
+        .unwrap();
+    assert!(run.status.success());
+    let n_out = int_graph.tensors[int_graph.output].shape.elements() as usize;
+    let exact = run
+        .stdout
+        .chunks(n_out)
+        .enumerate()
+        .filter(|(i, logits)| {
+            let golden = &golden::run(int_graph, &test.image_hwc(*i))[int_graph.output];
+            logits
+                .iter()
+                .zip(golden)
+                .all(|(&a, &b)| i32::from(a as i8) == b)
+        })
+        .count();
+    (exact, run.stdout.len() / n_out)
+}

@@ -4,6 +4,7 @@
 //! generated C all follow it.
 
 pub mod codegen;
+pub mod deeploy;
 pub mod dory;
 pub mod golden;
 pub mod integerize;

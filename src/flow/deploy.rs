@@ -8,10 +8,11 @@ use crate::cost::CostTable;
 use crate::deploy::codegen::{generate, test_input_header};
 use crate::deploy::pulp::PulpConfig;
 use crate::deploy::verify::{cross_check, host_check};
-use crate::deploy::{IntGraph, dory, golden, integerize, load_finetuned, overflow_report};
+use crate::deploy::{IntGraph, deeploy, dory, golden, integerize, load_finetuned, overflow_report};
 use crate::graph::{FusedGraph, Graph};
 use crate::platform::Platform;
 use crate::precision::{Assignment, Bits};
+use crate::report::short_name;
 use crate::results::write_text;
 use crate::train::data;
 use crate::train::qat::Quantization;
@@ -34,6 +35,8 @@ pub struct DeploySettings {
     pub assignment: Option<PathBuf>,
     /// Integer width of the requantization products (32 or 64).
     pub requant_bits: u32,
+    /// Refuse, rather than carry in bytes, layers below 8 bits in the Deeploy export.
+    pub deeploy_strict: bool,
 }
 
 pub struct DeployReport {
@@ -45,6 +48,9 @@ pub struct DeployReport {
     /// emulated PULP path and, when Python with onnx is installed, the DORY export), of those
     /// checked.
     pub bit_exact: (usize, usize),
+    /// Whether what Deeploy read for every target equals the integer graph (`None` when the
+    /// export was refused or Deeploy is not installed).
+    pub deeploy_exact: Option<bool>,
 }
 
 /// The fake-quantized model of the fine-tuned network, as the fine-tuning last ran it.
@@ -232,6 +238,10 @@ pub fn deploy(
         );
     }
 
+    let (deeploy_text, deeploy_exact) =
+        deeploy_export(&int_graph, settings.deeploy_strict, &out.join("deeploy"))?;
+    text.push_str(&deeploy_text);
+
     let cross = cross_check(&int_graph, &images[0], out)?;
     let _ = writeln!(
         text,
@@ -263,8 +273,68 @@ pub fn deploy(
         text,
         agreement,
         bit_exact: (bit_exact, verify),
+        deeploy_exact,
     })
 }
+
+/// The Deeploy export in `dir` (`TARGET/network.onnx` and `deeploy_generate.py`), and, when the
+/// project venv has Deeploy, its generation for every target compared with the integer graph:
+/// the report's lines, and whether Deeploy read the integer graph exactly.
+fn deeploy_export(
+    graph: &IntGraph,
+    strict: bool,
+    dir: &Path,
+) -> Result<(String, Option<bool>), FlowError> {
+    let exports = deeploy::Target::ALL
+        .iter()
+        .map(|&t| deeploy::export(graph, t, strict).map(|e| (t, e)))
+        .collect::<Result<Vec<_>, _>>();
+    let exports = match exports {
+        Ok(exports) => exports,
+        Err(why) => {
+            let why = terminal_text(&why.to_string());
+            return Ok((format!("Deeploy export: not written: {why}\n"), None));
+        }
+    };
+    deeploy::write(&exports, dir)?;
+    let checked = deeploy::generate_and_check(graph, dir)?;
+    let mut text = format!(
+        "Deeploy export (deeploy/: PULPOpen/ and Generic/ network.onnx for deeploy-pulp {}; deeploy_generate.py generates their C): {}\n",
+        deeploy::DEEPLOY_VERSION,
+        match &checked {
+            Some(c) => format!(
+                "generated with deeploy-pulp {}",
+                c.version.as_deref().unwrap_or("(version unknown)")
+            ),
+            None => "written, not generated (no Python with deeploy-pulp; scripts/setup.sh installs it into the project venv, QSEARCH_DEEPLOY_PYTHON names another interpreter)".into(),
+        }
+    );
+    for t in checked.iter().flat_map(|c| &c.targets) {
+        let _ = writeln!(text, "  {}", terminal_text(&t.summary()));
+    }
+    // Deeploy's PULP-open kernels are 8-bit: layers below carry their tensors in bytes.
+    let carried: Vec<_> = exports[0]
+        .1
+        .layers
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| !l.carried.is_empty())
+        .collect();
+    if !carried.is_empty() {
+        let _ = writeln!(
+            text,
+            "  {} layers below 8 bits run on 8-bit kernels, exact but without their memory saving on PULP-open (--deeploy-strict refuses them):",
+            carried.len()
+        );
+        for (l, layer) in carried {
+            let name = short_name(&terminal_text(&layer.name), l, 40);
+            let _ = writeln!(text, "    {name:<12} {}", layer.carried.join("; "));
+        }
+    }
+    let exact = checked.map(|c| c.targets.iter().all(|t| t.ok()));
+    Ok((text, exact))
+}
+
 
 /// Fails unless the assignment in `file` is the one the network was fine-tuned for.
 fn check_assignment(file: &Path, graph: &Graph, int_graph: &IntGraph) -> Result<(), FlowError> {

@@ -410,6 +410,7 @@ pub fn run_main(inputs: &Inputs, settings: &MainSettings) -> Result<MainReport, 
             agreement_images: dataset.test.len(),
             assignment: None,
             requant_bits: 64,
+            deeploy_strict: false,
         },
         &dir.join("deploy"),
     )?;

@@ -297,3 +297,23 @@ pub(crate) fn ints_attr(name: &str, values: &[i64]) -> AttributeProto {
         ..Default::default()
     }
 }
+
+/// An int64 initializer (integers beyond float32's exact range, such as 31-bit multipliers).
+pub(crate) fn int64_tensor(name: &str, dims: &[i64], values: &[i64]) -> TensorProto {
+    encode_ints(name, dims, values)
+}
+
+/// A float32 initializer.
+pub(crate) fn float_tensor(name: &str, dims: &[i64], values: &[f32]) -> TensorProto {
+    encode_floats(name, dims, values)
+}
+
+/// An attribute holding a tensor (QuantLab's and Deeploy's `div`, `n_levels`, `signed`).
+pub(crate) fn tensor_attr(name: &str, value: TensorProto) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::Tensor as i32),
+        t: Some(value),
+        ..Default::default()
+    }
+}

@@ -2,9 +2,12 @@
 //! the work.
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, Parser, Subcommand};
+use clap::error::ErrorKind;
+use clap::parser::ValueSource;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use qsearch::batch;
 use qsearch::cost::calibrate::{calibrate, read_measurements};
+use qsearch::exit;
 use qsearch::flow::{
     CALIBRATION_IMAGES, DeploySettings, Inputs, Limits, MAIN_CALIBRATION_IMAGES, MainSettings,
     Measure, check_fit, checkpoint_files, compare, deploy, finetune_file, load_checkpoint_model,
@@ -23,6 +26,14 @@ use std::path::PathBuf;
 const SIZE_HELP: &str = "Sizes: 512KB = 512,000 bytes and 0.5MB = 500,000 (decimal, as datasheets); \
 512KiB = 524,288 (binary); a bare number is bytes.";
 
+const MAIN_HELP: &str = concat!(
+    "Sizes: 512KB = 512,000 bytes and 0.5MB = 500,000 (decimal, as datasheets); \
+512KiB = 524,288 (binary); a bare number is bytes.\n\n",
+    "Exit codes: 0 success; 1 error (bad input, a failed run, or a check that did not pass, such \
+as a deployment that is not bit-exact); 2 usage error (unknown command or flag, malformed \
+value). A failed command's last line on standard error is `qsearch: exit code N`."
+);
+
 #[derive(Parser)]
 #[command(
     name = "qsearch",
@@ -31,14 +42,16 @@ const SIZE_HELP: &str = "Sizes: 512KB = 512,000 bytes and 0.5MB = 500,000 (decim
     long_about = "Mixed-precision quantization search for neural networks on PULP microcontrollers.\n\n\
 Without a subcommand, runs the whole flow on the defaults (network zoo:fashion-cnn, platform gap8, \
 exact ILP search), e.g. `qsearch --budget 512KB --objective latency`.",
-    after_help = SIZE_HELP,
-    args_conflicts_with_subcommands = true
+    after_help = MAIN_HELP
 )]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     #[command(flatten)]
     main: MainArgs,
+    /// No progress display (bars with an ETA on a terminal, a line every 10 s in a log).
+    #[arg(long, global = true)]
+    quiet: bool,
 }
 
 /// The main flow's flags (no subcommand).
@@ -292,9 +305,6 @@ struct PolicyArgs {
     /// Name of the run folder under the results folder (default: derived from the inputs).
     #[arg(long)]
     run: Option<String>,
-    /// No progress bars.
-    #[arg(long)]
-    quiet: bool,
 }
 
 impl PolicyArgs {
@@ -385,9 +395,6 @@ struct ScheduleArgs {
     /// Continue the checkpoint in the output folder.
     #[arg(long)]
     resume: bool,
-    /// No progress bars.
-    #[arg(long)]
-    quiet: bool,
 }
 
 #[derive(Args)]
@@ -492,12 +499,55 @@ fn parse_bits(text: &str) -> Result<Bits, String> {
         .ok_or_else(|| format!("'{text}' is not a supported precision; use 2, 4 or 8"))
 }
 
+/// The command line, refusing the main flow's flags before a command (only the global ones,
+/// `--quiet`, go anywhere).
+fn parse() -> Result<Cli, clap::Error> {
+    let mut command = Cli::command();
+    let matches = command.try_get_matches_from_mut(std::env::args_os())?;
+    if let Some((name, _)) = matches.subcommand() {
+        let given: Vec<String> = command
+            .get_arguments()
+            .filter(|a| !a.is_global_set())
+            .filter(|a| matches.value_source(a.get_id().as_str()) == Some(ValueSource::CommandLine))
+            .map(|a| format!("--{}", a.get_long().unwrap_or(a.get_id().as_str())))
+            .collect();
+        if !given.is_empty() {
+            return Err(command.error(
+                ErrorKind::ArgumentConflict,
+                format!(
+                    "the command '{name}' cannot be used with {}, which belong to the main flow; give the options after the command: qsearch {name} [OPTIONS]",
+                    given.join(", ")
+                ),
+            ));
+        }
+    }
+    Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut command))
+}
+
 fn main() {
-    let cli = Cli::parse();
+    let cli = match parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let code = error.exit_code();
+            // --help and --version print to standard output and succeed.
+            let _ = error.print();
+            if error.use_stderr() {
+                eprintln!("{}", exit::line(code));
+            }
+            std::process::exit(code);
+        }
+    };
+    qsearch::progress::set_quiet(cli.quiet);
     if let Err(error) = run(cli) {
         eprintln!("error: {error:#}");
-        std::process::exit(1);
+        eprintln!("{}", exit::line(exit::ERROR));
+        std::process::exit(exit::ERROR);
     }
+}
+
+/// Whether long work shows its progress (`--quiet` turns it off).
+fn progress() -> bool {
+    !qsearch::progress::quiet()
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -513,7 +563,7 @@ fn run(cli: Cli) -> Result<()> {
                 &config,
                 &args.output,
                 args.schedule.resume,
-                !args.schedule.quiet,
+                progress(),
             )?;
             for log in &trained.state.history {
                 println!(
@@ -542,7 +592,7 @@ fn run(cli: Cli) -> Result<()> {
                 &args.schedule.data,
                 &config,
                 &args.output,
-                !args.schedule.quiet,
+                progress(),
             )?;
             println!("fine-tuned test accuracy {:.2}%", done.test_accuracy);
             println!(
@@ -571,7 +621,7 @@ fn run(cli: Cli) -> Result<()> {
                 &dataset,
                 method,
                 args.calibration_images.max(1),
-                true,
+                progress(),
             );
             table.write_csv(&FusedGraph::from_graph(&graph), &args.output)?;
             println!(
@@ -591,7 +641,7 @@ fn run(cli: Cli) -> Result<()> {
                 limits: Limits::default(),
                 sensitivity: None,
                 results: PathBuf::from("results"),
-                progress: true,
+                progress: progress(),
             };
             let prepared = prepare(&inputs)?;
             let p = &prepared.problem;
@@ -657,7 +707,8 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Some(Command::Zoo) => {
-            let mut t = Table::new(&["network<", "options (defaults)<", "description<"]);
+            let mut t = Table::new(&["network<", "options (defaults)<", "description<"])
+                .wrap("description");
             for entry in zoo::ENTRIES {
                 let options: Vec<String> = entry
                     .options
@@ -685,7 +736,8 @@ fn run(cli: Cli) -> Result<()> {
                 "L1 usable",
                 "L2",
                 "description<",
-            ]);
+            ])
+            .wrap("description");
             for (name, _) in BUILT_IN {
                 let p = Platform::load(name)?;
                 let hw = &p.hardware;
@@ -809,14 +861,14 @@ fn print_limits(args: &ProblemArgs) {
 fn run_search(args: SearchArgs) -> Result<()> {
     check_policy(&args.policy)?;
     print_limits(&args.problem);
-    let prepared = prepare(&args.problem.inputs(!args.policy_args.quiet))?;
+    let prepared = prepare(&args.problem.inputs(progress()))?;
     let settings = args.policy_args.settings();
     let report = search(
         &prepared,
         &args.policy,
         &settings,
         args.policy_args.run.as_deref(),
-        !args.policy_args.quiet,
+        progress(),
     )?;
     print!("{}", report.text);
     if report.result.best().is_none() {
@@ -834,7 +886,7 @@ fn run_main_flow(args: MainArgs) -> Result<()> {
         check_policy(p)?;
     }
     print_limits(&args.problem);
-    let progress = !args.policy_args.quiet;
+    let progress = progress();
     let settings = MainSettings {
         data: args.data.clone(),
         train: TrainConfig {
@@ -874,7 +926,7 @@ fn run_compare(args: CompareArgs) -> Result<()> {
         check_policy(p)?;
     }
     print_limits(&args.problem);
-    let prepared = prepare(&args.problem.inputs(!args.policy_args.quiet))?;
+    let prepared = prepare(&args.problem.inputs(progress()))?;
     let settings = args.policy_args.settings();
     let report = compare(
         &prepared,
@@ -882,7 +934,7 @@ fn run_compare(args: CompareArgs) -> Result<()> {
         args.seeds,
         &settings,
         args.policy_args.run.as_deref(),
-        !args.policy_args.quiet,
+        progress(),
     )?;
     print!("{}", report.text);
     println!(

@@ -594,3 +594,161 @@ fn train_finetune_and_measure_from_the_command_line() {
         stderr(&out)
     );
 }
+
+/// Zoo fashion-cnn with TFLite-converter names (200+ characters: fused operations joined by
+/// `;`), written as ONNX under `dir`.
+fn long_named_model(dir: &std::path::Path) -> (PathBuf, Vec<String>) {
+    let mut graph = qsearch::graph::load_model("zoo:fashion-cnn").unwrap();
+    for (i, node) in graph.nodes.iter_mut().enumerate() {
+        let scope = format!("StatefulPartitionedCall/sequential_1/{}_{i}", node.name);
+        node.name = format!(
+            "{scope}/Conv2D;{scope}/BiasAdd;StatefulPartitionedCall/sequential_1/batch_normalization_{i}/FusedBatchNormV3;StatefulPartitionedCall/sequential_1/re_lu_{i}/Relu6"
+        );
+        assert!(node.name.len() > 200);
+    }
+    for (i, tensor) in graph.tensors.iter_mut().enumerate() {
+        tensor.name = format!(
+            "StatefulPartitionedCall/sequential_1/tensor_{i};{}",
+            "x".repeat(180)
+        );
+    }
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join("long_names.onnx");
+    qsearch::graph::onnx::export_file(&graph, &path).unwrap();
+    // The names of the layers with weights, whose precisions the search chooses.
+    let fused = qsearch::graph::FusedGraph::from_graph(&graph);
+    let names = fused
+        .weighted_layers()
+        .map(|(_, l)| l.name.clone())
+        .collect();
+    (path, names)
+}
+
+/// The lines of the table whose header starts with `header`, up to the blank line after it.
+fn table_lines<'a>(text: &'a str, header: &str) -> Vec<&'a str> {
+    text.lines()
+        .skip_while(|l| !l.starts_with(header))
+        .take_while(|l| !l.trim().is_empty())
+        .collect()
+}
+
+#[test]
+fn long_layer_names_are_shortened_in_tables_and_whole_in_files() {
+    let dir = PathBuf::from(temp_results("long-names"));
+    let (model, names) = long_named_model(&dir);
+    let model = model.display().to_string();
+
+    let out = qsearch(&["inspect", "--model", &model]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let table = table_lines(&text, "#  layer");
+    assert!(table.len() > 5, "{text}");
+    for line in &table {
+        assert!(
+            line.chars().count() <= 120,
+            "{} columns: {line}",
+            line.chars().count()
+        );
+    }
+    let shown: Vec<String> = (0..5)
+        .map(|i| format!("#{i} "))
+        .filter(|tag| table.iter().any(|l| l.contains(tag.as_str())))
+        .collect();
+    assert_eq!(shown.len(), 5, "{text}");
+    for line in text.lines() {
+        assert!(line.chars().count() <= 120, "{line}");
+    }
+
+    let results = dir.display().to_string();
+    let out = qsearch(&[
+        "search",
+        "--model",
+        &model,
+        "--budget",
+        "512KB",
+        "--results",
+        &results,
+        "--run",
+        "r",
+        "--quiet",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let table = table_lines(&text, "#  layer");
+    assert!(table.len() > 5, "{text}");
+    assert!(table.iter().all(|l| l.chars().count() <= 120), "{text}");
+    assert!(table.iter().any(|l| l.contains("#0 ")), "{text}");
+    // The files keep the whole names.
+    let csv = std::fs::read_to_string(dir.join("r/sensitivity.csv")).unwrap();
+    let json = std::fs::read_to_string(dir.join("r/assignment.json")).unwrap();
+    assert_eq!(names.len(), 5);
+    for name in &names {
+        assert!(
+            csv.contains(name.as_str()),
+            "{name} missing from sensitivity.csv"
+        );
+        assert!(
+            json.contains(name.as_str()),
+            "{name} missing from assignment.json"
+        );
+    }
+}
+
+#[test]
+fn quiet_silences_progress_and_errors_end_with_the_documented_exit_code() {
+    let dir = temp_results("quiet");
+    let train = |out: &str, quiet: bool| {
+        let mut args = vec![
+            "train",
+            "--model",
+            "zoo:fashion-cnn:width=0.25",
+            "--epochs",
+            "1",
+            "--limit",
+            "256",
+            "-o",
+            out,
+        ];
+        if quiet {
+            // Global: accepted before the command too.
+            args.insert(0, "--quiet");
+        }
+        qsearch(&args)
+    };
+    let loud = train(&format!("{dir}/loud"), false);
+    assert!(loud.status.success(), "{}", stderr(&loud));
+    assert!(stderr(&loud).contains("epoch 1/1"), "{}", stderr(&loud));
+    let quiet = train(&format!("{dir}/quiet"), true);
+    assert!(quiet.status.success(), "{}", stderr(&quiet));
+    assert_eq!(stderr(&quiet), "", "progress despite --quiet");
+    assert!(stdout(&quiet).contains("epoch 1: loss"));
+
+    // The codes --help documents, and the line every failure ends with.
+    let help = qsearch(&["--help"]);
+    assert_eq!(help.status.code(), Some(0));
+    let text = stdout(&help);
+    assert!(
+        text.contains("Exit codes: 0 success; 1 error")
+            && text.contains("2 usage error")
+            && text.contains("qsearch: exit code N"),
+        "{text}"
+    );
+    let last = |o: &Output| {
+        stderr(o)
+            .trim_end()
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let error = qsearch(&["inspect", "--model", "zoo:lenet", "--quiet"]);
+    assert_eq!(error.status.code(), Some(1));
+    assert_eq!(last(&error), "qsearch: exit code 1 (error)");
+    assert!(stderr(&error).contains("unknown zoo network 'lenet'"));
+    let usage = qsearch(&["inspect", "--frobnicate"]);
+    assert_eq!(usage.status.code(), Some(2));
+    assert_eq!(last(&usage), "qsearch: exit code 2 (usage error)");
+    let usage = qsearch(&["inspect", "--bits", "3"]);
+    assert_eq!(usage.status.code(), Some(2));
+    assert!(stderr(&usage).contains("use 2, 4 or 8"));
+}

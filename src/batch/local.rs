@@ -26,6 +26,7 @@ pub fn run_local(
     let threads = (cores / jobs).max(1).to_string();
     let next = AtomicUsize::new(0);
     let failed = Mutex::new(Vec::new());
+    let bar = crate::progress::bar(true, "batch", tasks.len() as u64, "tasks");
     std::thread::scope(|scope| {
         for _ in 0..jobs.min(tasks.len()) {
             scope.spawn(|| {
@@ -35,16 +36,19 @@ pub fn run_local(
                     if let Err(why) = outcome {
                         failed.lock().map(|mut f| f.push((task, why))).ok();
                     }
+                    bar.inc(1);
                 }
             });
         }
     });
+    bar.finish_and_clear();
     let mut failed = failed.into_inner().unwrap_or_default();
     failed.sort();
     Ok(failed)
 }
 
-/// One task as a child process logging to `log`; the error is the log's last line.
+/// One task as a child process logging to `log`; the error is the log's last line that is not
+/// the exit-code line every failed command ends with.
 fn run_one(exe: &Path, dir: &Path, task: usize, threads: &str, log: &Path) -> Result<(), String> {
     let file = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
     let err = file.try_clone().map_err(|e| e.to_string())?;
@@ -64,6 +68,7 @@ fn run_one(exe: &Path, dir: &Path, task: usize, threads: &str, log: &Path) -> Re
     let text = std::fs::read_to_string(log).unwrap_or_default();
     Err(text
         .lines()
-        .last()
+        .rev()
+        .find(|l| !l.starts_with(crate::exit::LINE))
         .map_or_else(|| status.to_string(), str::to_string))
 }

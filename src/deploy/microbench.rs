@@ -348,11 +348,20 @@ pub fn run_on_qemu(dir: &Path) -> Result<String, DeployError> {
         })
 }
 
-/// Runs every case folder on QEMU (in parallel) and returns the measurements CSV.
-pub fn run_grid(cases: &[(Case, PathBuf)]) -> Result<String, DeployError> {
+/// Runs every case folder on QEMU (in parallel), counting them on `progress`, and returns the
+/// measurements CSV.
+pub fn run_grid(
+    cases: &[(Case, PathBuf)],
+    progress: &indicatif::ProgressBar,
+) -> Result<String, DeployError> {
     let rows: Vec<String> = cases
         .par_iter()
-        .map(|(_, dir)| run_on_qemu(dir))
+        .map(|(_, dir)| {
+            let row = run_on_qemu(dir);
+            progress.inc(1);
+            row
+        })
         .collect::<Result<_, _>>()?;
+    progress.finish_and_clear();
     Ok(format!("{}\n{}\n", COLUMNS.join(","), rows.join("\n")))
 }

@@ -70,7 +70,8 @@ pub fn overflow_report(graph: &IntGraph) -> String {
         "acc type<",
         "max |k*acc|",
         "product<",
-    ]);
+    ])
+    .names("layer");
     for l in &graph.layers {
         let w = match &l.op {
             IntOp::Conv { weight_bits, .. } | IntOp::Linear { weight_bits, .. } => {

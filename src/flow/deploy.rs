@@ -12,6 +12,7 @@ use crate::deploy::{IntGraph, deeploy, dory, golden, integerize, load_finetuned,
 use crate::graph::{FusedGraph, Graph};
 use crate::platform::Platform;
 use crate::precision::{Assignment, Bits};
+use crate::progress::Steps;
 use crate::report::short_name;
 use crate::results::write_text;
 use crate::train::data;
@@ -96,6 +97,8 @@ pub fn deploy(
     settings: &DeploySettings,
     out: &Path,
 ) -> Result<DeployReport, FlowError> {
+    let mut steps = Steps::new(true, "deploy", 7);
+    steps.step("integerizing");
     let (graph, quantization) = load_finetuned(finetuned)?;
     let int_graph = integerize(&graph, &quantization, settings.requant_bits)?;
     if let Some(file) = &settings.assignment {
@@ -112,6 +115,7 @@ pub fn deploy(
     );
 
     // The golden model against the fake-quantized model.
+    steps.step("golden model vs fake-quantized model");
     let n = settings.agreement_images.min(test.len());
     let net = fake_quantized(&graph, &quantization)?;
     let fake = predictions(&net, &test.take(n), 256, &training_device());
@@ -164,6 +168,7 @@ pub fn deploy(
 
     // The C project, built and run on the host: the portable build, then the PULP path with the
     // cluster, the DMA and the XpulpV2 dot products emulated.
+    steps.step("host build");
     let platform = Platform::load(&settings.platform)?;
     let project = generate(&int_graph, PulpConfig::of(&platform));
     for (name, content) in &project.files {
@@ -193,9 +198,11 @@ pub fn deploy(
         platform.cores(),
         group_thousands(platform.hardware.l1_usable_bytes.value as u64)
     );
-    for (layer, tiling) in &project.tiling {
+    for (l, (layer, tiling)) in project.tiling.iter().enumerate() {
+        let layer = short_name(&terminal_text(layer), l, 40);
         let _ = writeln!(text, "  {layer:<12} {tiling}");
     }
+    steps.step("PULP path, emulated on the host");
     let pulp = host_check(&int_graph, &images, out, "network_pulp_emu")?;
     if let Some(first) = &pulp.first_mismatch {
         let _ = writeln!(text, "first mismatch: {first}");
@@ -207,6 +214,7 @@ pub fn deploy(
     );
     let mut bit_exact = check.exact.min(pulp.exact);
 
+    steps.step("DORY export");
     let dory = dory::export(&int_graph)?;
     let checked = dory::write_and_check(&int_graph, &dory, &images, &out.join("dory"))?;
     let _ = writeln!(
@@ -238,10 +246,12 @@ pub fn deploy(
         );
     }
 
+    steps.step("Deeploy export");
     let (deeploy_text, deeploy_exact) =
         deeploy_export(&int_graph, settings.deeploy_strict, &out.join("deeploy"))?;
     text.push_str(&deeploy_text);
 
+    steps.step("rv32imc build on QEMU");
     let cross = cross_check(&int_graph, &images[0], out)?;
     let _ = writeln!(
         text,

@@ -482,7 +482,7 @@ fn report_text(
     let p = &prepared.problem;
     let mut t = Table::new(&[
         "network<",
-        "bits (weights / activations)<",
+        "bits (w / a)<",
         "accuracy %",
         "vs FP32",
         "latency ms",
@@ -490,7 +490,8 @@ fn report_text(
         "flash B",
         "RAM B",
         "fits<",
-    ]);
+    ])
+    .wrap("bits (w / a)");
     for (i, row) in rows.iter().enumerate() {
         let label = if i == winner {
             format!("{} (chosen)", row.label)
@@ -508,7 +509,7 @@ fn report_text(
         };
         t.row(vec![
             label,
-            row.bits.clone(),
+            bits_display(&row.bits),
             format!("{:.2}", row.accuracy),
             if row.figures.is_some() {
                 format!("{:+.2}", row.accuracy - fp)
@@ -529,10 +530,9 @@ fn report_text(
         ]);
     }
     let mut out = format!(
-        "{} on {} ({}), {}; limits: {}\n\n",
+        "{} on {}, {}; limits: {}\n{}: {}\n\n",
         terminal_text(&prepared.graph.name),
         p.platform.name,
-        p.platform.description,
         p.objective.name,
         p.objective
             .limits
@@ -543,11 +543,36 @@ fn report_text(
                 crate::report::value_text(p, l.metric, l.max)
             ))
             .collect::<Vec<_>>()
-            .join(", ")
+            .join(", "),
+        p.platform.name,
+        p.platform.description,
     );
     out += &t.render();
     let _ = write!(out, "\n{deployment}");
     out
+}
+
+/// A row's precisions as the terminal table shows them: long digit runs in groups of ten (so
+/// that a deep network's wrap at the spaces and a layer's position can be counted), and the
+/// width-scaled baseline's model spec, which its network label names, left to the CSV.
+fn bits_display(bits: &str) -> String {
+    if !bits.starts_with("w ") {
+        return bits.split(" (").next().unwrap_or(bits).to_string();
+    }
+    bits.split(' ')
+        .map(|word| {
+            if word.len() > 10 && word.chars().all(|c| c.is_ascii_digit()) {
+                word.as_bytes()
+                    .chunks(10)
+                    .map(|c| String::from_utf8_lossy(c).into_owned())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            } else {
+                word.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Wall time per stage: printed, kept out of `report.md` so that the report of a run repeats.
@@ -598,38 +623,94 @@ fn rows_frame(prepared: &Prepared, rows: &[Row]) -> Result<DataFrame, PolarsErro
     ])
 }
 
+/// Accuracy against latency and against memory: a labelled marker per network (hollow when it
+/// does not meet the limits), the FP32 accuracy and the limits as reference lines, and the
+/// measured Pareto front of the networks that fit.
 fn tradeoff_plot(
     prepared: &Prepared,
     rows: &[Row],
     winner: usize,
     dir: &std::path::Path,
 ) -> Result<(), FlowError> {
-    let series = rows
+    let objective = &prepared.problem.objective;
+    let clock = prepared.problem.platform.hardware.clock_hz.value;
+    // The memory panel shows the figure a limit is on: the total, flash or RAM.
+    let memory = [Metric::Memory, Metric::Flash, Metric::Ram]
+        .into_iter()
+        .find(|&m| objective.limit(m).is_some())
+        .unwrap_or(Metric::Memory);
+    let (memory_label, limit_name) = match memory {
+        Metric::Flash => ("flash (kB)", "flash limit"),
+        Metric::Ram => ("peak RAM (kB)", "RAM limit"),
+        _ => ("memory (kB, flash + peak RAM)", "budget"),
+    };
+    let kilobytes = |f: &Figures| {
+        let bytes = match memory {
+            Metric::Flash => f.flash,
+            Metric::Ram => f.ram,
+            _ => f.flash + f.ram,
+        };
+        bytes as f64 / 1e3
+    };
+    let networks = rows
         .iter()
         .enumerate()
         .filter_map(|(i, r)| {
             let f = r.figures.as_ref()?;
-            let point = (latency_ms(prepared, f), r.accuracy);
-            Some(plot::Series {
+            Some(plot::Network {
                 label: if i == winner {
                     format!("{} (chosen)", r.label)
                 } else {
                     r.label.clone()
                 },
-                points: vec![point],
-                front: vec![point],
+                x: vec![latency_ms(prepared, f), kilobytes(f)],
+                y: r.accuracy,
+                fits: r.fits,
+                chosen: i == winner,
             })
         })
         .collect();
-    let spec = plot::Plot {
+    let latency_marks = objective
+        .limit(Metric::Latency)
+        .map(|cycles| {
+            let ms = 1e3 * cycles / clock;
+            (ms, format!("latency limit {ms:.3} ms"))
+        })
+        .into_iter()
+        .collect();
+    let memory_marks = objective
+        .limit(memory)
+        .map(|bytes| {
+            (
+                bytes / 1e3,
+                format!("{limit_name} {}", crate::units::format_bytes(bytes as u64)),
+            )
+        })
+        .into_iter()
+        .collect();
+    let y_marks = rows
+        .iter()
+        .filter(|r| r.figures.is_none())
+        .map(|r| (r.accuracy, format!("{} {:.2}%", r.label, r.accuracy)))
+        .collect();
+    let spec = plot::Tradeoff {
         title: format!(
-            "{} on {}: accuracy against latency",
+            "{} on {}: test accuracy against latency and memory",
             prepared.graph.name, prepared.problem.platform.name
         ),
-        x_label: "latency (ms)".into(),
         y_label: "test accuracy (%)".into(),
-        series,
-        x_marks: Vec::new(),
+        panels: vec![
+            plot::Panel {
+                x_label: "latency (ms)".into(),
+                x_marks: latency_marks,
+            },
+            plot::Panel {
+                x_label: memory_label.into(),
+                x_marks: memory_marks,
+            },
+        ],
+        y_marks,
+        networks,
     };
-    plot::write(&spec, &dir.join("tradeoff")).map_err(FlowError::Input)
+    plot::write_tradeoff(&spec, &dir.join("tradeoff")).map_err(FlowError::Input)
 }

@@ -52,7 +52,8 @@ pub fn microbench(
             network: None,
         });
     }
-    let csv = run_grid(&cases)?;
+    let bar = crate::progress::bar(true, "microbench", cases.len() as u64, "programs");
+    let csv = run_grid(&cases, &bar)?;
     let csv_path = out.join("measurements.csv");
     write_text(&csv_path, &csv)?;
     let rows = parse_measurements(&csv, &csv_path.display().to_string())

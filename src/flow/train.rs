@@ -11,7 +11,6 @@ use crate::train::qat::{Finetuned, finetune, ranges, read_assignment};
 use crate::train::{
     Checkpoint, GraphNet, TrainConfig, TrainError, TrainState, fit, measure, training_device,
 };
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -272,16 +271,7 @@ pub fn measured_sensitivity(
     if method == Measure::Hessian {
         total += 8 * weighted;
     }
-    let bar = if progress {
-        ProgressBar::new(total)
-    } else {
-        ProgressBar::hidden()
-    };
-    if let Ok(style) = ProgressStyle::with_template(
-        "   sensitivity [{elapsed_precise}] {bar:30} {pos}/{len} measurements",
-    ) {
-        bar.set_style(style);
-    }
+    let bar = crate::progress::bar(progress, "sensitivity", total, "measurements");
     let (points, loss) = measure::accuracy_drops(graph, &fused, &r, &calibration, &bar);
     let table = match method {
         Measure::Accuracy => points,

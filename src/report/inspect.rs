@@ -1,9 +1,9 @@
 //! `qsearch inspect`: a network's layers with their MACs, parameters, cycles and memory on a
 //! platform at one uniform precision.
 
-use crate::escape::terminal_text;
-use super::Table;
+use super::{Table, short_name};
 use crate::cost::{CostTable, layer_flash};
+use crate::escape::terminal_text;
 use crate::graph::{FusedGraph, Graph};
 use crate::platform::Platform;
 use crate::precision::{Assignment, Bits};
@@ -29,7 +29,12 @@ pub fn inspect(graph: &Graph, platform: &Platform, options: &InspectOptions) -> 
     let mut t = Table::new(&[
         "#", "layer<", "op<", "input<", "output<", "MACs", "params", "cycles", "ms", "MAC/cyc",
         "flash B", "RAM B", "tiles", "L1",
-    ]);
+    ])
+    .names("layer")
+    .optional("input")
+    .optional("MAC/cyc")
+    .optional("ms")
+    .optional("tiles");
     for (i, layer) in fused.layers.iter().enumerate() {
         let timing = table.timing(i, &assignment);
         let cycles = if costs.weights_in_l3 {
@@ -92,11 +97,12 @@ pub fn inspect(graph: &Graph, platform: &Platform, options: &InspectOptions) -> 
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{} on {} ({}), uniform {b}-bit weights and activations, {} layers after folding and fusion\n",
+        "{} on {}, uniform {b}-bit weights and activations, {} layers after folding and fusion\n{}: {}\n",
         terminal_text(&graph.name),
         platform.name,
+        fused.layers.len(),
+        platform.name,
         platform.description,
-        fused.layers.len()
     );
     out.push_str(&t.render());
     let _ = writeln!(out);
@@ -121,7 +127,11 @@ pub fn inspect(graph: &Graph, platform: &Platform, options: &InspectOptions) -> 
         "RAM       {}  (peak of live activations, at layer {} '{}'{})",
         format_bytes(costs.ram),
         costs.peak_step,
-        terminal_text(&fused.layers[costs.peak_step].name),
+        short_name(
+            &terminal_text(&fused.layers[costs.peak_step].name),
+            costs.peak_step,
+            40
+        ),
         if costs.weights_in_l3 {
             ", plus the L3 weight staging buffer"
         } else {

@@ -7,4 +7,4 @@ mod table;
 
 pub use inspect::{InspectOptions, inspect};
 pub use search::{assignment_table, compare_table, metrics_block, search_report, value_text};
-pub use table::Table;
+pub use table::{TERMINAL_WIDTH, Table, short_name};

@@ -1,7 +1,7 @@
 //! Text reports of searches and comparisons.
 
-use crate::escape::terminal_text;
 use super::Table;
+use crate::escape::terminal_text;
 use crate::flow::{PolicySummary, display_unit, display_value};
 use crate::graph::Graph;
 use crate::objective::Metric;
@@ -43,7 +43,8 @@ pub fn assignment_table(problem: &Problem, c: &Candidate) -> String {
     let ram = problem.table.ram_profile(&a);
     let mut t = Table::new(&[
         "#", "layer<", "op<", "w", "in", "out", "cycles", "ms", "flash B", "RAM B",
-    ]);
+    ])
+    .names("layer");
     for (l, layer) in problem.fused.layers.iter().enumerate() {
         let timing = problem.table.timing(l, &a);
         let cycles = if c.costs.weights_in_l3 {

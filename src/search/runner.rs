@@ -3,7 +3,7 @@
 
 use super::pareto::pareto_front;
 use super::{Candidate, Optimality, Policy, Problem, SearchError, Settings};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
@@ -125,19 +125,9 @@ impl SearchResult {
     }
 }
 
-/// A progress bar on standard error (invisible when `show` is false or stderr is not a terminal).
+/// A progress bar on standard error over the evaluation budget (see [`crate::progress`]).
 pub fn progress_bar(show: bool, total: u64, label: &str) -> ProgressBar {
-    if !show {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(total);
-    let style = ProgressStyle::with_template(
-        "{prefix:>14} [{elapsed_precise}] {bar:30} {pos}/{len} evaluations  {msg}",
-    )
-    .unwrap_or_else(|_| ProgressStyle::default_bar());
-    bar.set_style(style);
-    bar.set_prefix(label.to_string());
-    bar
+    crate::progress::bar(show, label, total, "evaluations")
 }
 
 /// Runs `policy` on `problem`. Fails early with the binding layer or buffer when the memory

@@ -11,7 +11,7 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, OptimizerRecord};
 use burn::prelude::*;
 use burn::store::ModuleRecord;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -236,17 +236,10 @@ pub fn predictions(net: &GraphNet, split: &Split, batch_size: usize, device: &De
 }
 
 fn progress_bar(label: Option<&str>, total: u64) -> ProgressBar {
-    let Some(label) = label else {
-        return ProgressBar::hidden();
-    };
-    let bar = ProgressBar::new(total);
-    if let Ok(style) = ProgressStyle::with_template(
-        "{prefix:>12} [{elapsed_precise}] {bar:30} {pos}/{len} batches  {msg}",
-    ) {
-        bar.set_style(style);
+    match label {
+        Some(label) => crate::progress::bar(true, label, total, "batches"),
+        None => ProgressBar::hidden(),
     }
-    bar.set_prefix(label.to_string());
-    bar
 }
 
 /// Trains `net` for `config.epochs` epochs on `data`, resuming from `checkpoint` when it holds a

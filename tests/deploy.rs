@@ -8,7 +8,7 @@ use qsearch::deploy::codegen::{generate, test_input_header};
 use qsearch::deploy::pulp::{LayerTiling, PulpConfig};
 use qsearch::deploy::verify::{cross_check, host_check};
 use qsearch::deploy::{IntGraph, IntOp, dory, golden, integerize};
-use qsearch::graph::{FusedGraph, Graph, onnx};
+use qsearch::graph::{FusedGraph, Graph, LayerKind, onnx};
 use qsearch::train::Split;
 use qsearch::train::qat::{BufferQuant, LayerBits, Quantization, ranges};
 use rand::{RngExt, SeedableRng};
@@ -50,7 +50,7 @@ fn mixed_quantization(graph: &Graph, calibration: &Split) -> Quantization {
     let fused = FusedGraph::from_graph(graph);
     let r = ranges(graph, &fused, calibration);
     let cycle = [8u32, 4, 2];
-    Quantization {
+    let mut quantization = Quantization {
         layers: fused
             .weighted_layers()
             .enumerate()
@@ -75,7 +75,19 @@ fn mixed_quantization(graph: &Graph, calibration: &Split) -> Quantization {
                 signed: r.signed[b],
             })
             .collect(),
+    };
+    // A max pooling keeps its input's quantization, as a quantizer does (the maximum of
+    // quantized values is one of them; DORY's max pooling cannot rescale).
+    for layer in &fused.layers {
+        if matches!(layer.kind, LayerKind::MaxPool | LayerKind::GlobalMaxPool) {
+            let input = quantization.buffers[layer.inputs[0]].clone();
+            quantization.buffers[layer.output] = BufferQuant {
+                buffer: quantization.buffers[layer.output].buffer.clone(),
+                ..input
+            };
+        }
     }
+    quantization
 }
 
 /// Deploys `graph` with mixed precisions and checks every build and the export; returns the
@@ -139,7 +151,6 @@ fn deploys_bit_exact(graph: &Graph, name: &str, requant_bits: u32) -> (IntGraph,
     assert!(outputs.iter().any(|o| *o != outputs[0]));
     // The DORY export, read as integers by an independent evaluator, equals the golden model.
     let export = dory::export(&int_graph).unwrap();
-    assert_eq!(export.wide_layers.is_empty(), requant_bits == 32);
     let checked = dory::write_and_check(&int_graph, &export, &images, &dir.join("dory"))
         .unwrap()
         .expect("python3 with onnx (scripts/setup.sh installs python3-onnx)");
@@ -150,6 +161,25 @@ fn deploys_bit_exact(graph: &Graph, name: &str, requant_bits: u32) -> (IntGraph,
         checked.first_mismatch,
         checked.summary
     );
+    // DORY's golden files: the first image's input and every layer's output, HWC.
+    let golden_outputs = golden::run(&int_graph, &images[0]);
+    let read = |file: &str| -> Vec<i32> {
+        std::fs::read_to_string(dir.join("dory").join(file))
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| l.parse().unwrap())
+            .collect()
+    };
+    assert_eq!(read("input.txt"), golden_outputs[int_graph.input]);
+    for (i, layer) in int_graph.layers.iter().enumerate() {
+        assert_eq!(
+            read(&format!("out_layer{i}.txt")),
+            golden_outputs[layer.output]
+        );
+    }
+    let config = std::fs::read_to_string(dir.join("dory/config.json")).unwrap();
+    assert!(config.contains("\"BNRelu_bits\": 64"), "{config}");
     (int_graph, dir, host_output)
 }
 

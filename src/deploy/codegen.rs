@@ -196,7 +196,8 @@ static inline int64_t floor_shift(int64_t v, int shift)
 /* The requantization of docs/integer-semantics.md: clamp((k * acc + 2^(shift-1)) >> shift). */
 static inline int32_t requant(int64_t acc, int32_t k, int shift, int32_t lo, int32_t hi)
 {
-    int64_t y = floor_shift((int64_t)k * acc + ((int64_t)1 << (shift - 1)), shift);
+    int64_t half = shift > 0 ? (int64_t)1 << (shift - 1) : 0;
+    int64_t y = floor_shift((int64_t)k * acc + half, shift);
     return y < lo ? lo : (y > hi ? hi : (int32_t)y);
 }
 "#;
@@ -355,13 +356,14 @@ KERNEL void {name}(const uint8_t *x, uint8_t *y, int32_t k, int shift, int32_t l
             let (bb, bs) = (k.other.0, k.other.1 as u8);
             format!(
                 r#"
-KERNEL void {name}(const uint8_t *a, const uint8_t *b, uint8_t *y, int32_t ka, int32_t kb,
-    int shift, int32_t lo, int32_t hi, int32_t n)
+KERNEL void {name}(const uint8_t *a, const uint8_t *b, uint8_t *y, int32_t ka, int sa,
+    int32_t kb, int sb, int32_t lo, int32_t hi, int32_t n)
 {{
     int32_t i;
     for (i = 0; i < n; i++) {{
-        int64_t acc = (int64_t)ld(a, i, {ib}, {is}) * ka + (int64_t)ld(b, i, {bb}, {bs}) * kb;
-        st(y, i, {ob}, requant(acc, 1, shift, lo, hi));
+        int64_t sum = (int64_t)requant(ld(a, i, {ib}, {is}), ka, sa, lo, hi)
+            + requant(ld(b, i, {bb}, {bs}), kb, sb, lo, hi);
+        st(y, i, {ob}, requant(sum, 1, 0, lo, hi));
     }}
 }}
 "#
@@ -539,14 +541,15 @@ pub fn generate(graph: &IntGraph, pulp: PulpConfig) -> Project {
                     s.c
                 );
             }
-            IntOp::Add { input_multiplier } => {
+            IntOp::Add { rescale: [ra, rb] } => {
                 let _ = writeln!(
                     calls,
-                    "    {kname}({x}, {}, {y}, {}, {}, {}, {}, {}, {});",
+                    "    {kname}({x}, {}, {y}, {}, {}, {}, {}, {}, {}, {});",
                     buf(layer.inputs[1]),
-                    input_multiplier[0],
-                    input_multiplier[1],
-                    r.shift,
+                    ra.multiplier[0],
+                    ra.shift,
+                    rb.multiplier[0],
+                    rb.shift,
                     r.lo,
                     r.hi,
                     graph.tensors[layer.output].shape.elements()

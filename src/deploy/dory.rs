@@ -1,18 +1,36 @@
-//! DORY-compatible ONNX export of an integer graph, in the conventions of QuantLab's DORY
-//! annotator: integer-valued tensors, `Conv`/`Gemm` with `weight_bits` and `bias_bits`, and each
-//! requantization as `Mul` (`mult_bits`) -> `Add` (`add_bits`) -> `Div` by 2^shift -> `Floor`
-//! -> `Clip` (`out_bits`). Read as integers, the file computes exactly what the golden model
-//! computes; `docs/integer-semantics.md` describes the mapping.
+//! DORY export of an integer graph, in the form DORY's `Quantlab` frontend reads (checked with
+//! DORY be3d6dd, `network_generate.py Quantlab PULP.GAP8 config.json`):
+//!
+//! - activation tensors named by decimal integers that increase in topological order (DORY
+//!   orders and drops the nodes it neglects, `Floor` and `Flatten`, by `int(name)`); the input
+//!   is `input`; constants and nodes carry neutral names (`l3_k`), the layer's own name is the
+//!   node's `doc_string` only;
+//! - `Conv` and `MatMul` (`Gemm` needs a bias input before opset 11) without a bias, with
+//!   `weight_bits`; `MatMul` weights `[in, out]` (DORY infers the layout from the shape);
+//! - each requantization as `Mul` by `k` -> `Add` of `l = bias * k + 2^(d-1)` -> `Div` by 2^d ->
+//!   `Floor` -> `Clip`, with `k` and `l` per output channel (`[C, 1, 1]`, or `[C]` after a
+//!   `MatMul`), even when one value serves every channel (a scalar makes DORY build a `Requant`
+//!   node its GAP8 rules cannot merge), and the `Clip` over the output type's whole range (DORY
+//!   keeps only its sign and `out_bits`);
+//! - a residual add as one `Add` with QuantLab's attributes `in{1,2}_{mul,add,shift,n_levels,rq}`
+//!   and `out_{mul,add,shift,n_levels,rq}` (each input rescaled and clamped, then the sum);
+//! - average pooling as a depthwise `Conv` with weights 1 and its requantization; max pooling
+//!   alone, refused when its requantization would change a value (DORY's kernel drops it);
+//! - `config.json` for `network_generate.py` (`BNRelu_bits` 64: DORY's constant and product
+//!   width, which holds every product the integerizer proves), and DORY's golden files:
+//!   `input.txt` and `out_layer{i}.txt`, one integer per line in HWC order, after a `#` line.
+//!
+//! Read as integers, the file computes exactly what the golden model computes.
 
 use super::DeployError;
-use super::integerize::{IntGraph, IntLayer, IntOp, IntTensor};
+use super::integerize::{IntGraph, IntLayer, IntOp, IntTensor, Requant};
 use crate::graph::Window;
 use crate::graph::onnx::export::{
     float_attr, int_attr, ints_attr, onnx_dims, value_info, window_attributes,
 };
 use crate::graph::onnx::proto::{
     AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
-    tensor_proto::DataType,
+    ValueInfoProto, tensor_proto::DataType,
 };
 use crate::graph::onnx::tensor::encode_doubles;
 use prost::Message;
@@ -20,35 +38,50 @@ use prost::Message;
 /// Opset 10: the last whose `Clip` takes `min`/`max` as attributes, which DORY's frontend reads.
 const OPSET: i64 = 10;
 
-/// The exported model and what a DORY user must know about it.
+/// DORY's constant and requantization width (`BNRelu_bits`) the export is written for.
+pub const BNRELU_BITS: u32 = 64;
+
+/// L2 bytes the written `config.json` reserves for code; edit it there for a larger program.
+const DORY_CODE_RESERVED_BYTES: u32 = 120_000;
+
+/// Doubles hold every integer up to 2^53 exactly; the file's constants must stay within.
+const EXACT: f64 = 9_007_199_254_740_992.0;
+
+/// The exported model.
 pub struct DoryExport {
     pub bytes: Vec<u8>,
-    /// Layers whose requantization product needs more than 32 bits (PULP-NN computes it in 32).
-    pub wide_layers: Vec<String>,
+    /// The activation tensor names of the layers' outputs, in layer order.
+    pub layer_outputs: Vec<String>,
 }
 
-/// Exports `graph` as a DORY-compatible ONNX model (NCHW, every tensor double so that all
-/// integers, up to the 31-bit multipliers and the 2^shift divisors, are exact).
+/// Exports `graph` for DORY (NCHW, every tensor double, so that all integers, up to the 31-bit
+/// multipliers and the 2^shift divisors, are exact). An error says why DORY cannot run it.
 pub fn export(graph: &IntGraph) -> Result<DoryExport, DeployError> {
     let mut out = Writer {
         nodes: Vec::new(),
         initializers: Vec::new(),
+        value_info: Vec::new(),
         rank2: vec![false; graph.tensors.len()],
+        names: vec![String::new(); graph.tensors.len()],
+        next_name: 1,
     };
-    let mut wide_layers = Vec::new();
-    for layer in &graph.layers {
-        out.layer(graph, layer)?;
-        if layer.product_bits() > 32 {
-            wide_layers.push(layer.name.clone());
-        }
+    out.names[graph.input] = "input".into();
+    for (l, layer) in graph.layers.iter().enumerate() {
+        out.layer(graph, l, layer)?;
     }
     let io = |t: usize| {
         value_info(
-            &graph.tensors[t].name,
+            &out.names[t],
             &onnx_dims(graph.tensors[t].shape, out.rank2[t]),
             DataType::Double,
         )
     };
+    let (input, output) = (io(graph.input), io(graph.output));
+    let layer_outputs = graph
+        .layers
+        .iter()
+        .map(|l| out.names[l.output].clone())
+        .collect();
     let model = ModelProto {
         ir_version: Some(5),
         producer_name: Some("qsearch".into()),
@@ -62,92 +95,117 @@ pub fn export(graph: &IntGraph) -> Result<DoryExport, DeployError> {
             version: Some(OPSET),
         }],
         graph: Some(GraphProto {
-            name: Some(graph.name.clone()),
-            input: vec![io(graph.input)],
-            output: vec![io(graph.output)],
+            name: Some("network".into()),
+            input: vec![input],
+            output: vec![output],
             node: out.nodes,
             initializer: out.initializers,
+            value_info: out.value_info,
             ..Default::default()
         }),
         ..Default::default()
     };
     Ok(DoryExport {
         bytes: model.encode_to_vec(),
-        wide_layers,
+        layer_outputs,
     })
 }
 
 struct Writer {
     nodes: Vec<NodeProto>,
     initializers: Vec<TensorProto>,
+    value_info: Vec<ValueInfoProto>,
     /// Whether each buffer is `[1, N]` (a linear layer's output) rather than `[1, C, H, W]`.
     rank2: Vec<bool>,
+    /// Each buffer's tensor name.
+    names: Vec<String>,
+    next_name: usize,
+}
+
+/// A node's inputs: activations (by name) and constants (name, dims, values).
+struct NodeSpec<'a> {
+    layer: usize,
+    doc: &'a str,
+    op_type: &'a str,
+    inputs: Vec<String>,
+    attributes: Vec<AttributeProto>,
+    /// The output's shape in the file.
+    dims: Vec<i64>,
 }
 
 impl Writer {
-    fn constant(&mut self, name: String, dims: &[i64], values: &[f64]) -> String {
+    fn constant(
+        &mut self,
+        name: String,
+        dims: &[i64],
+        values: &[f64],
+    ) -> Result<String, DeployError> {
+        if let Some(v) = values.iter().find(|v| v.abs() > EXACT) {
+            return Err(DeployError::Input(format!(
+                "DORY export: constant {name} holds {v}, beyond 2^53 where the file's doubles stop \
+                 being exact; deploy with --requant-bits 32"
+            )));
+        }
         self.initializers.push(encode_doubles(&name, dims, values));
-        name
+        Ok(name)
     }
 
-    fn node(
-        &mut self,
-        name: String,
-        op_type: &str,
-        inputs: Vec<String>,
-        attributes: Vec<AttributeProto>,
-    ) -> String {
-        self.output_node(name.clone(), op_type, inputs, attributes, name)
-    }
-
-    fn output_node(
-        &mut self,
-        name: String,
-        op_type: &str,
-        inputs: Vec<String>,
-        attributes: Vec<AttributeProto>,
-        output: String,
-    ) -> String {
+    /// Appends a node whose output gets the next integer name; returns that name.
+    fn node(&mut self, spec: NodeSpec) -> String {
+        let output = self.next_name.to_string();
+        self.next_name += 1;
+        self.value_info
+            .push(value_info(&output, &spec.dims, DataType::Double));
         self.nodes.push(NodeProto {
-            name: Some(name),
-            op_type: Some(op_type.into()),
-            input: inputs,
+            name: Some(format!(
+                "l{}_{}_{}",
+                spec.layer,
+                spec.op_type.to_lowercase(),
+                output
+            )),
+            op_type: Some(spec.op_type.into()),
+            input: spec.inputs,
             output: vec![output.clone()],
-            attribute: attributes,
+            attribute: spec.attributes,
+            doc_string: Some(spec.doc.to_string()),
             ..Default::default()
         });
         output
     }
 
-    /// A per-channel constant broadcast over a `[1, C, H, W]` or `[1, C]` tensor (a scalar when
-    /// there is one value).
-    fn per_channel(&mut self, name: String, values: &[i64], rank2: bool) -> String {
-        let n = values.len() as i64;
-        let dims: &[i64] = match (values.len(), rank2) {
-            (1, _) => &[],
-            (_, true) => &[1, n],
-            (_, false) => &[1, n, 1, 1],
-        };
-        let values: Vec<f64> = values.iter().map(|&v| v as f64).collect();
-        self.constant(name, dims, &values)
-    }
-
-    fn layer(&mut self, graph: &IntGraph, layer: &IntLayer) -> Result<(), DeployError> {
+    fn layer(&mut self, graph: &IntGraph, l: usize, layer: &IntLayer) -> Result<(), DeployError> {
         let name = &layer.name;
         let x = &graph.tensors[layer.inputs[0]];
+        let x_name = self.names[layer.inputs[0]].clone();
         let x_rank2 = self.rank2[layer.inputs[0]];
-        let conv_only = |what: &str| {
-            if x_rank2 {
-                Err(DeployError::Input(format!(
-                    "DORY export: layer '{name}' ({what}) follows a linear layer; only linear \
-                     layers and residual adds can"
-                )))
-            } else {
-                Ok(())
-            }
+        let y = &graph.tensors[layer.output];
+        let refuse = |why: String| {
+            Err(DeployError::Input(format!(
+                "DORY export: layer '{name}' {why}"
+            )))
         };
-        let mut rank2 = x_rank2;
-        let acc = match &layer.op {
+        if x_rank2 && !matches!(layer.op, IntOp::Linear { .. } | IntOp::Add { .. }) {
+            return refuse(
+                "follows a linear layer; only linear layers and residual adds can".into(),
+            );
+        }
+        if (layer.requant.lo, layer.requant.hi) != y.range() {
+            return refuse(format!(
+                "clamps to [{}, {}], but DORY clamps to the whole range of its {}-bit output",
+                layer.requant.lo, layer.requant.hi, y.bits
+            ));
+        }
+        let rank2 = matches!(layer.op, IntOp::Linear { .. }) || x_rank2;
+        let dims = onnx_dims(y.shape, rank2);
+        let spec = |op_type, inputs, attributes| NodeSpec {
+            layer: l,
+            doc: name,
+            op_type,
+            inputs,
+            attributes,
+            dims: dims.clone(),
+        };
+        let (acc, bias): (String, Vec<i64>) = match &layer.op {
             IntOp::Conv {
                 weights,
                 bias,
@@ -155,198 +213,235 @@ impl Writer {
                 window,
                 groups,
             } => {
-                conv_only("a convolution")?;
-                let out_c = graph.tensors[layer.output].shape.c;
                 let cin_g = x.shape.c / groups;
-                let w = hwc_to_chw_kernel(weights, out_c, cin_g, *window);
+                let w = hwc_to_chw_kernel(weights, y.shape.c, cin_g, *window);
                 let [kh, kw] = window.kernel;
-                let dims = [out_c as i64, cin_g as i64, kh as i64, kw as i64];
-                let w = self.constant(format!("{name}.weight"), &dims, &w);
-                let b = self.bias(name, bias);
+                let wdims = [y.shape.c as i64, cin_g as i64, kh as i64, kw as i64];
+                let w = self.constant(format!("l{l}_weight"), &wdims, &w)?;
                 let mut attrs = window_attributes(*window);
                 attrs.extend([
                     int_attr("group", *groups as i64),
                     ints_attr("dilations", &[1, 1]),
+                    int_attr("weight_bits", i64::from(*weight_bits)),
                 ]);
-                attrs.extend(linear_bits(*weight_bits));
-                self.node(
-                    format!("{name}.conv"),
-                    "Conv",
-                    vec![x.name.clone(), w, b],
-                    attrs,
-                )
+                let acc = self.node(spec("Conv", vec![x_name, w], attrs));
+                (acc, bias.iter().map(|&b| i64::from(b)).collect())
             }
             IntOp::Linear {
                 weights,
                 bias,
                 weight_bits,
             } => {
-                let mut input = x.name.clone();
+                let mut input = x_name;
                 if !x_rank2 {
-                    input = self.node(
-                        format!("{name}.flatten"),
-                        "Flatten",
-                        vec![input],
-                        vec![int_attr("axis", 1)],
-                    );
+                    let flat = vec![1, x.shape.elements() as i64];
+                    input = self.node(NodeSpec {
+                        dims: flat,
+                        ..spec("Flatten", vec![input], vec![int_attr("axis", 1)])
+                    });
                 }
                 let n_out = bias.len();
-                let w = hwc_to_chw_rows(weights, n_out, x, x_rank2);
-                let w = self.constant(
-                    format!("{name}.weight"),
-                    &[n_out as i64, (weights.len() / n_out) as i64],
-                    &w,
-                );
-                let b = self.bias(name, bias);
-                rank2 = true;
-                let mut attrs = vec![int_attr("transB", 1)];
-                attrs.extend(linear_bits(*weight_bits));
-                self.node(format!("{name}.gemm"), "Gemm", vec![input, w, b], attrs)
+                let n_in = weights.len() / n_out;
+                let w = in_out_rows(&hwc_to_chw_rows(weights, n_out, x, x_rank2), n_out);
+                let w = self.constant(format!("l{l}_weight"), &[n_in as i64, n_out as i64], &w)?;
+                let attrs = vec![int_attr("weight_bits", i64::from(*weight_bits))];
+                let acc = self.node(spec("MatMul", vec![input, w], attrs));
+                (acc, bias.iter().map(|&b| i64::from(b)).collect())
             }
-            IntOp::MaxPool { window } => {
-                conv_only("a pooling")?;
-                self.node(
-                    format!("{name}.maxpool"),
-                    "MaxPool",
-                    vec![x.name.clone()],
-                    window_attributes(*window),
-                )
-            }
-            IntOp::GlobalMaxPool => {
-                conv_only("a pooling")?;
-                self.node(
-                    format!("{name}.maxpool"),
-                    "GlobalMaxPool",
-                    vec![x.name.clone()],
-                    vec![],
-                )
+            IntOp::MaxPool { .. } | IntOp::GlobalMaxPool => {
+                if !preserves_values(&layer.requant, x) {
+                    return refuse(
+                        "rescales its maximum (its input and output scales differ); DORY's max \
+                         pooling drops a requantization"
+                            .into(),
+                    );
+                }
+                let (op_type, attrs) = match &layer.op {
+                    IntOp::MaxPool { window } => ("MaxPool", window_attributes(*window)),
+                    _ => ("GlobalMaxPool", vec![]),
+                };
+                let out = self.node(spec(op_type, vec![x_name], attrs));
+                self.names[layer.output] = out;
+                return Ok(());
             }
             IntOp::AvgPool { window } => {
-                conv_only("a pooling")?;
-                self.window_sum(name, x, *window)
+                let sum = self.window_sum(l, name, x, x_name, *window, dims.clone())?;
+                (sum, vec![0; y.shape.c])
             }
             IntOp::GlobalAvgPool => {
-                conv_only("a pooling")?;
                 let window = Window {
                     kernel: [x.shape.h, x.shape.w],
                     stride: [1, 1],
                     padding: Default::default(),
                 };
-                self.window_sum(name, x, window)
+                let sum = self.window_sum(l, name, x, x_name, window, dims.clone())?;
+                (sum, vec![0; y.shape.c])
             }
-            IntOp::Add { input_multiplier } => {
-                let other = &graph.tensors[layer.inputs[1]];
+            IntOp::Add { rescale } => {
                 if self.rank2[layer.inputs[1]] != x_rank2 {
-                    return Err(DeployError::Input(format!(
-                        "DORY export: residual add '{name}' adds a flattened and a 4-D tensor"
-                    )));
+                    return refuse("adds a flattened and a 4-D tensor".into());
                 }
-                let mut terms = Vec::new();
-                for (t, (input, k)) in [(x, input_multiplier[0]), (other, input_multiplier[1])]
-                    .into_iter()
-                    .enumerate()
-                {
-                    let k = self.per_channel(format!("{name}.input{t}_multiplier"), &[k], false);
-                    terms.push(self.node(
-                        format!("{name}.input{t}"),
-                        "Mul",
-                        vec![input.name.clone(), k],
-                        vec![int_attr("mult_bits", requant_width(layer))],
-                    ));
+                let other = self.names[layer.inputs[1]].clone();
+                let mut attrs = Vec::new();
+                for (i, r) in rescale.iter().enumerate() {
+                    attrs.extend(quantlab_requant(&format!("in{}", i + 1), r, y));
                 }
-                self.node(
-                    format!("{name}.add"),
-                    "Add",
-                    terms,
-                    vec![int_attr("add_bits", requant_width(layer))],
-                )
+                let identity = Requant {
+                    multiplier: vec![1],
+                    shift: 0,
+                    lo: layer.requant.lo,
+                    hi: layer.requant.hi,
+                };
+                attrs.extend(quantlab_requant("out", &identity, y));
+                attrs.push(int_attr("out_signed", i64::from(y.signed)));
+                attrs.push(int_attr("add_bits", i64::from(BNRELU_BITS)));
+                let out = self.node(spec("Add", vec![x_name, other], attrs));
+                self.names[layer.output] = out;
+                self.rank2[layer.output] = x_rank2;
+                return Ok(());
             }
         };
         self.rank2[layer.output] = rank2;
-        self.requant(layer, &graph.tensors[layer.output], acc, rank2);
+        let out = self.requant(l, name, layer, y, acc, &bias, rank2, dims)?;
+        self.names[layer.output] = out;
         Ok(())
-    }
-
-    fn bias(&mut self, name: &str, bias: &[i32]) -> String {
-        let b: Vec<f64> = bias.iter().map(|&v| f64::from(v)).collect();
-        self.constant(format!("{name}.bias"), &[bias.len() as i64], &b)
     }
 
     /// A window's sum as a depthwise convolution with weights 1 (padding adds zeros), exact in
     /// integers; DORY runs it as a depthwise layer.
-    fn window_sum(&mut self, name: &str, x: &IntTensor, window: Window) -> String {
+    fn window_sum(
+        &mut self,
+        l: usize,
+        doc: &str,
+        x: &IntTensor,
+        x_name: String,
+        window: Window,
+        dims: Vec<i64>,
+    ) -> Result<String, DeployError> {
         let [kh, kw] = window.kernel;
         let c = x.shape.c;
         let ones = self.constant(
-            format!("{name}.ones"),
+            format!("l{l}_ones"),
             &[c as i64, 1, kh as i64, kw as i64],
             &vec![1.0; c * kh * kw],
-        );
+        )?;
         let mut attrs = window_attributes(window);
         attrs.extend([
             int_attr("group", c as i64),
             ints_attr("dilations", &[1, 1]),
             int_attr("weight_bits", 2),
         ]);
-        self.node(
-            format!("{name}.sum"),
-            "Conv",
-            vec![x.name.clone(), ones],
-            attrs,
-        )
+        Ok(self.node(NodeSpec {
+            layer: l,
+            doc,
+            op_type: "Conv",
+            inputs: vec![x_name, ones],
+            attributes: attrs,
+            dims,
+        }))
     }
 
-    /// `Clip(Floor((k * acc + 2^(shift-1)) / 2^shift), lo, hi)`, the requantization of
-    /// docs/integer-semantics.md, writing the layer's output buffer.
-    fn requant(&mut self, layer: &IntLayer, output: &IntTensor, acc: String, rank2: bool) {
-        let name = &layer.name;
+    /// `Clip(Floor((k * acc + l) / 2^shift))` with `l = bias * k + 2^(shift-1)` per channel: the
+    /// requantization of docs/integer-semantics.md with the bias folded in, as QuantLab writes
+    /// it. Returns the output tensor's name.
+    #[allow(clippy::too_many_arguments)]
+    fn requant(
+        &mut self,
+        l: usize,
+        doc: &str,
+        layer: &IntLayer,
+        y: &IntTensor,
+        acc: String,
+        bias: &[i64],
+        rank2: bool,
+        dims: Vec<i64>,
+    ) -> Result<String, DeployError> {
         let r = &layer.requant;
-        let bits = requant_width(layer);
-        let k = self.per_channel(format!("{name}.multiplier"), &r.multiplier, rank2);
-        let scaled = self.node(
-            format!("{name}.mul"),
-            "Mul",
-            vec![acc, k],
-            vec![int_attr("mult_bits", bits)],
-        );
-        let half = self.constant(
-            format!("{name}.half"),
-            &[],
-            &[2f64.powi(r.shift as i32 - 1)],
-        );
-        let rounded = self.node(
-            format!("{name}.round"),
+        let channels = y.shape.c.max(bias.len());
+        let cdims: Vec<i64> = if rank2 {
+            vec![channels as i64]
+        } else {
+            vec![channels as i64, 1, 1]
+        };
+        let k: Vec<f64> = (0..channels)
+            .map(|c| r.multiplier[c.min(r.multiplier.len() - 1)] as f64)
+            .collect();
+        let half = if r.shift > 0 {
+            1i64 << (r.shift - 1)
+        } else {
+            0
+        };
+        let offsets: Vec<f64> = (0..channels)
+            .map(|c| (bias[c] as f64) * k[c] + half as f64)
+            .collect();
+        let k = self.constant(format!("l{l}_k"), &cdims, &k)?;
+        let offsets = self.constant(format!("l{l}_l"), &cdims, &offsets)?;
+        let divisor = self.constant(format!("l{l}_div"), &[], &[2f64.powi(r.shift as i32)])?;
+        let (lo, hi) = y.range();
+        let mut step = |op_type: &'static str, inputs: Vec<String>, attributes| {
+            self.node(NodeSpec {
+                layer: l,
+                doc,
+                op_type,
+                inputs,
+                attributes,
+                dims: dims.clone(),
+            })
+        };
+        let width = i64::from(BNRELU_BITS);
+        let scaled = step("Mul", vec![acc, k], vec![int_attr("mult_bits", width)]);
+        let shifted = step(
             "Add",
-            vec![scaled, half],
-            vec![int_attr("add_bits", bits)],
+            vec![scaled, offsets],
+            vec![int_attr("add_bits", width)],
         );
-        let divisor = self.constant(format!("{name}.divisor"), &[], &[2f64.powi(r.shift as i32)]);
-        let divided = self.node(format!("{name}.div"), "Div", vec![rounded, divisor], vec![]);
-        let floored = self.node(format!("{name}.floor"), "Floor", vec![divided], vec![]);
-        self.output_node(
-            format!("{name}.clip"),
+        let divided = step("Div", vec![shifted, divisor], vec![]);
+        let floored = step("Floor", vec![divided], vec![]);
+        Ok(step(
             "Clip",
             vec![floored],
             vec![
-                float_attr("min", r.lo as f32),
-                float_attr("max", r.hi as f32),
-                int_attr("out_bits", i64::from(output.bits)),
+                float_attr("min", lo as f32),
+                float_attr("max", hi as f32),
+                int_attr("out_bits", i64::from(y.bits)),
             ],
-            output.name.clone(),
-        );
+        ))
     }
 }
 
-/// The integer width (32 or 64) the layer's requantization products provably fit.
-fn requant_width(layer: &IntLayer) -> i64 {
-    i64::from(layer.product_bits())
+/// QuantLab's attributes of one requantization of a residual add: `PREFIX_mul`, `_add` (the
+/// rounding half), `_shift`, `_n_levels`, `_rq`.
+fn quantlab_requant(prefix: &str, r: &Requant, y: &IntTensor) -> [AttributeProto; 5] {
+    let half = if r.shift > 0 {
+        1i64 << (r.shift - 1)
+    } else {
+        0
+    };
+    [
+        int_attr(&format!("{prefix}_mul"), r.multiplier[0]),
+        int_attr(&format!("{prefix}_add"), half),
+        int_attr(&format!("{prefix}_shift"), i64::from(r.shift)),
+        int_attr(&format!("{prefix}_n_levels"), 1i64 << y.bits),
+        int_attr(&format!("{prefix}_rq"), 1),
+    ]
 }
 
-fn linear_bits(weight_bits: u32) -> [AttributeProto; 2] {
-    [
-        int_attr("weight_bits", i64::from(weight_bits)),
-        int_attr("bias_bits", 32),
-    ]
+/// Whether `r` maps every value of `x`'s range to itself.
+fn preserves_values(r: &Requant, x: &IntTensor) -> bool {
+    let (lo, hi) = x.range();
+    (lo..=hi).all(|v| r.apply(0, i64::from(v)) == v)
+}
+
+/// `[out][in]` rows as `[in][out]`.
+fn in_out_rows(w: &[f64], rows: usize) -> Vec<f64> {
+    let cols = w.len() / rows;
+    let mut out = vec![0.0; w.len()];
+    for o in 0..rows {
+        for i in 0..cols {
+            out[i * rows + o] = w[o * cols + i];
+        }
+    }
+    out
 }
 
 /// Convolution weights from `[out][kh][kw][in]` (the integer graph's) to ONNX's
@@ -415,6 +510,7 @@ pub fn write_and_check(
     use crate::results::write_atomic;
     let model = dir.join("network.onnx");
     write_atomic(&model, &export.bytes).map_err(io(&model))?;
+    write_dory_inputs(graph, images.first().map(Vec::as_slice), dir)?;
     let script = dir.join("check_dory_onnx.py");
     write_atomic(&script, CHECK_SCRIPT.as_bytes()).map_err(io(&script))?;
     let inputs = dir.join("images.bin");
@@ -433,7 +529,7 @@ pub fn write_and_check(
         .arg(&model)
         .arg(&inputs)
         .arg(&outputs)
-        .args(graph.layers.iter().map(|l| &graph.tensors[l.output].name))
+        .args(&export.layer_outputs)
         .output()
         .map_err(io(&script))?;
     if !run.status.success() {
@@ -459,6 +555,50 @@ pub fn write_and_check(
     }))
 }
 
+/// What `network_generate.py` reads beside the model: `config.json` and the golden files of
+/// `image` (the first verify image), which DORY turns into its checksums.
+fn write_dory_inputs(
+    graph: &IntGraph,
+    image: Option<&[u8]>,
+    dir: &std::path::Path,
+) -> Result<(), DeployError> {
+    use super::verify::io;
+    use crate::results::write_atomic;
+    let input = &graph.tensors[graph.input];
+    let config = serde_json::json!({
+        "onnx_file": "network.onnx",
+        "BNRelu_bits": BNRELU_BITS,
+        "input_bits": input.bits,
+        "input_signed": input.signed,
+        // L2 bytes DORY keeps for the application's code (its examples use 92 to 352 kB).
+        "code reserved space": DORY_CODE_RESERVED_BYTES,
+    });
+    let path = dir.join("config.json");
+    let text = serde_json::to_string_pretty(&config).unwrap_or_default();
+    write_atomic(&path, text.as_bytes()).map_err(io(&path))?;
+    let Some(image) = image else {
+        return Ok(());
+    };
+    let golden_file = |values: &[i32], what: &str| {
+        let mut text = format!("# {what}, HWC, one value per line\n");
+        for v in values {
+            text.push_str(&v.to_string());
+            text.push('\n');
+        }
+        text
+    };
+    let buffers = super::golden::run(graph, image);
+    let path = dir.join("input.txt");
+    let text = golden_file(&buffers[graph.input], "input");
+    write_atomic(&path, text.as_bytes()).map_err(io(&path))?;
+    for (i, layer) in graph.layers.iter().enumerate() {
+        let path = dir.join(format!("out_layer{i}.txt"));
+        let text = golden_file(&buffers[layer.output], &format!("output of layer {i}"));
+        write_atomic(&path, text.as_bytes()).map_err(io(&path))?;
+    }
+    Ok(())
+}
+
 /// A buffer's values from HWC order to CHW (ONNX's).
 fn hwc_to_chw(values: &[i32], t: &IntTensor) -> Vec<i32> {
     let (c, hw) = (t.shape.c, t.shape.h * t.shape.w);
@@ -469,4 +609,70 @@ fn hwc_to_chw(values: &[i32], t: &IntTensor) -> Vec<i32> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::Shape;
+
+    fn tensor(bits: u32, signed: bool) -> IntTensor {
+        IntTensor {
+            name: "t".into(),
+            shape: Shape { c: 2, h: 2, w: 2 },
+            bits,
+            signed,
+            scale: 1.0,
+        }
+    }
+
+    #[test]
+    fn max_pooling_exports_only_without_rescaling() {
+        let x = tensor(8, false);
+        let identity = Requant {
+            multiplier: vec![1 << 30],
+            shift: 30,
+            lo: 0,
+            hi: 255,
+        };
+        assert!(preserves_values(&identity, &x));
+        let rescaling = Requant {
+            multiplier: vec![(1 << 30) + (1 << 22)],
+            ..identity
+        };
+        assert!(!preserves_values(&rescaling, &x));
+    }
+
+    #[test]
+    fn residual_add_attributes_are_quantlabs() {
+        let r = Requant {
+            multiplier: vec![3],
+            shift: 2,
+            lo: -8,
+            hi: 7,
+        };
+        let attrs = quantlab_requant("in1", &r, &tensor(4, true));
+        let named: Vec<(String, i64)> = attrs
+            .iter()
+            .map(|a| (a.name.clone().unwrap_or_default(), a.i.unwrap_or_default()))
+            .collect();
+        assert_eq!(
+            named,
+            [
+                ("in1_mul".into(), 3),
+                ("in1_add".into(), 2),
+                ("in1_shift".into(), 2),
+                ("in1_n_levels".into(), 16),
+                ("in1_rq".into(), 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn linear_weights_are_written_in_by_out() {
+        assert_eq!(
+            in_out_rows(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 2),
+            [1.0, 4.0, 2.0, 5.0, 3.0, 6.0]
+        );
+    }
 }

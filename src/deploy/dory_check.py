@@ -3,11 +3,13 @@
 
 Usage: check_dory_onnx.py network.onnx images.bin outputs.bin TENSOR...
 
-Validates the model with onnx.checker (full check, shape inference included), checks the QuantLab
-annotations DORY reads (weight_bits, bias_bits, mult_bits, add_bits, out_bits), then runs it on
-every image of images.bin (bytes, HWC, one image after another), reading every tensor as integers
-the way DORY does. Writes the named tensors of every image to outputs.bin (int32 little-endian,
-NCHW order, image after image).
+Validates the model with onnx.checker (full check, shape inference included), checks the
+conventions DORY's Quantlab frontend relies on (activation tensors named by increasing integers,
+no bias on Conv/MatMul, per-channel requantization constants, the annotations weight_bits,
+mult_bits, add_bits, out_bits and QuantLab's residual-add attributes), then runs it on every image
+of images.bin (bytes, HWC, one image after another), reading every tensor as integers the way
+DORY does. Writes the named tensors of every image to outputs.bin (int32 little-endian, NCHW
+order, image after image).
 """
 import sys
 
@@ -16,7 +18,9 @@ import onnx
 from onnx import helper, numpy_helper
 
 EXACT = 2.0**53
-ANNOTATIONS = {"weight_bits", "bias_bits", "mult_bits", "add_bits", "out_bits"}
+REQUANT = ("mul", "add", "shift", "n_levels", "rq")
+ADD_ATTRIBUTES = {f"{side}_{part}" for side in ("in1", "in2", "out") for part in REQUANT}
+ANNOTATIONS = {"weight_bits", "mult_bits", "add_bits", "out_bits", "out_signed"} | ADD_ATTRIBUTES
 
 
 def attributes(node):
@@ -40,7 +44,7 @@ def windows(x, a, fill):
     return view[:, ::sy, ::sx]
 
 
-def conv(node, x, w, b=None):
+def conv(node, x, w):
     a = attributes(node)
     groups = a.get("group", 1)
     if a.get("dilations", [1, 1]) != [1, 1]:
@@ -52,10 +56,16 @@ def conv(node, x, w, b=None):
         part = cols[g * cin:(g + 1) * cin]
         wg = w[g * (cout // groups):(g + 1) * (cout // groups)].astype(np.float64)
         out.append(np.tensordot(wg, part, axes=([1, 2, 3], [0, 3, 4])))
-    y = exact_int(np.concatenate(out)[None], node)
-    if b is not None:
-        y = y + b.reshape(1, -1, 1, 1)
-    return y
+    return exact_int(np.concatenate(out)[None], node)
+
+
+def quantlab_requant(a, side, x):
+    """One requantization of QuantLab's residual add: (x * mul + add) >> shift, clamped to
+    n_levels values (signed ones when out_signed is set), as DORY's add kernels compute it."""
+    y = (x * a[f"{side}_mul"] + a[f"{side}_add"]) >> a[f"{side}_shift"]
+    levels = a[f"{side}_n_levels"]
+    lo = -(levels // 2) if a.get("out_signed") else 0
+    return np.clip(y, lo, lo + levels - 1)
 
 
 def run(model, image, wanted):
@@ -75,10 +85,8 @@ def run(model, image, wanted):
         op = node.op_type
         if op == "Conv":
             y = conv(node, *x)
-        elif op == "Gemm":
-            if a.get("transB") != 1:
-                sys.exit(f"node {node.name}: Gemm without transB=1")
-            y = exact_int(x[0].astype(np.float64) @ x[1].T.astype(np.float64), node) + x[2]
+        elif op == "MatMul":
+            y = exact_int(x[0].astype(np.float64) @ x[1].astype(np.float64), node)
         elif op == "MaxPool":
             y = windows(x[0], a, np.iinfo(np.int64).min).max(axis=(3, 4))[None]
         elif op == "GlobalMaxPool":
@@ -87,6 +95,9 @@ def run(model, image, wanted):
             y = x[0].reshape(1, -1)
         elif op == "Mul":
             y = x[0] * x[1]
+        elif op == "Add" and "out_mul" in a:
+            total = quantlab_requant(a, "in1", x[0]) + quantlab_requant(a, "in2", x[1])
+            y = quantlab_requant(a, "out", total)
         elif op == "Add":
             y = x[0] + x[1]
         elif op == "Div":
@@ -104,19 +115,33 @@ def run(model, image, wanted):
     return [values[name] for name in wanted]
 
 
-def check_annotations(model):
-    needed = {"Gemm": ("weight_bits", "bias_bits"), "Conv": ("weight_bits",),
-              "Mul": ("mult_bits",), "Clip": ("out_bits",)}
+def check_conventions(model):
+    """What DORY's Quantlab frontend relies on beyond standard ONNX."""
+    needed = {"MatMul": ("weight_bits",), "Conv": ("weight_bits",), "Mul": ("mult_bits",),
+              "Clip": ("out_bits",)}
+    constants = {init.name: init for init in model.graph.initializer}
+    previous = 0
     for node in model.graph.node:
         a = attributes(node)
         missing = [k for k in needed.get(node.op_type, ()) if k not in a]
-        if node.op_type == "Conv" and len(node.input) == 3 and "bias_bits" not in a:
-            missing.append("bias_bits")
-        if node.op_type == "Clip":
-            if a["max"] - a["min"] + 1 > 2 ** a["out_bits"]:
-                sys.exit(f"node {node.name}: range [{a['min']}, {a['max']}] exceeds out_bits")
+        if node.op_type == "Add" and len(set(node.input) - set(constants)) == 2:
+            missing += sorted(ADD_ATTRIBUTES - set(a))
         if missing:
             sys.exit(f"node {node.name} ({node.op_type}): missing annotation {', '.join(missing)}")
+        if node.op_type in ("Conv", "MatMul") and len(node.input) != 2:
+            sys.exit(f"node {node.name}: {node.op_type} must have no bias input")
+        if node.op_type == "Clip":
+            span = a["max"] - a["min"] + 1
+            if span != 2 ** a["out_bits"]:
+                sys.exit(f"node {node.name}: Clip [{a['min']}, {a['max']}] is not the whole range of out_bits")
+        if node.op_type in ("Mul", "Add") and len(set(node.input) & set(constants)) == 1:
+            const = constants[(set(node.input) & set(constants)).pop()]
+            if len(const.dims) == 0:
+                sys.exit(f"node {node.name}: requantization constant {const.name} must be per channel")
+        output = node.output[0]
+        if not output.isdigit() or int(output) <= previous:
+            sys.exit(f"node {node.name}: output {output!r} must be an integer above {previous}")
+        previous = int(output)
 
 
 def main():
@@ -124,7 +149,7 @@ def main():
         sys.exit(__doc__)
     model_path, images_path, outputs_path, wanted = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
     model = onnx.load(model_path)
-    check_annotations(model)
+    check_conventions(model)
     # The annotations are extra attributes that standard ONNX forbids on its operators; DORY
     # reads them with onnx.load. The checker sees the model without them.
     plain = onnx.ModelProto()
@@ -144,7 +169,7 @@ def main():
         for image in images:
             for tensor in run(model, image[None], wanted):
                 out.write(tensor.astype("<i4").tobytes())
-    print(f"annotations present; onnx.checker (full, annotations aside): ok, opset {model.opset_import[0].version}, "
+    print(f"DORY conventions hold; onnx.checker (full, annotations aside): ok, opset {model.opset_import[0].version}, "
           f"{len(model.graph.node)} nodes; ran {len(images)} images")
 
 

@@ -103,12 +103,12 @@ fn layer_output(graph: &IntGraph, layer: &IntLayer, buffers: &[Vec<i32>]) -> Vec
                 *out = r.apply(0, acc);
             }
         }
-        IntOp::Add { input_multiplier } => {
+        IntOp::Add { rescale: [ra, rb] } => {
             let b = &buffers[layer.inputs[1]];
             for (i, out) in y.iter_mut().enumerate() {
-                let acc =
-                    i64::from(x[i]) * input_multiplier[0] + i64::from(b[i]) * input_multiplier[1];
-                *out = r.apply(0, acc);
+                let sum = i64::from(ra.apply(0, i64::from(x[i])))
+                    + i64::from(rb.apply(0, i64::from(b[i])));
+                *out = r.apply(0, sum);
             }
         }
     }

@@ -21,11 +21,13 @@ pub struct IntTensor {
 }
 
 impl IntTensor {
-    /// The integer range `[lo, hi]` of the buffer.
+    /// The integer range `[lo, hi]` of the buffer: the whole range of its type (a signed
+    /// buffer's scale maps its bound to `2^(bits-1) - 1`, and it can also hold `-2^(bits-1)`,
+    /// as DORY's and Deeploy's clamps do).
     pub fn range(&self) -> (i32, i32) {
         if self.signed {
-            let l = (1i32 << (self.bits - 1)) - 1;
-            (-l, l)
+            let l = 1i32 << (self.bits - 1);
+            (-l, l - 1)
         } else {
             (0, (1i32 << self.bits) - 1)
         }
@@ -45,7 +47,7 @@ pub struct Requant {
 impl Requant {
     pub fn apply(&self, channel: usize, acc: i64) -> i32 {
         let k = self.multiplier[channel.min(self.multiplier.len() - 1)];
-        let y = (k * acc + (1i64 << (self.shift - 1))) >> self.shift;
+        let y = (k * acc + half(self.shift)) >> self.shift;
         y.clamp(i64::from(self.lo), i64::from(self.hi)) as i32
     }
 }
@@ -75,10 +77,11 @@ pub enum IntOp {
     },
     GlobalAvgPool,
     GlobalMaxPool,
-    /// `acc = a * input_multiplier[0] + b * input_multiplier[1]`, then requantized with
-    /// multiplier 1.
+    /// Each input rescaled to the output's scale by its own requantization (clamped to the
+    /// output's range), then summed; the layer's requantization (multiplier 1, shift 0) clamps
+    /// the sum. This is QuantLab's residual add, which DORY and Deeploy run.
     Add {
-        input_multiplier: [i64; 2],
+        rescale: [Requant; 2],
     },
 }
 
@@ -169,7 +172,17 @@ fn largest_product(k: &[i64], shift: u32, acc_bounds: &[i64]) -> i128 {
         .map(|(i, k)| i128::from(k.abs()) * i128::from(acc_bounds[i.min(acc_bounds.len() - 1)]))
         .max()
         .unwrap_or(0)
-        + (1i128 << (shift - 1))
+        + i128::from(half(shift))
+}
+
+/// The largest |value| of a tensor.
+fn magnitude(t: &IntTensor) -> i64 {
+    i64::from(t.range().0.abs().max(t.range().1))
+}
+
+/// The rounding term of a requantization by `2^shift`: half of it (none for shift 0).
+fn half(shift: u32) -> i64 {
+    if shift == 0 { 0 } else { 1i64 << (shift - 1) }
 }
 
 /// `round(real * 2^shift)` for every ratio, with the largest shift (at most 62) that keeps every
@@ -400,26 +413,35 @@ pub fn integerize(
             }
             LayerKind::Add => {
                 let other = &tensors[layer.inputs[1]];
-                let magnitude = |t: &IntTensor| i64::from(t.range().0.abs().max(t.range().1));
-                // The accumulator is at most (|a| + |b|) * max k.
-                let (k, shift) = multipliers(
-                    &[input.scale / output.scale, other.scale / output.scale],
-                    &[magnitude(input) + magnitude(other)],
-                    requant_bits,
-                );
-                let acc = magnitude(input) * k[0].abs() + magnitude(other) * k[1].abs();
+                let rescale = |t: &IntTensor| {
+                    let r = requant(multipliers(
+                        &[t.scale / output.scale],
+                        &[magnitude(t)],
+                        requant_bits,
+                    ));
+                    product_bound(&layer.name, &r, &[magnitude(t)], requant_bits).map(|_| r)
+                };
+                let rescale = [rescale(input)?, rescale(other)?];
+                // The clamped terms sum to at most twice the output's magnitude.
+                let sum_bound = 2 * i64::from(lo.abs().max(hi.abs()));
                 (
-                    IntOp::Add {
-                        input_multiplier: [k[0], k[1]],
-                    },
-                    requant((vec![1], shift)),
-                    vec![acc],
+                    IntOp::Add { rescale },
+                    requant((vec![1], 0)),
+                    vec![sum_bound],
                 )
             }
             LayerKind::Elementwise => return Err(unsupported()),
         };
         let acc_bound = acc_bounds.iter().copied().max().unwrap_or(0);
-        let product_bound = product_bound(&layer.name, &requant, &acc_bounds, requant_bits)?;
+        let product_bound = match &op {
+            IntOp::Add { rescale } => rescale
+                .iter()
+                .zip(&layer.inputs)
+                .map(|(r, &t)| largest_product(&r.multiplier, r.shift, &[magnitude(&tensors[t])]))
+                .max()
+                .unwrap_or(0),
+            _ => product_bound(&layer.name, &requant, &acc_bounds, requant_bits)?,
+        };
         layers.push(IntLayer {
             name: layer.name.clone(),
             op,

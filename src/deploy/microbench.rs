@@ -161,8 +161,15 @@ pub fn case_graph(case: &Case, seed: u64) -> IntGraph {
         LayerKind::Add => {
             tensors.push(tensor("other", case.input, x));
             inputs.push(2);
+            // Each input rescaled by about 1/4, so that their sum spans the output's range.
+            let rescale = Requant {
+                multiplier: vec![1 << 29],
+                shift: 31,
+                lo: 0,
+                hi: (1 << y) - 1,
+            };
             IntOp::Add {
-                input_multiplier: [1 << 29, 1 << 29],
+                rescale: [rescale.clone(), rescale],
             }
         }
         _ => IntOp::Conv {
@@ -188,16 +195,17 @@ pub fn case_graph(case: &Case, seed: u64) -> IntGraph {
         LayerKind::GlobalAvgPool | LayerKind::GlobalMaxPool => {
             x_max * (case.input.h * case.input.w) as f64
         }
-        LayerKind::Add => 2.0 * x_max * f64::from(1 << 29),
+        // The add's rescales carry its multipliers; its own requantization only clamps.
+        LayerKind::Add => 1.0,
         LayerKind::Linear => 0.25 * x_max * f64::from(levels) * case.input.elements() as f64,
         _ => 0.25 * x_max * f64::from(levels) * taps * (case.input.c / case.groups) as f64,
     };
     let multiplier =
         (f64::from((1 << y) - 1) * 2f64.powi(31) / span).clamp(1.0, 2f64.powi(31) - 1.0);
-    let multiplier = if case.kind == LayerKind::Add {
-        1
+    let (multiplier, shift) = if case.kind == LayerKind::Add {
+        (1, 0)
     } else {
-        multiplier as i64
+        (multiplier as i64, 31)
     };
     IntGraph {
         name: format!("case{seed}"),
@@ -209,7 +217,7 @@ pub fn case_graph(case: &Case, seed: u64) -> IntGraph {
             output: 1,
             requant: Requant {
                 multiplier: vec![multiplier; channels],
-                shift: 31,
+                shift,
                 lo: 0,
                 hi: (1 << y) - 1,
             },

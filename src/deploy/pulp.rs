@@ -257,17 +257,18 @@ pub(super) fn layer_call(
             );
             format!("run_linear(&{id}_p, {x}, {y});")
         }
-        IntOp::Add { input_multiplier } => {
+        IntOp::Add { rescale: [ra, rb] } => {
             let ot = &graph.tensors[layer.inputs[1]];
             let _ = writeln!(
                 data,
-                "static const add_job {id}_p = {{{kname}, {x}, {other}, {y}, {}, {}, {}, {}, {}, {}, {}, {}, {}}};",
-                input_multiplier[0],
-                input_multiplier[1],
+                "static const add_job {id}_p = {{{kname}, {x}, {other}, {y}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}}};",
+                ra.multiplier[0],
+                rb.multiplier[0],
                 r.lo,
                 r.hi,
                 yt.shape.elements(),
-                r.shift,
+                ra.shift,
+                rb.shift,
                 xt.bits,
                 ot.bits,
                 yt.bits
@@ -326,8 +327,8 @@ typedef void (*pool_kernel)(const uint8_t *, uint8_t *, int32_t, int, int32_t, i
     const conv_shape *);
 typedef void (*linear_kernel)(const uint8_t *, uint8_t *, const uint8_t *, const int32_t *,
     const int32_t *, int, int32_t, int32_t, int32_t, int32_t);
-typedef void (*add_kernel)(const uint8_t *, const uint8_t *, uint8_t *, int32_t, int32_t, int,
-    int32_t, int32_t, int32_t);
+typedef void (*add_kernel)(const uint8_t *, const uint8_t *, uint8_t *, int32_t, int, int32_t,
+    int, int32_t, int32_t, int32_t);
 
 /* A convolution or pooling: `tile_rows` output rows per tile (0: straight from L2). */
 typedef struct {
@@ -559,7 +560,7 @@ typedef struct {
     const uint8_t *a, *b;
     uint8_t *y;
     int32_t ka, kb, lo, hi, n;
-    int shift, a_bits, b_bits, y_bits;
+    int sa, sb, a_bits, b_bits, y_bits;
 } add_job;
 
 DRIVER void add_worker(void *arg)
@@ -571,8 +572,8 @@ DRIVER void add_worker(void *arg)
     }
     j->f(j->a + (uint32_t)first * (uint32_t)j->a_bits / 8u,
         j->b + (uint32_t)first * (uint32_t)j->b_bits / 8u,
-        j->y + (uint32_t)first * (uint32_t)j->y_bits / 8u, j->ka, j->kb, j->shift, j->lo, j->hi,
-        last - first);
+        j->y + (uint32_t)first * (uint32_t)j->y_bits / 8u, j->ka, j->sa, j->kb, j->sb, j->lo,
+        j->hi, last - first);
 }
 "#;
 

@@ -422,7 +422,7 @@ pub fn run_main(inputs: &Inputs, settings: &MainSettings) -> Result<MainReport, 
                 "golden model vs",
                 "host build",
                 "PULP path emulated",
-                "DORY ONNX export",
+                "DORY export",
                 "rv32imc build",
                 "memory:",
             ]

@@ -36,14 +36,14 @@
 
 use super::DeployError;
 use super::integerize::{IntGraph, IntLayer, IntOp, IntTensor};
+use super::layout::{kernel_to_chw, rows_to_chw};
 use crate::graph::Window;
 use crate::graph::onnx::export::{
-    float_attr, float_tensor, int_attr, int64_tensor, ints_attr, onnx_dims, tensor_attr,
-    value_info, window_attributes,
+    float_attr, float_tensor, int_attr, int64_tensor, ints_attr, onnx_dims, qsearch_model,
+    tensor_attr, value_info, window_attributes,
 };
 use crate::graph::onnx::proto::{
-    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
-    ValueInfoProto, tensor_proto::DataType,
+    AttributeProto, GraphProto, NodeProto, TensorProto, ValueInfoProto, tensor_proto::DataType,
 };
 use prost::Message;
 use serde::Deserialize;
@@ -124,19 +124,14 @@ pub fn export(
     let output_name = out.names[graph.output].clone();
     out.value_info
         .retain(|v| v.name.as_deref() != Some(output_name.as_str()));
-    let model = ModelProto {
-        ir_version: Some(8),
-        producer_name: Some("qsearch".into()),
-        producer_version: Some(env!("CARGO_PKG_VERSION").into()),
-        doc_string: Some(format!(
+    let model = qsearch_model(
+        8,
+        13,
+        Some(format!(
             "Integer network for Deeploy {DEEPLOY_VERSION}: every tensor holds integers (the \
              input holds the image's bytes 0..255, NCHW)"
         )),
-        opset_import: vec![OperatorSetIdProto {
-            domain: Some(String::new()),
-            version: Some(13),
-        }],
-        graph: Some(GraphProto {
+        GraphProto {
             name: Some("network".into()),
             input: vec![input],
             output: vec![output],
@@ -144,9 +139,8 @@ pub fn export(
             initializer: out.initializers,
             value_info: out.value_info,
             ..Default::default()
-        }),
-        ..Default::default()
-    };
+        },
+    );
     Ok(DeeployExport {
         bytes: model.encode_to_vec(),
         layers,
@@ -379,7 +373,7 @@ impl Writer {
                 (acc, vec![0; channels], "Conv (window sum) -> RequantShift")
             }
             IntOp::GlobalAvgPool => {
-                let window = whole(x);
+                let window = x.global_window();
                 let acc = self
                     .window_sum(name, &p, x, x_name, window, &dims)
                     .map_err(refuse)?;
@@ -423,7 +417,7 @@ impl Writer {
             IntOp::MaxPool { .. } | IntOp::GlobalMaxPool => {
                 let window = match &layer.op {
                     IntOp::MaxPool { window } => *window,
-                    _ => whole(x),
+                    _ => x.global_window(),
                 };
                 let p_ = window.padding;
                 if p_.top != p_.bottom || p_.left != p_.right || p_.top != p_.left {
@@ -437,7 +431,7 @@ impl Writer {
                             .into(),
                     ));
                 }
-                let preserves = preserves_values(layer, x);
+                let preserves = layer.requant.preserves(x);
                 let pooled_name = if preserves {
                     format!("{p}out")
                 } else {
@@ -598,56 +592,6 @@ impl Writer {
 
 fn target_is_pulp(target: Target) -> bool {
     target == Target::PulpOpen
-}
-
-/// The window of a global pooling of `x`.
-fn whole(x: &IntTensor) -> Window {
-    Window {
-        kernel: [x.shape.h, x.shape.w],
-        stride: [1, 1],
-        padding: Default::default(),
-    }
-}
-
-/// Whether the layer's requantization maps every value of `x`'s range to itself.
-fn preserves_values(layer: &IntLayer, x: &IntTensor) -> bool {
-    let (lo, hi) = x.range();
-    (lo..=hi).all(|v| layer.requant.apply(0, i64::from(v)) == v)
-}
-
-/// Convolution weights from the integer graph's `[out][kh][kw][in]` to ONNX's
-/// `[out][in][kh][kw]`.
-fn kernel_to_chw(w: &[i8], out_c: usize, cin: usize, window: Window) -> Vec<i8> {
-    let area = window.kernel[0] * window.kernel[1];
-    let row = area * cin;
-    let mut out = vec![0; w.len()];
-    for o in 0..out_c {
-        for k in 0..area {
-            for c in 0..cin {
-                out[o * row + c * area + k] = w[o * row + k * cin + c];
-            }
-        }
-    }
-    out
-}
-
-/// Linear weights `[out][in]` whose inputs follow the HWC order of `x` (the integer graph's),
-/// with the inputs reordered to the CHW order in which `Flatten` lays out `[1, C, H, W]`.
-fn rows_to_chw(w: &[i8], rows: usize, x: &IntTensor, x_rank2: bool) -> Vec<i8> {
-    let (c, hw) = (x.shape.c, x.shape.h * x.shape.w);
-    if x_rank2 || hw == 1 {
-        return w.to_vec();
-    }
-    let row = w.len() / rows;
-    let mut out = vec![0; w.len()];
-    for o in 0..rows {
-        for p in 0..hw {
-            for ch in 0..c {
-                out[o * row + ch * hw + p] = w[o * row + p * c + ch];
-            }
-        }
-    }
-    out
 }
 
 /// The generation script that runs next to the export (`deeploy_generate.py`).
@@ -884,7 +828,7 @@ fn expected_requantizations(graph: &IntGraph, target: Target) -> Vec<Expected> {
                 );
             }
             IntOp::MaxPool { .. } | IntOp::GlobalMaxPool => {
-                if !preserves_values(layer, &graph.tensors[layer.inputs[0]]) {
+                if !layer.requant.preserves(&graph.tensors[layer.inputs[0]]) {
                     push(
                         format!("{p}out"),
                         vec![k(0); channels],
@@ -1099,7 +1043,7 @@ fn check_target(graph: &IntGraph, target: Target, report: &TargetReport) -> Targ
             ),
             IntOp::GlobalAvgPool => (
                 vec![1; x.shape.elements() as usize],
-                Some(whole(x)),
+                Some(x.global_window()),
                 x.shape.c,
             ),
             IntOp::Linear { weights, bias, .. } => {
@@ -1116,7 +1060,7 @@ fn check_target(graph: &IntGraph, target: Target, report: &TargetReport) -> Targ
             IntOp::MaxPool { .. } | IntOp::GlobalMaxPool => {
                 let window = match &layer.op {
                     IntOp::MaxPool { window } => *window,
-                    _ => whole(x),
+                    _ => x.global_window(),
                 };
                 match report
                     .layers

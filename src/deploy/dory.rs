@@ -24,13 +24,13 @@
 
 use super::DeployError;
 use super::integerize::{IntGraph, IntLayer, IntOp, IntTensor, Requant};
+use super::layout::{kernel_to_chw, rows_to_chw};
 use crate::graph::Window;
 use crate::graph::onnx::export::{
-    float_attr, int_attr, ints_attr, onnx_dims, value_info, window_attributes,
+    float_attr, int_attr, ints_attr, onnx_dims, qsearch_model, value_info, window_attributes,
 };
 use crate::graph::onnx::proto::{
-    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
-    ValueInfoProto, tensor_proto::DataType,
+    AttributeProto, GraphProto, NodeProto, TensorProto, ValueInfoProto, tensor_proto::DataType,
 };
 use crate::graph::onnx::tensor::encode_doubles;
 use prost::Message;
@@ -82,19 +82,14 @@ pub fn export(graph: &IntGraph) -> Result<DoryExport, DeployError> {
         .iter()
         .map(|l| out.names[l.output].clone())
         .collect();
-    let model = ModelProto {
-        ir_version: Some(5),
-        producer_name: Some("qsearch".into()),
-        producer_version: Some(env!("CARGO_PKG_VERSION").into()),
-        doc_string: Some(
+    let model = qsearch_model(
+        5,
+        OPSET,
+        Some(
             "Integer network for DORY: every tensor holds integers (inputs are bytes 0..255, NCHW)"
                 .into(),
         ),
-        opset_import: vec![OperatorSetIdProto {
-            domain: Some(String::new()),
-            version: Some(OPSET),
-        }],
-        graph: Some(GraphProto {
+        GraphProto {
             name: Some("network".into()),
             input: vec![input],
             output: vec![output],
@@ -102,9 +97,8 @@ pub fn export(graph: &IntGraph) -> Result<DoryExport, DeployError> {
             initializer: out.initializers,
             value_info: out.value_info,
             ..Default::default()
-        }),
-        ..Default::default()
-    };
+        },
+    );
     Ok(DoryExport {
         bytes: model.encode_to_vec(),
         layer_outputs,
@@ -214,7 +208,7 @@ impl Writer {
                 groups,
             } => {
                 let cin_g = x.shape.c / groups;
-                let w = hwc_to_chw_kernel(weights, y.shape.c, cin_g, *window);
+                let w = doubles(&kernel_to_chw(weights, y.shape.c, cin_g, *window));
                 let [kh, kw] = window.kernel;
                 let wdims = [y.shape.c as i64, cin_g as i64, kh as i64, kw as i64];
                 let w = self.constant(format!("l{l}_weight"), &wdims, &w)?;
@@ -242,14 +236,14 @@ impl Writer {
                 }
                 let n_out = bias.len();
                 let n_in = weights.len() / n_out;
-                let w = in_out_rows(&hwc_to_chw_rows(weights, n_out, x, x_rank2), n_out);
+                let w = in_out_rows(&doubles(&rows_to_chw(weights, n_out, x, x_rank2)), n_out);
                 let w = self.constant(format!("l{l}_weight"), &[n_in as i64, n_out as i64], &w)?;
                 let attrs = vec![int_attr("weight_bits", i64::from(*weight_bits))];
                 let acc = self.node(spec("MatMul", vec![input, w], attrs));
                 (acc, bias.iter().map(|&b| i64::from(b)).collect())
             }
             IntOp::MaxPool { .. } | IntOp::GlobalMaxPool => {
-                if !preserves_values(&layer.requant, x) {
+                if !layer.requant.preserves(x) {
                     return refuse(
                         "rescales its maximum (its input and output scales differ); DORY's max \
                          pooling drops a requantization"
@@ -269,12 +263,7 @@ impl Writer {
                 (sum, vec![0; y.shape.c])
             }
             IntOp::GlobalAvgPool => {
-                let window = Window {
-                    kernel: [x.shape.h, x.shape.w],
-                    stride: [1, 1],
-                    padding: Default::default(),
-                };
-                let sum = self.window_sum(l, name, x, x_name, window, dims.clone())?;
+                let sum = self.window_sum(l, name, x, x_name, x.global_window(), dims.clone())?;
                 (sum, vec![0; y.shape.c])
             }
             IntOp::Add { rescale } => {
@@ -426,10 +415,9 @@ fn quantlab_requant(prefix: &str, r: &Requant, y: &IntTensor) -> [AttributeProto
     ]
 }
 
-/// Whether `r` maps every value of `x`'s range to itself.
-fn preserves_values(r: &Requant, x: &IntTensor) -> bool {
-    let (lo, hi) = x.range();
-    (lo..=hi).all(|v| r.apply(0, i64::from(v)) == v)
+/// Weights as the file's doubles.
+fn doubles(w: &[i8]) -> Vec<f64> {
+    w.iter().map(|&v| f64::from(v)).collect()
 }
 
 /// `[out][in]` rows as `[in][out]`.
@@ -439,41 +427,6 @@ fn in_out_rows(w: &[f64], rows: usize) -> Vec<f64> {
     for o in 0..rows {
         for i in 0..cols {
             out[i * rows + o] = w[o * cols + i];
-        }
-    }
-    out
-}
-
-/// Convolution weights from `[out][kh][kw][in]` (the integer graph's) to ONNX's
-/// `[out][in][kh][kw]`.
-fn hwc_to_chw_kernel(w: &[i8], out_c: usize, cin: usize, window: Window) -> Vec<f64> {
-    let area = window.kernel[0] * window.kernel[1];
-    let row = area * cin;
-    let mut out = vec![0.0; w.len()];
-    for o in 0..out_c {
-        for k in 0..area {
-            for c in 0..cin {
-                out[o * row + c * area + k] = f64::from(w[o * row + k * cin + c]);
-            }
-        }
-    }
-    out
-}
-
-/// Linear weights whose inputs follow the HWC order of `x` (the integer graph's), reordered
-/// for the CHW order in which ONNX's `Flatten` lays out a `[1, C, H, W]` tensor.
-fn hwc_to_chw_rows(w: &[i8], rows: usize, x: &IntTensor, x_rank2: bool) -> Vec<f64> {
-    let (c, hw) = (x.shape.c, x.shape.h * x.shape.w);
-    let row = w.len() / rows;
-    if x_rank2 || hw == 1 {
-        return w.iter().map(|&v| f64::from(v)).collect();
-    }
-    let mut out = vec![0.0; w.len()];
-    for o in 0..rows {
-        for p in 0..hw {
-            for ch in 0..c {
-                out[o * row + ch * hw + p] = f64::from(w[o * row + p * c + ch]);
-            }
         }
     }
     out
@@ -635,12 +588,12 @@ mod tests {
             lo: 0,
             hi: 255,
         };
-        assert!(preserves_values(&identity, &x));
+        assert!(identity.preserves(&x));
         let rescaling = Requant {
             multiplier: vec![(1 << 30) + (1 << 22)],
             ..identity
         };
-        assert!(!preserves_values(&rescaling, &x));
+        assert!(!rescaling.preserves(&x));
     }
 
     #[test]

@@ -21,6 +21,15 @@ pub struct IntTensor {
 }
 
 impl IntTensor {
+    /// The window of a global pooling over the buffer.
+    pub fn global_window(&self) -> Window {
+        Window {
+            kernel: [self.shape.h, self.shape.w],
+            stride: [1, 1],
+            padding: Default::default(),
+        }
+    }
+
     /// The integer range `[lo, hi]` of the buffer: the whole range of its type (a signed
     /// buffer's scale maps its bound to `2^(bits-1) - 1`, and it can also hold `-2^(bits-1)`,
     /// as DORY's and Deeploy's clamps do).
@@ -45,6 +54,12 @@ pub struct Requant {
 }
 
 impl Requant {
+    /// Whether it maps every value of `x`'s range to itself (a max pooling that does not rescale).
+    pub fn preserves(&self, x: &IntTensor) -> bool {
+        let (lo, hi) = x.range();
+        (lo..=hi).all(|v| self.apply(0, i64::from(v)) == v)
+    }
+
     pub fn apply(&self, channel: usize, acc: i64) -> i32 {
         let k = self.multiplier[channel.min(self.multiplier.len() - 1)];
         let y = (k * acc + half(self.shift)) >> self.shift;

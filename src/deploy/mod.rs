@@ -8,6 +8,7 @@ pub mod deeploy;
 pub mod dory;
 pub mod golden;
 pub mod integerize;
+mod layout;
 pub mod microbench;
 pub mod pulp;
 pub mod verify;

@@ -46,25 +46,41 @@ pub fn export_bytes(graph: &Graph) -> Vec<u8> {
             DataType::Float,
         )
     };
-    let model = ModelProto {
-        ir_version: Some(8),
-        producer_name: Some("qsearch".into()),
-        producer_version: Some(env!("CARGO_PKG_VERSION").into()),
-        opset_import: vec![OperatorSetIdProto {
-            domain: Some(String::new()),
-            version: Some(OPSET),
-        }],
-        graph: Some(GraphProto {
+    let model = qsearch_model(
+        8,
+        OPSET,
+        None,
+        GraphProto {
             name: Some(graph.name.clone()),
             input: vec![value_info(graph.input)],
             output: vec![value_info(graph.output)],
             node: out.nodes,
             initializer: out.initializers,
             ..Default::default()
-        }),
-        ..Default::default()
-    };
+        },
+    );
     model.encode_to_vec()
+}
+
+/// A model written by qsearch: `graph` at `opset` of the default domain.
+pub(crate) fn qsearch_model(
+    ir_version: i64,
+    opset: i64,
+    doc: Option<String>,
+    graph: GraphProto,
+) -> ModelProto {
+    ModelProto {
+        ir_version: Some(ir_version),
+        producer_name: Some("qsearch".into()),
+        producer_version: Some(env!("CARGO_PKG_VERSION").into()),
+        doc_string: doc,
+        opset_import: vec![OperatorSetIdProto {
+            domain: Some(String::new()),
+            version: Some(opset),
+        }],
+        graph: Some(graph),
+        ..Default::default()
+    }
 }
 
 struct Exporter {

@@ -22,5 +22,6 @@ pub mod results;
 pub mod search;
 pub mod sensitivity;
 pub mod space;
+pub mod table;
 pub mod train;
 pub mod units;

@@ -5,9 +5,10 @@
 use super::BatchError;
 use super::sweep::{Plan, SweepDir, Task};
 use crate::objective::{Metric, Objective};
-use crate::report::{Table, plot};
+use crate::report::plot;
 use crate::results::{ResultsError, read_parquet, slug, write_frame, write_text};
 use crate::search::pareto::normalised_hypervolumes;
+use crate::table::Table;
 use polars::prelude::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -4,7 +4,7 @@
 use super::BatchError;
 use super::slurm::{jobs, task_states};
 use super::sweep::{SweepDir, Task};
-use crate::report::Table;
+use crate::table::Table;
 use std::path::Path;
 
 #[derive(Clone, Debug, PartialEq)]

@@ -16,7 +16,7 @@ pub mod verify;
 pub use integerize::{IntGraph, IntLayer, IntOp, IntTensor, Requant, integerize};
 
 use crate::graph::{Graph, onnx};
-use crate::report::Table;
+use crate::table::Table;
 use crate::train::qat::Quantization;
 use crate::units::group_thousands;
 use std::path::Path;

@@ -1,12 +1,12 @@
 //! `qsearch inspect`: a network's layers with their MACs, parameters, cycles and memory on a
 //! platform at one uniform precision.
 
-use super::{Table, short_name};
 use crate::cost::{CostTable, layer_flash};
 use crate::escape::terminal_text;
 use crate::graph::{FusedGraph, Graph};
 use crate::platform::Platform;
 use crate::precision::{Assignment, Bits};
+use crate::table::{Table, short_name};
 use crate::units::{format_bytes, group_thousands};
 use std::fmt::Write;
 

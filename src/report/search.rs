@@ -1,11 +1,11 @@
 //! Text reports of searches and comparisons.
 
-use super::Table;
 use crate::escape::terminal_text;
 use crate::flow::{PolicySummary, display_unit, display_value};
 use crate::graph::Graph;
 use crate::objective::Metric;
 use crate::search::{Candidate, Problem, SearchResult};
+use crate::table::Table;
 use crate::units::{format_bytes, group_thousands};
 use std::fmt::Write;
 use std::path::Path;

@@ -1,4 +1,5 @@
-//! Plain-text tables for the terminal and the README, fitted to [`TERMINAL_WIDTH`] columns.
+//! Plain-text tables for the terminal and the README, fitted to [`TERMINAL_WIDTH`] columns; a
+//! bottom-level utility, so that any stage (deploy, batch, report) can print one.
 //!
 //! A table fits by giving up room in the columns marked for it, in the order they were marked:
 //! a name column ([`Table::names`]) shortens the names that no longer fit to `#<row> <tail>`

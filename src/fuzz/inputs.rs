@@ -8,8 +8,6 @@ use super::{Style, Target};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-/// Mutated inputs are cut to this many bytes.
-
 /// A 64-bit FNV-1a hash (stable across runs and platforms, unlike `DefaultHasher`).
 fn fnv(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {

@@ -43,6 +43,7 @@ mod text;
 pub use inputs::input;
 pub use targets::{targets, tiny_network};
 
+/// Mutated inputs are cut to this many bytes.
 const MAX_INPUT_BYTES: usize = 1 << 20;
 
 /// Name of the worker threads; the panic hook keeps their panics quiet and records them.
@@ -101,8 +102,6 @@ impl Target {
         (self.read)(bytes)
     }
 }
-
-/// Text of a text input, or an error naming the input (mutated text inputs are always UTF-8).
 
 /// How long and how hard to fuzz.
 #[derive(Clone, Debug)]

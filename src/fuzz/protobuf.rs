@@ -8,8 +8,6 @@ use prost::Message;
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 
-/// Mutated inputs are cut to this many bytes.
-
 // Protobuf -------------------------------------------------------------------------------------
 
 /// A protobuf field as it is on the wire; length-delimited payloads that parse as messages are

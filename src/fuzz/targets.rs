@@ -24,8 +24,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// Mutated inputs are cut to this many bytes.
-
+/// Text of a text input, or an error naming the input (mutated text inputs are always UTF-8).
 fn text<'a>(bytes: &'a [u8], origin: &str) -> Result<&'a str, String> {
     std::str::from_utf8(bytes).map_err(|e| format!("{origin}: not UTF-8 text: {e}"))
 }
@@ -96,8 +95,6 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     let _ = encoder.write_all(bytes);
     encoder.finish().unwrap_or_default()
 }
-
-/// Every reader, with its seeds. `root` is the repository (for `tests/fixtures` and
 
 /// Every reader, with its seeds. `root` is the repository (for `tests/fixtures` and
 /// `search_spaces/sweeps`); seeds that need no file are built in code.
@@ -352,7 +349,7 @@ fn table_targets(fx: &Fixtures) -> Vec<Target> {
             .map(|t| [2.0 + t as f64, 0.125, 0.0])
             .collect(),
     };
-    let csv = table.to_csv(&fused);
+    let csv = table.to_csv(fused);
     let quoted = csv.replacen("weight,conv1,", "\"weight\",\"conv1\",", 1);
     let f = fused.clone();
     targets.push(Target::new(

@@ -335,13 +335,16 @@ fn use_counts(graph: &GraphProto) -> HashMap<String, usize> {
     uses
 }
 
+/// How the graph input's IR tensor is held as an ONNX value.
+type InputValue = fn(TensorId) -> Value;
+
 /// The graph's one input that is not an initializer, its shape in the IR, and how its value is
 /// held: NHWC when every reader transposes it to NCHW first (as TFLite converters emit).
 fn graph_input<'g>(
     graph: &'g GraphProto,
     initializers: &HashMap<String, Value>,
     path: &str,
-) -> Result<(&'g ValueInfoProto, Shape, fn(TensorId) -> Value), ImportError> {
+) -> Result<(&'g ValueInfoProto, Shape, InputValue), ImportError> {
     let inputs: Vec<_> = graph
         .input
         .iter()
@@ -375,7 +378,7 @@ fn graph_input<'g>(
             .iter()
             .filter(|n| n.input.iter().any(|i| i == input.name()))
             .all(|n| n.op_type() == "Transpose" && attr_ints(n, "perm") == Some(vec![0, 3, 1, 2]));
-    let (shape, input_value): (Shape, fn(TensorId) -> Value) = match (dims.as_slice(), nhwc_input) {
+    let (shape, input_value): (Shape, InputValue) = match (dims.as_slice(), nhwc_input) {
         ([_, h, w, c], true) => (Shape::new(*c, *h, *w), |t| Value::Spatial {
             tensor: t,
             layout: Layout::Nhwc,

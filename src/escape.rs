@@ -19,7 +19,7 @@
 /// A C identifier made of the first ASCII letters and digits of `name` (others become `_`),
 /// for readable generated code; callers prefix it with an index, so two names that map alike
 /// stay distinct.
-pub fn c_identifier(name: &str) -> String {
+pub(crate) fn c_identifier(name: &str) -> String {
     const KEPT: usize = 32;
     let mut s: String = name
         .chars()
@@ -39,7 +39,7 @@ const C_LITERAL_MAX: usize = 4000;
 /// `text` as a quoted C string literal whose value is `text`'s UTF-8 bytes: printable ASCII
 /// stays, `"` `\` and `?` (trigraphs) are escaped, every other byte is a three-digit octal
 /// escape (never hex, which would swallow following hex digits).
-pub fn c_string_literal(text: &str) -> String {
+pub(crate) fn c_string_literal(text: &str) -> String {
     let text = shortened(text, C_LITERAL_MAX);
     let mut out = String::with_capacity(text.len() + 2);
     out.push('"');
@@ -58,7 +58,7 @@ pub fn c_string_literal(text: &str) -> String {
 
 /// `text` made safe inside a C block comment `/* ... */`: on one line, printable ASCII only
 /// (others as `\u{..}`), and no `*/` or `/*` (which would end the comment or trip -Wcomment).
-pub fn c_comment(text: &str) -> String {
+pub(crate) fn c_comment(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -72,13 +72,13 @@ pub fn c_comment(text: &str) -> String {
 }
 
 /// `text` as one POSIX shell word: single-quoted, with each `'` written as `'\''`.
-pub fn shell_word(text: &str) -> String {
+pub(crate) fn shell_word(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))
 }
 
 /// `text` as one CSV field (RFC 4180): quoted when it holds a comma, a quote, a line break or
 /// surrounding blanks, with quotes doubled.
-pub fn csv_field(text: &str) -> String {
+pub(crate) fn csv_field(text: &str) -> String {
     let needs_quotes = text.contains([',', '"', '\n', '\r']) || text.trim() != text;
     if needs_quotes {
         format!("\"{}\"", text.replace('"', "\"\""))
@@ -90,7 +90,7 @@ pub fn csv_field(text: &str) -> String {
 /// The records of a CSV text (RFC 4180 quoting, as [`csv_field`] writes it), each with the
 /// 1-based line it starts on; blank lines are skipped and unquoted fields trimmed. An
 /// unterminated quote is an error naming its line.
-pub fn csv_records(text: &str) -> Result<Vec<(usize, Vec<String>)>, String> {
+pub(crate) fn csv_records(text: &str) -> Result<Vec<(usize, Vec<String>)>, String> {
     let mut records = Vec::new();
     let mut chars = text.chars().peekable();
     let mut line = 1;
@@ -161,13 +161,13 @@ fn finish(field: &mut String, quoted: &mut bool) -> String {
 
 /// Text for a plot (title, legend, labels): control characters, which XML cannot carry, are
 /// written as `\u{..}`; plotters escapes `<`, `&` and quotes itself.
-pub fn plot_text(text: &str) -> String {
+pub(crate) fn plot_text(text: &str) -> String {
     terminal_text(text)
 }
 
 /// Text for the terminal and text reports: control characters (line breaks, escape sequences
 /// that would move the cursor or recolour the terminal) are written as `\u{..}`.
-pub fn terminal_text(text: &str) -> String {
+pub(crate) fn terminal_text(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         if c.is_control() {
@@ -181,7 +181,7 @@ pub fn terminal_text(text: &str) -> String {
 
 /// `text` as a Markdown fenced code block that nothing inside can close or turn into markup:
 /// the fence is longer than any run of backticks in `text`.
-pub fn markdown_code_block(text: &str) -> String {
+pub(crate) fn markdown_code_block(text: &str) -> String {
     let mut longest = 0;
     let mut run = 0;
     for c in text.chars() {

@@ -152,7 +152,7 @@ impl Objective {
     }
 
     /// Converts the configuration's limits to metric units (`clock_hz` turns times into cycles).
-    pub fn resolve(
+    pub(crate) fn resolve(
         config: &ObjectiveConfig,
         clock_hz: f64,
         origin: &str,
@@ -222,16 +222,10 @@ impl Objective {
             .find(|l| l.metric == metric)
             .map(|l| l.max)
     }
-
-    /// Replaces (or adds) the limit on `metric`.
-    pub fn set_limit(&mut self, metric: Metric, max: f64) {
-        self.limits.retain(|l| l.metric != metric);
-        self.limits.push(Limit { metric, max });
-    }
 }
 
 /// Parses an objective file's text; `origin` names it in errors.
-pub fn parse_config(text: &str, origin: &str) -> Result<ObjectiveConfig, ObjectiveError> {
+pub(crate) fn parse_config(text: &str, origin: &str) -> Result<ObjectiveConfig, ObjectiveError> {
     toml::from_str(text).map_err(|e| ObjectiveError::Parse {
         origin: origin.to_string(),
         message: e.to_string(),

@@ -26,7 +26,7 @@ pub const BUILT_IN: &[(&str, &str)] = &[
 ];
 
 /// Kernel cost sets that platform files can name with `kernel_costs = "..."`.
-pub const KERNEL_COSTS: &[(&str, &str)] = &[
+pub(crate) const KERNEL_COSTS: &[(&str, &str)] = &[
     (
         "xpulpv2",
         include_str!("../search_spaces/platforms/kernels/xpulpv2.toml"),
@@ -230,7 +230,7 @@ pub struct KernelRules {
 
 impl KernelRules {
     /// The channel multiple required of a `bits`-wide tensor (1 when unconstrained).
-    pub fn channel_multiple(&self, bits: Bits) -> usize {
+    pub(crate) fn channel_multiple(&self, bits: Bits) -> usize {
         self.channel_multiple
             .get(&bits.count().to_string())
             .copied()
@@ -604,7 +604,7 @@ impl Platform {
         self.hardware.cores.value as usize
     }
 
-    pub fn has_l3(&self) -> bool {
+    pub(crate) fn has_l3(&self) -> bool {
         self.hardware.l3_bytes.value > 0.0
     }
 }

@@ -45,7 +45,7 @@ impl Bits {
     }
 
     /// Bytes taken by `elements` values packed at this width (whole bytes, rounded up).
-    pub fn packed_bytes(self, elements: u64) -> u64 {
+    pub(crate) fn packed_bytes(self, elements: u64) -> u64 {
         (elements * u64::from(self.count())).div_ceil(8)
     }
 
@@ -79,7 +79,7 @@ impl fmt::Display for Bits {
 }
 
 /// A value for every (weight bits, activation bits) pair, indexed `[w.index()][a.index()]`.
-pub type PairTable<T> = [[T; 3]; 3];
+pub(crate) type PairTable<T> = [[T; 3]; 3];
 
 /// A precision for every layer's weights and every activation tensor of a
 /// [`crate::graph::FusedGraph`]. Entries of layers without weights are ignored.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 static QUIET: AtomicBool = AtomicBool::new(false);
 
 /// How often a log (standard error not a terminal) gets a progress line.
-pub const LOG_INTERVAL: Duration = Duration::from_secs(10);
+pub(crate) const LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Silences (or restores) every progress display of the process.
 pub fn set_quiet(quiet: bool) {
@@ -26,7 +26,7 @@ pub fn quiet() -> bool {
 
 /// A bar counting `total` `unit`s of work labelled `label`, hidden when `show` is false or
 /// progress is silenced. `set_message` adds what is being done now.
-pub fn bar(show: bool, label: &str, total: u64, unit: &str) -> ProgressBar {
+pub(crate) fn bar(show: bool, label: &str, total: u64, unit: &str) -> ProgressBar {
     if !show || quiet() {
         return ProgressBar::hidden();
     }
@@ -67,7 +67,7 @@ fn log_bar(total: u64, unit: &str, lines: LogLines) -> ProgressBar {
 }
 
 /// A bar over named steps (`deploy`'s integerization, builds and checks).
-pub struct Steps {
+pub(crate) struct Steps {
     bar: ProgressBar,
     started: bool,
 }

@@ -63,7 +63,7 @@ pub fn parse_bytes(text: &str) -> Result<u64, SizeError> {
 
 /// Parses a latency into cycles: `5ms`, `250us`, `0.01s` (converted at `clock_hz`) or
 /// `2000000cycles` / a bare number of cycles.
-pub fn parse_latency(text: &str, clock_hz: f64) -> Result<f64, String> {
+pub(crate) fn parse_latency(text: &str, clock_hz: f64) -> Result<f64, String> {
     let t = text.trim().to_ascii_lowercase();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == 'e'))
@@ -95,19 +95,7 @@ pub fn format_bytes(bytes: u64) -> String {
     format!("{} B", group_thousands(bytes))
 }
 
-/// A short human figure: `512.0 kB`, `4.20 MB` (decimal units, matching [`parse_bytes`]).
-pub fn short_bytes(bytes: u64) -> String {
-    let b = bytes as f64;
-    if b >= 1e6 {
-        format!("{:.2} MB", b / 1e6)
-    } else if b >= 1e3 {
-        format!("{:.1} kB", b / 1e3)
-    } else {
-        format!("{bytes} B")
-    }
-}
-
-pub fn group_thousands(n: u64) -> String {
+pub(crate) fn group_thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, ch) in digits.chars().enumerate() {
@@ -175,7 +163,5 @@ mod tests {
     fn formatting() {
         assert_eq!(format_bytes(524_288), "524,288 B");
         assert_eq!(format_bytes(12), "12 B");
-        assert_eq!(short_bytes(512_000), "512.0 kB");
-        assert_eq!(short_bytes(4_200_000), "4.20 MB");
     }
 }

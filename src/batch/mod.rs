@@ -12,7 +12,7 @@ pub mod task;
 
 pub use local::run_local;
 pub use merge::{Merged, merge};
-pub use slurm::{Job, array_ranges, sbatch_options, sbatch_script, submit};
+pub use slurm::{array_ranges, submit};
 pub use status::{Status, TaskState, status};
 pub use sweep::{BudgetKind, Plan, SlurmResources, Sweep, SweepDir, Task, plan};
 pub use task::{TaskRun, run_task};

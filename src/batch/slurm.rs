@@ -45,7 +45,7 @@ pub fn array_ranges(tasks: &[usize]) -> String {
 /// The sbatch options of a job array over `tasks` of the sweep in `dir`. They are passed to
 /// sbatch as arguments, never written into the script, so that no value from the sweep file or
 /// the folder's path is read by a shell or by sbatch's `#SBATCH` parser.
-pub fn sbatch_options(plan: &Plan, dir: &Path, tasks: &[usize]) -> Vec<String> {
+pub(crate) fn sbatch_options(plan: &Plan, dir: &Path, tasks: &[usize]) -> Vec<String> {
     let r = &plan.sweep.slurm;
     let mut options = vec![
         format!("--job-name=qsearch-{}", plan.sweep.name),
@@ -66,7 +66,7 @@ pub fn sbatch_options(plan: &Plan, dir: &Path, tasks: &[usize]) -> Vec<String> {
 
 /// The batch script each array task runs: `qsearch batch run DIR --task $SLURM_ARRAY_TASK_ID`
 /// with the `qsearch` binary `exe` and the sweep folder `dir` (absolute) as quoted shell words.
-pub fn sbatch_script(dir: &Path, exe: &Path) -> String {
+pub(crate) fn sbatch_script(dir: &Path, exe: &Path) -> String {
     format!(
         "#!/bin/bash\n\
          export RAYON_NUM_THREADS=\"${{SLURM_CPUS_PER_TASK:-1}}\"\n\
@@ -141,7 +141,7 @@ fn io(path: &Path, e: std::io::Error) -> BatchError {
 /// SLURM's state of each task of the recorded `jobs` (`RUNNING`, `PENDING`, `CANCELLED`, ...),
 /// the latest submission of a task winning. Jobs SLURM has forgotten (finished a while ago) are
 /// absent. `None` when `squeue` cannot be run.
-pub fn task_states(jobs: &[Job]) -> Option<BTreeMap<usize, String>> {
+pub(crate) fn task_states(jobs: &[Job]) -> Option<BTreeMap<usize, String>> {
     let mut states = BTreeMap::new();
     for job in jobs {
         let out = Command::new("squeue")

@@ -25,7 +25,7 @@ pub struct KernelCall {
 
 impl KernelCall {
     /// The call that computes `layer` in one piece.
-    pub fn of_layer(layer: &Layer) -> KernelCall {
+    pub(crate) fn of_layer(layer: &Layer) -> KernelCall {
         KernelCall {
             kind: layer.kind,
             input: layer.input_shape,
@@ -89,7 +89,12 @@ impl Precisions {
 }
 
 /// Cycles of the busiest core for one kernel call, layer overhead excluded.
-pub fn kernel_cycles(p: &CostParams, cores: usize, call: &KernelCall, bits: Precisions) -> f64 {
+pub(crate) fn kernel_cycles(
+    p: &CostParams,
+    cores: usize,
+    call: &KernelCall,
+    bits: Precisions,
+) -> f64 {
     p.cycles_per_instruction.value * kernel_instructions(p, cores, call, bits)
 }
 

@@ -8,7 +8,7 @@ use crate::precision::Bits;
 /// Flash of one layer's parameters at weight precision `w`: each output channel's weights packed
 /// and padded to whole bytes, plus its requantization parameters (bias folded in). Layers without
 /// weights keep only their requantization constants.
-pub fn layer_flash(layer: &Layer, w: Bits, platform: &Platform) -> u64 {
+pub(crate) fn layer_flash(layer: &Layer, w: Bits, platform: &Platform) -> u64 {
     let requant = platform.kernels.requant_bytes_per_channel.value as u64;
     if !layer.kind.has_weights() {
         return match layer.kind {
@@ -22,14 +22,14 @@ pub fn layer_flash(layer: &Layer, w: Bits, platform: &Platform) -> u64 {
 }
 
 /// Bytes of a buffer of `elements` values at precision `bits`.
-pub fn buffer_bytes(elements: u64, bits: Bits) -> u64 {
+pub(crate) fn buffer_bytes(elements: u64, bits: Bits) -> u64 {
     bits.packed_bytes(elements)
 }
 
 /// For every step of the schedule (layer order), the buffers live while the step runs: its
 /// inputs and output, and every buffer written earlier and read later (residual branches).
 /// The network input is live from step 0; the network output to the end.
-pub fn live_buffers(graph: &FusedGraph) -> Vec<Vec<ActId>> {
+pub(crate) fn live_buffers(graph: &FusedGraph) -> Vec<Vec<ActId>> {
     let steps = graph.layers.len();
     let mut first = vec![usize::MAX; graph.tensors.len()];
     let mut last = vec![0; graph.tensors.len()];

@@ -8,7 +8,7 @@ mod memory;
 mod table;
 mod tiling;
 
-pub use kernel::{KernelCall, Precisions, call_cycles, inside_taps, kernel_cycles};
-pub use memory::{buffer_bytes, layer_flash, live_buffers};
-pub use table::{CostTable, Costs, LayerCosts};
-pub use tiling::{LayerTiming, TilePlan, time_layer};
+pub use kernel::{KernelCall, Precisions, call_cycles, inside_taps};
+pub(crate) use memory::layer_flash;
+pub use table::CostTable;
+pub use table::Costs;

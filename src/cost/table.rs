@@ -192,7 +192,7 @@ impl CostTable {
     }
 
     /// Layer `layer`'s timing under `a`.
-    pub fn timing(&self, layer: usize, a: &Assignment) -> &LayerTiming {
+    pub(crate) fn timing(&self, layer: usize, a: &Assignment) -> &LayerTiming {
         let (f, i, o) = self.layers[layer].index(layer, a);
         &self.timings[layer][f][i][o]
     }
@@ -202,12 +202,12 @@ impl CostTable {
     }
 
     /// The buffers live at schedule step `step`.
-    pub fn live_at(&self, step: usize) -> &[ActId] {
+    pub(crate) fn live_at(&self, step: usize) -> &[ActId] {
         &self.live[self.live_start[step]..self.live_start[step + 1]]
     }
 
     /// Activation bytes live at each step.
-    pub fn ram_profile(&self, a: &Assignment) -> Vec<u64> {
+    pub(crate) fn ram_profile(&self, a: &Assignment) -> Vec<u64> {
         (0..self.steps())
             .map(|s| {
                 self.live_at(s)

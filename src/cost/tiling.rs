@@ -9,7 +9,7 @@ use crate::precision::Bits;
 
 /// How a layer is cut into L1 tiles.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct TilePlan {
+pub(crate) struct TilePlan {
     pub channel_tile: usize,
     pub row_tile: usize,
     pub tiles: usize,
@@ -19,7 +19,7 @@ pub struct TilePlan {
 
 /// The latency of one layer at one precision triple.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct LayerTiming {
+pub(crate) struct LayerTiming {
     pub plan: TilePlan,
     /// Whether `plan` fits the platform's usable L1 (if not, it is the smallest plan).
     pub fits_l1: bool,
@@ -166,7 +166,7 @@ fn channel_candidates(channels: usize) -> Vec<usize> {
 }
 
 /// The plan and latency of `layer` at precisions `bits`.
-pub fn time_layer(layer: &Layer, bits: Precisions, platform: &Platform) -> LayerTiming {
+pub(crate) fn time_layer(layer: &Layer, bits: Precisions, platform: &Platform) -> LayerTiming {
     let budget = platform.hardware.l1_usable_bytes.value as u64;
     let out = layer.output_shape;
     let channel_tiles = if tiles_channels(layer.kind) {

@@ -32,7 +32,7 @@ pub static CURRENT_INPUT: AtomicU64 = AtomicU64::new(0);
 
 /// An allocation above this many bytes while reading one (small) input is a finding: the reader
 /// trusted a size the input claims.
-pub const ALLOCATION_LIMIT: usize = 256 << 20;
+pub(crate) const ALLOCATION_LIMIT: usize = 256 << 20;
 
 /// Mutated inputs are cut to this many bytes.
 mod inputs;
@@ -41,7 +41,7 @@ mod targets;
 mod text;
 
 pub use inputs::input;
-pub use targets::{targets, tiny_network};
+pub use targets::targets;
 
 /// Mutated inputs are cut to this many bytes.
 const MAX_INPUT_BYTES: usize = 1 << 20;

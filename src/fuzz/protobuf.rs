@@ -495,7 +495,7 @@ fn insert_shape_arithmetic(graph: &mut proto::GraphProto, rng: &mut ChaCha8Rng) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fuzz::tiny_network;
+    use crate::fuzz::targets::tiny_network;
     use crate::graph::onnx;
 
     #[test]

@@ -31,7 +31,7 @@ fn text<'a>(bytes: &'a [u8], origin: &str) -> Result<&'a str, String> {
 
 /// The small network the graph-dependent readers (search space, sensitivity table, assignment,
 /// quantization) are read against: convolutions, a residual add, pooling and a classifier.
-pub fn tiny_network() -> Graph {
+pub(crate) fn tiny_network() -> Graph {
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     let mut values =
         |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(-0.5..0.5)).collect() };

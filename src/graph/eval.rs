@@ -174,7 +174,8 @@ fn pad(x: &[f32], s: Shape, p: Padding, value: f32) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::graph::{GraphBuilder, fold_batchnorm, zoo};
+    use crate::graph::passes::fold_batchnorm;
+    use crate::graph::{GraphBuilder, zoo};
 
     #[test]
     fn batchnorm_folding_preserves_the_function() {

@@ -10,8 +10,8 @@ use super::passes::fold_for_analysis;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-pub type LayerId = usize;
-pub type ActId = usize;
+pub(crate) type LayerId = usize;
+pub(crate) type ActId = usize;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum LayerKind {
@@ -47,7 +47,7 @@ impl LayerKind {
     }
 
     /// Whether the layer has a weight tensor whose precision the search chooses.
-    pub fn has_weights(self) -> bool {
+    pub(crate) fn has_weights(self) -> bool {
         matches!(
             self,
             LayerKind::Conv
@@ -86,17 +86,7 @@ pub struct Layer {
     pub params: u64,
 }
 
-impl Layer {
-    /// Input channels per group times kernel area: the length of one dot product.
-    pub fn reduction_len(&self) -> usize {
-        match self.window {
-            Some(w) if self.kind != LayerKind::MaxPool && self.kind != LayerKind::AvgPool => {
-                self.input_shape.c / self.groups * w.kernel[0] * w.kernel[1]
-            }
-            _ => self.input_shape.elements() as usize,
-        }
-    }
-}
+impl Layer {}
 
 /// A buffer holding one activation tensor.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -123,7 +113,7 @@ pub struct FusedGraph {
 impl FusedGraph {
     /// For each buffer, the tensor of `folded` (the graph this view was made from, batch norm
     /// folded) holding its values.
-    pub fn tensors_in(&self, folded: &Graph) -> Vec<Option<usize>> {
+    pub(crate) fn tensors_in(&self, folded: &Graph) -> Vec<Option<usize>> {
         let index: std::collections::HashMap<&str, usize> = folded
             .tensors
             .iter()

@@ -5,7 +5,7 @@ use super::GraphError;
 use super::op::{Op, Shape, shape_error};
 use serde::{Deserialize, Serialize};
 
-pub type TensorId = usize;
+pub(crate) type TensorId = usize;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Tensor {
@@ -33,7 +33,7 @@ pub struct Graph {
 
 /// Per-node figures for tables.
 #[derive(Clone, Debug, PartialEq)]
-pub struct NodeStats {
+pub(crate) struct NodeStats {
     pub macs: u64,
     pub params: u64,
     pub input: Shape,
@@ -49,12 +49,12 @@ impl Graph {
         self.tensors[self.input].shape
     }
 
-    pub fn output_shape(&self) -> Shape {
+    pub(crate) fn output_shape(&self) -> Shape {
         self.tensors[self.output].shape
     }
 
     /// For every tensor, the indices of the nodes that read it.
-    pub fn consumers(&self) -> Vec<Vec<usize>> {
+    pub(crate) fn consumers(&self) -> Vec<Vec<usize>> {
         let mut consumers = vec![Vec::new(); self.tensors.len()];
         for (i, node) in self.nodes.iter().enumerate() {
             for &t in &node.inputs {
@@ -65,7 +65,7 @@ impl Graph {
     }
 
     /// For every tensor, the index of the node that writes it (`None` for the graph input).
-    pub fn producers(&self) -> Vec<Option<usize>> {
+    pub(crate) fn producers(&self) -> Vec<Option<usize>> {
         let mut producers = vec![None; self.tensors.len()];
         for (i, node) in self.nodes.iter().enumerate() {
             producers[node.output] = Some(i);
@@ -73,7 +73,7 @@ impl Graph {
         producers
     }
 
-    pub fn stats(&self, node: &Node) -> NodeStats {
+    pub(crate) fn stats(&self, node: &Node) -> NodeStats {
         let input = self.tensors[node.inputs[0]].shape;
         let output = self.tensors[node.output].shape;
         NodeStats {
@@ -84,18 +84,19 @@ impl Graph {
         }
     }
 
-    pub fn total_macs(&self) -> u64 {
+    pub(crate) fn total_macs(&self) -> u64 {
         self.nodes.iter().map(|n| self.stats(n).macs).sum()
     }
 
-    pub fn total_params(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn total_params(&self) -> u64 {
         self.nodes.iter().map(|n| n.op.params()).sum()
     }
 
     /// Checks the structural invariants every pass relies on: tensor references in range, nodes
     /// in execution order, each tensor written once, the output reachable, and every shape equal
     /// to what the ops infer.
-    pub fn validate(&self) -> Result<(), GraphError> {
+    pub(crate) fn validate(&self) -> Result<(), GraphError> {
         let n_tensors = self.tensors.len();
         if self.input >= n_tensors || self.output >= n_tensors {
             return Err(GraphError::Structure(
@@ -174,17 +175,13 @@ impl GraphBuilder {
         self.graph.tensors[tensor].shape
     }
 
-    pub fn node_count(&self) -> usize {
-        self.graph.nodes.len()
-    }
-
     /// Appends a node whose output tensor is named after the node.
     pub fn add(&mut self, name: &str, op: Op, inputs: &[TensorId]) -> Result<TensorId, GraphError> {
         self.add_named(name, op, inputs, name)
     }
 
     /// Appends a node writing a tensor called `output_name`.
-    pub fn add_named(
+    pub(crate) fn add_named(
         &mut self,
         name: &str,
         op: Op,
@@ -218,7 +215,7 @@ impl GraphBuilder {
     }
 
     /// The op of the node that writes `tensor`, to amend it (e.g. fold a bias into it).
-    pub fn producer_op_mut(&mut self, tensor: TensorId) -> Option<&mut Op> {
+    pub(crate) fn producer_op_mut(&mut self, tensor: TensorId) -> Option<&mut Op> {
         self.graph
             .nodes
             .iter_mut()

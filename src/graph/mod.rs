@@ -10,11 +10,16 @@ mod op;
 mod passes;
 pub mod zoo;
 
-pub use fused::{ActId, ActTensor, FusedGraph, Layer, LayerId, LayerKind};
-pub use ir::{Graph, GraphBuilder, Node, NodeStats, Tensor, TensorId};
-pub use load::{ModelError, load_model};
+pub use fused::Layer;
+pub(crate) use fused::{ActId, LayerId};
+pub use fused::{FusedGraph, LayerKind};
+pub use ir::Node;
+pub(crate) use ir::TensorId;
+pub use ir::{Graph, GraphBuilder, Tensor};
+pub use load::ModelError;
+pub use load::load_model;
 pub use op::{Activation, BatchNorm, Conv, Linear, Op, Padding, PoolKind, Shape, Window};
-pub use passes::{fold_batchnorm, fold_for_analysis, fold_padding};
+pub(crate) use passes::fold_for_analysis;
 
 /// A graph that breaks the IR's invariants.
 #[derive(Debug, thiserror::Error)]

@@ -53,7 +53,7 @@ impl Padding {
         }
     }
 
-    pub fn is_zero(self) -> bool {
+    pub(crate) fn is_zero(self) -> bool {
         self == Padding::default()
     }
 
@@ -146,7 +146,7 @@ impl BatchNorm {
     }
 
     /// Per-channel `(multiplier, offset)` such that `y = multiplier * x + offset`.
-    pub fn affine(&self) -> Vec<(f32, f32)> {
+    pub(crate) fn affine(&self) -> Vec<(f32, f32)> {
         (0..self.scale.len())
             .map(|c| {
                 let m = self.scale[c] / (self.var[c] + self.epsilon).sqrt();
@@ -167,7 +167,7 @@ pub enum Activation {
 
 impl Activation {
     /// The activation a `Clip(min, max)` node stands for.
-    pub fn from_clip(min: f32, max: f32) -> Activation {
+    pub(crate) fn from_clip(min: f32, max: f32) -> Activation {
         if min == 0.0 && max == 6.0 {
             Activation::Relu6
         } else if min == 0.0 && max == f32::INFINITY {
@@ -198,7 +198,7 @@ impl Activation {
         Activation::from_clip(min, max)
     }
 
-    pub fn apply(self, x: f32) -> f32 {
+    pub(crate) fn apply(self, x: f32) -> f32 {
         let (min, max) = self.range();
         x.clamp(min, max)
     }
@@ -264,7 +264,7 @@ impl Op {
     }
 
     /// Number of activation inputs the op takes.
-    pub fn arity(&self) -> usize {
+    pub(crate) fn arity(&self) -> usize {
         match self {
             Op::Add => 2,
             _ => 1,
@@ -272,7 +272,7 @@ impl Op {
     }
 
     /// The output shape for the given input shapes, checking that the op's weights agree with them.
-    pub fn infer_shape(&self, inputs: &[Shape]) -> Result<Shape, String> {
+    pub(crate) fn infer_shape(&self, inputs: &[Shape]) -> Result<Shape, String> {
         if inputs.len() != self.arity() {
             return Err(format!(
                 "takes {} input(s), got {}",
@@ -368,7 +368,7 @@ impl Op {
     }
 
     /// Trainable parameters (weights, biases, batch-norm scale and shift).
-    pub fn params(&self) -> u64 {
+    pub(crate) fn params(&self) -> u64 {
         match self {
             Op::Conv(conv) => (conv.weight.len() + conv.bias.len()) as u64,
             Op::Linear(linear) => (linear.weight.len() + linear.bias.len()) as u64,

@@ -5,13 +5,13 @@ use super::ir::{Graph, Node, Tensor, TensorId};
 use super::op::{Op, PoolKind};
 
 /// The graph the analyses see: batch norms and zero paddings folded into their layers.
-pub fn fold_for_analysis(graph: &Graph) -> Graph {
+pub(crate) fn fold_for_analysis(graph: &Graph) -> Graph {
     fold_padding(&fold_batchnorm(graph))
 }
 
 /// Folds every batch norm that directly follows a convolution or linear layer (whose output
 /// nothing else reads) into that layer's weights and bias. Other batch norms are kept.
-pub fn fold_batchnorm(graph: &Graph) -> Graph {
+pub(crate) fn fold_batchnorm(graph: &Graph) -> Graph {
     let consumers = graph.consumers();
     let producers = graph.producers();
     let mut nodes: Vec<Node> = graph.nodes.clone();
@@ -61,7 +61,7 @@ fn scale_rows(weight: &mut [f32], bias: &mut [f32], row: usize, affine: &[(f32, 
 
 /// Merges a zero `Pad` into the convolution or average pooling that reads it, and a `-inf` pad
 /// into a max pooling, as `torch.onnx.export` and TFLite converters emit them.
-pub fn fold_padding(graph: &Graph) -> Graph {
+pub(crate) fn fold_padding(graph: &Graph) -> Graph {
     let consumers = graph.consumers();
     let producers = graph.producers();
     let mut nodes: Vec<Node> = graph.nodes.clone();

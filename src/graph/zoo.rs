@@ -84,7 +84,7 @@ pub enum ZooError {
 }
 
 /// Options of one zoo network, resolved against its defaults.
-pub struct Options {
+pub(crate) struct Options {
     values: BTreeMap<&'static str, f64>,
 }
 

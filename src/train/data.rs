@@ -10,7 +10,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// Where Debian's `dataset-fashion-mnist` installs the data.
-pub const FASHION_MNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
+pub(crate) const FASHION_MNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
@@ -45,7 +45,7 @@ impl Split {
         self.labels.is_empty()
     }
 
-    pub fn image_len(&self) -> usize {
+    pub(crate) fn image_len(&self) -> usize {
         self.channels * self.height * self.width
     }
 
@@ -85,7 +85,7 @@ impl Split {
     }
 
     /// Splits off the last `n` examples: `(rest, last n)`.
-    pub fn split_off(&self, n: usize) -> (Split, Split) {
+    pub(crate) fn split_off(&self, n: usize) -> (Split, Split) {
         let keep = self.len().saturating_sub(n);
         let cut = keep * self.image_len();
         let head = Split {
@@ -142,7 +142,7 @@ fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, DataError> {
 
 /// `raw` itself, or its decompressed content when it starts with the gzip magic number; `path`
 /// names the file in errors.
-pub fn gunzip_if_compressed(raw: Vec<u8>, path: &Path) -> Result<Vec<u8>, DataError> {
+pub(crate) fn gunzip_if_compressed(raw: Vec<u8>, path: &Path) -> Result<Vec<u8>, DataError> {
     if !raw.starts_with(&[0x1f, 0x8b]) {
         return Ok(raw);
     }
@@ -168,7 +168,7 @@ pub fn gunzip_if_compressed(raw: Vec<u8>, path: &Path) -> Result<Vec<u8>, DataEr
 }
 
 /// Parses an IDX file: magic `0x0000 08 <rank>`, big-endian dimensions, unsigned bytes.
-pub fn parse_idx(
+pub(crate) fn parse_idx(
     bytes: &[u8],
     path: &Path,
     rank: usize,
@@ -232,7 +232,7 @@ fn idx_split(dir: &Path, prefix: &str) -> Result<Split, DataError> {
 
 /// One split from the (decompressed) contents of its IDX images and labels files; the paths
 /// name them in errors.
-pub fn idx_split_from_bytes(
+pub(crate) fn idx_split_from_bytes(
     images: &[u8],
     images_path: &Path,
     labels: &[u8],
@@ -275,7 +275,7 @@ pub fn idx_split_from_bytes(
 }
 
 /// An MNIST-format directory (`train-images-idx3-ubyte[.gz]`, ... `t10k-labels-idx1-ubyte[.gz]`).
-pub fn load_idx_dir(dir: &Path, name: &str) -> Result<Dataset, DataError> {
+pub(crate) fn load_idx_dir(dir: &Path, name: &str) -> Result<Dataset, DataError> {
     Ok(Dataset {
         name: name.to_string(),
         train: idx_split(dir, "train")?,
@@ -286,7 +286,7 @@ pub fn load_idx_dir(dir: &Path, name: &str) -> Result<Dataset, DataError> {
 
 /// The CIFAR-10 binary format: `data_batch_1.bin` ... `data_batch_5.bin` and `test_batch.bin`,
 /// records of one label byte and 3072 image bytes (CHW, 32x32).
-pub fn load_cifar10(dir: &Path) -> Result<Dataset, DataError> {
+pub(crate) fn load_cifar10(dir: &Path) -> Result<Dataset, DataError> {
     let read = |files: &[String]| -> Result<Split, DataError> {
         let mut images = Vec::new();
         let mut labels = Vec::new();
@@ -314,7 +314,7 @@ pub fn load_cifar10(dir: &Path) -> Result<Dataset, DataError> {
 
 /// Appends the records of one (decompressed) CIFAR-10 batch file to `images` and `labels`;
 /// `path` names the file in errors.
-pub fn add_cifar_records(
+pub(crate) fn add_cifar_records(
     bytes: &[u8],
     path: &Path,
     images: &mut Vec<u8>,

@@ -18,7 +18,7 @@ use indicatif::ProgressBar;
 
 /// Measured effects of quantizing one tensor at a time: the accuracy drops (unit `points`) and
 /// the loss increases (unit `loss`).
-pub fn accuracy_drops(
+pub(crate) fn accuracy_drops(
     graph: &Graph,
     fused: &FusedGraph,
     ranges: &Ranges,

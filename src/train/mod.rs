@@ -7,11 +7,12 @@ pub mod model;
 pub mod qat;
 pub mod trainer;
 
-pub use data::{DataError, Dataset, Split};
+pub use data::DataError;
+pub use data::{Dataset, Split};
 pub use model::{GraphNet, QuantSpec, Ranges};
+pub use trainer::TrainState;
 pub use trainer::{
-    Checkpoint, EpochLog, TrainConfig, TrainState, evaluate, fit, fit_until, predictions,
-    training_device,
+    Checkpoint, TrainConfig, evaluate, fit, fit_until, predictions, training_device,
 };
 
 #[derive(Debug, thiserror::Error)]

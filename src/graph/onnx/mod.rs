@@ -7,7 +7,7 @@ mod import;
 pub(crate) mod tensor;
 
 pub use export::{export_bytes, export_file};
-pub use import::{import_bytes, import_file, supported_ops};
+pub use import::{import_bytes, import_file};
 
 #[allow(clippy::all, missing_docs)]
 pub(crate) mod proto {

@@ -16,7 +16,7 @@ pub(super) enum Values {
 }
 
 impl Constant {
-    pub fn float(dims: Vec<i64>, values: Vec<f32>) -> Constant {
+    pub(crate) fn float(dims: Vec<i64>, values: Vec<f32>) -> Constant {
         Constant {
             dims,
             values: Values::Float(values),
@@ -37,14 +37,14 @@ impl Constant {
         }
     }
 
-    pub fn as_floats(&self) -> Vec<f32> {
+    pub(crate) fn as_floats(&self) -> Vec<f32> {
         match &self.values {
             Values::Float(v) => v.clone(),
             Values::Int(v) => v.iter().map(|&x| x as f32).collect(),
         }
     }
 
-    pub fn as_ints(&self) -> Vec<i64> {
+    pub(crate) fn as_ints(&self) -> Vec<i64> {
         match &self.values {
             Values::Float(v) => v.iter().map(|&x| x as i64).collect(),
             Values::Int(v) => v.clone(),

@@ -69,7 +69,7 @@ pub fn import_bytes(bytes: &[u8], path: &str, name: &str) -> Result<Graph, Impor
 }
 
 /// The ONNX operators the importer understands, sorted.
-pub fn supported_ops() -> Vec<&'static str> {
+pub(crate) fn supported_ops() -> Vec<&'static str> {
     let mut ops: Vec<&'static str> = register_all().into_keys().collect();
     ops.sort_unstable();
     ops

@@ -23,7 +23,7 @@
 //! Read as integers, the file computes exactly what the golden model computes.
 
 use super::DeployError;
-use super::integerize::{IntGraph, IntLayer, IntOp, IntTensor, Requant};
+use super::integerize::{IntGraph, IntLayer, IntOp, IntTensor};
 use super::layout::{kernel_to_chw, rows_to_chw};
 use crate::graph::Window;
 use crate::graph::onnx::export::{
@@ -33,6 +33,7 @@ use crate::graph::onnx::proto::{
     AttributeProto, GraphProto, NodeProto, TensorProto, ValueInfoProto, tensor_proto::DataType,
 };
 use crate::graph::onnx::tensor::encode_doubles;
+use crate::quant::{Requant, code_count, rounding_half};
 use prost::Message;
 
 /// Opset 10: the last whose `Clip` takes `min`/`max` as attributes, which DORY's frontend reads.
@@ -243,7 +244,7 @@ impl Writer {
                 (acc, bias.iter().map(|&b| i64::from(b)).collect())
             }
             IntOp::MaxPool { .. } | IntOp::GlobalMaxPool => {
-                if !layer.requant.preserves(x) {
+                if !layer.requant.preserves(x.range()) {
                     return refuse(
                         "rescales its maximum (its input and output scales differ); DORY's max \
                          pooling drops a requantization"
@@ -352,14 +353,8 @@ impl Writer {
         } else {
             vec![channels as i64, 1, 1]
         };
-        let k: Vec<f64> = (0..channels)
-            .map(|c| r.multiplier[c.min(r.multiplier.len() - 1)] as f64)
-            .collect();
-        let half = if r.shift > 0 {
-            1i64 << (r.shift - 1)
-        } else {
-            0
-        };
+        let k: Vec<f64> = (0..channels).map(|c| r.multiplier_of(c) as f64).collect();
+        let half = rounding_half(r.shift);
         let offsets: Vec<f64> = (0..channels)
             .map(|c| (bias[c] as f64) * k[c] + half as f64)
             .collect();
@@ -401,16 +396,12 @@ impl Writer {
 /// QuantLab's attributes of one requantization of a residual add: `PREFIX_mul`, `_add` (the
 /// rounding half), `_shift`, `_n_levels`, `_rq`.
 fn quantlab_requant(prefix: &str, r: &Requant, y: &IntTensor) -> [AttributeProto; 5] {
-    let half = if r.shift > 0 {
-        1i64 << (r.shift - 1)
-    } else {
-        0
-    };
+    let half = rounding_half(r.shift);
     [
         int_attr(&format!("{prefix}_mul"), r.multiplier[0]),
         int_attr(&format!("{prefix}_add"), half),
         int_attr(&format!("{prefix}_shift"), i64::from(r.shift)),
-        int_attr(&format!("{prefix}_n_levels"), 1i64 << y.bits),
+        int_attr(&format!("{prefix}_n_levels"), code_count(y.bits)),
         int_attr(&format!("{prefix}_rq"), 1),
     ]
 }
@@ -577,23 +568,6 @@ mod tests {
             signed,
             scale: 1.0,
         }
-    }
-
-    #[test]
-    fn max_pooling_exports_only_without_rescaling() {
-        let x = tensor(8, false);
-        let identity = Requant {
-            multiplier: vec![1 << 30],
-            shift: 30,
-            lo: 0,
-            hi: 255,
-        };
-        assert!(identity.preserves(&x));
-        let rescaling = Requant {
-            multiplier: vec![(1 << 30) + (1 << 22)],
-            ..identity
-        };
-        assert!(!rescaling.preserves(&x));
     }
 
     #[test]

@@ -6,10 +6,10 @@
 //! by plain C (`make network_pulp_emu`), on the host, where it is checked bit-exact like the
 //! portable build.
 
-use super::codegen::packed_bytes;
 use super::integerize::{IntGraph, IntLayer, IntOp};
 use crate::escape::c_comment;
 use crate::platform::Platform;
+use crate::quant::packed_bytes;
 use std::fmt::Write;
 
 /// The cluster the tiling is planned for.

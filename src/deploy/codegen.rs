@@ -90,6 +90,11 @@ struct KernelKey {
 }
 
 impl KernelKey {
+    /// The C type of the accumulator.
+    fn acc_type(&self) -> &'static str {
+        if self.wide { "int64_t" } else { "int32_t" }
+    }
+
     fn name(&self) -> String {
         let t = |(b, s): (u32, bool)| format!("{}{b}", if s { "s" } else { "u" });
         let mut name = format!("{}_", self.op);
@@ -183,7 +188,7 @@ fn reduction(op: &str) -> (&'static str, &'static str) {
 /// scalar, or on the PULP path four lanes per XpulpV2 `sdotp` (their sum fits int32 even where
 /// the accumulator is int64).
 fn dot(k: &KernelKey) -> String {
-    let acc = if k.wide { "int64_t" } else { "int32_t" };
+    let acc = k.acc_type();
     let (ib, is) = (k.input.0, k.input.1 as u8);
     let wb = k.weight_bits;
     let name = k.name();
@@ -219,13 +224,23 @@ static inline {acc} {name}_dot(const uint8_t *w, int32_t wi, const uint8_t *x, i
 
 /// The C kernel for `k`.
 fn kernel(k: &KernelKey) -> String {
-    let acc = if k.wide { "int64_t" } else { "int32_t" };
-    let (ib, is) = (k.input.0, k.input.1 as u8);
+    match k.op {
+        "conv" => conv_kernel(k),
+        "linear" => linear_kernel(k),
+        "maxpool" | "avgpool" => pool_kernel(k),
+        "globalavgpool" | "globalmaxpool" => global_pool_kernel(k),
+        _ => add_kernel(k),
+    }
+}
+
+/// A convolution (grouped, depthwise or not) over HWC buffers: per output pixel and channel, the
+/// dot products of the taps inside the input, then the requantization.
+fn conv_kernel(k: &KernelKey) -> String {
+    let acc = k.acc_type();
     let ob = k.output;
     let name = k.name();
-    match k.op {
-        "conv" => format!(
-            r#"{dot}
+    format!(
+        r#"{dot}
 KERNEL void {name}(const uint8_t *x, uint8_t *y, const uint8_t *w, const int32_t *bias,
     const int32_t *k, int shift, int32_t lo, int32_t hi, const conv_shape *s)
 {{
@@ -253,10 +268,17 @@ KERNEL void {name}(const uint8_t *x, uint8_t *y, const uint8_t *w, const int32_t
     }}
 }}
 "#,
-            dot = dot(k)
-        ),
-        "linear" => format!(
-            r#"{dot}
+        dot = dot(k)
+    )
+}
+
+/// A linear layer: one dot product per output, then the requantization.
+fn linear_kernel(k: &KernelKey) -> String {
+    let acc = k.acc_type();
+    let ob = k.output;
+    let name = k.name();
+    format!(
+        r#"{dot}
 KERNEL void {name}(const uint8_t *x, uint8_t *y, const uint8_t *w, const int32_t *bias,
     const int32_t *k, int shift, int32_t lo, int32_t hi, int32_t n_in, int32_t n_out)
 {{
@@ -267,12 +289,20 @@ KERNEL void {name}(const uint8_t *x, uint8_t *y, const uint8_t *w, const int32_t
     }}
 }}
 "#,
-            dot = dot(k)
-        ),
-        "maxpool" | "avgpool" => {
-            let (init, step) = reduction(k.op);
-            format!(
-                r#"
+        dot = dot(k)
+    )
+}
+
+/// A max or average pooling: the reduction of the taps inside the input, then the
+/// requantization.
+fn pool_kernel(k: &KernelKey) -> String {
+    let acc = k.acc_type();
+    let (ib, is) = (k.input.0, k.input.1 as u8);
+    let ob = k.output;
+    let name = k.name();
+    let (init, step) = reduction(k.op);
+    format!(
+        r#"
 KERNEL void {name}(const uint8_t *x, uint8_t *y, int32_t k, int shift, int32_t lo, int32_t hi,
     const conv_shape *s)
 {{
@@ -298,12 +328,18 @@ KERNEL void {name}(const uint8_t *x, uint8_t *y, int32_t k, int shift, int32_t l
     }}
 }}
 "#
-            )
-        }
-        "globalavgpool" | "globalmaxpool" => {
-            let (init, step) = reduction(k.op);
-            format!(
-                r#"
+    )
+}
+
+/// A global max or average pooling: the reduction of every pixel, per channel.
+fn global_pool_kernel(k: &KernelKey) -> String {
+    let acc = k.acc_type();
+    let (ib, is) = (k.input.0, k.input.1 as u8);
+    let ob = k.output;
+    let name = k.name();
+    let (init, step) = reduction(k.op);
+    format!(
+        r#"
 KERNEL void {name}(const uint8_t *x, uint8_t *y, int32_t k, int shift, int32_t lo, int32_t hi,
     int32_t pixels, int32_t channels)
 {{
@@ -318,12 +354,17 @@ KERNEL void {name}(const uint8_t *x, uint8_t *y, int32_t k, int shift, int32_t l
     }}
 }}
 "#
-            )
-        }
-        _ => {
-            let (bb, bs) = (k.other.0, k.other.1 as u8);
-            format!(
-                r#"
+    )
+}
+
+/// A residual add: each input rescaled and clamped, then the sum clamped.
+fn add_kernel(k: &KernelKey) -> String {
+    let (ib, is) = (k.input.0, k.input.1 as u8);
+    let ob = k.output;
+    let name = k.name();
+    let (bb, bs) = (k.other.0, k.other.1 as u8);
+    format!(
+        r#"
 KERNEL void {name}(const uint8_t *a, const uint8_t *b, uint8_t *y, int32_t ka, int sa,
     int32_t kb, int sb, int32_t lo, int32_t hi, int32_t n)
 {{
@@ -335,9 +376,7 @@ KERNEL void {name}(const uint8_t *a, const uint8_t *b, uint8_t *y, int32_t ka, i
     }}
 }}
 "#
-            )
-        }
-    }
+    )
 }
 
 fn bytes_array(name: &str, bytes: &[u8]) -> String {

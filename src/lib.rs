@@ -17,6 +17,7 @@ pub mod objective;
 pub mod platform;
 pub mod precision;
 pub mod progress;
+pub mod quant;
 pub mod report;
 pub mod results;
 pub mod search;

@@ -12,6 +12,7 @@
 use crate::escape::{csv_field, csv_records};
 use crate::graph::{FusedGraph, Graph, Op, eval, fold_for_analysis};
 use crate::precision::{Assignment, Bits};
+use crate::quant::{activation_levels, quantize_weights};
 use rand::{RngExt, SeedableRng};
 use rayon::prelude::*;
 use std::collections::HashMap;
@@ -51,24 +52,14 @@ pub struct Sensitivity {
     pub activations: Vec<[f64; 3]>,
 }
 
-/// Largest quantized magnitude of a signed symmetric `bits`-bit value.
-pub fn signed_levels(bits: Bits) -> f32 {
-    ((1u32 << (bits.count() - 1)) - 1) as f32
-}
-
 /// Relative squared error of per-output-channel symmetric quantization of `weight` (rows of
-/// `row` values) at `bits`.
+/// `row` values) at `bits`: the quantizer fine-tuning and deployment apply.
 pub fn weight_noise(weight: &[f32], row: usize, bits: Bits) -> f64 {
-    let levels = signed_levels(bits);
+    let (q, scales) = quantize_weights(weight, row, bits.count());
     let (mut noise, mut signal) = (0.0f64, 0.0f64);
-    for channel in weight.chunks(row) {
-        let max = channel.iter().fold(0.0f32, |m, w| m.max(w.abs()));
-        if max == 0.0 {
-            continue;
-        }
-        let scale = max / levels;
-        for &w in channel {
-            let q = (w / scale + 0.5).floor().clamp(-levels, levels) * scale;
+    for ((channel, q), &scale) in weight.chunks(row).zip(q.chunks(row)).zip(&scales) {
+        for (&w, &q) in channel.iter().zip(q) {
+            let q = f32::from(q) * scale;
             noise += f64::from((w - q) * (w - q));
             signal += f64::from(w * w);
         }
@@ -81,11 +72,8 @@ fn activation_noise(stats: &Stats, bits: Bits) -> f64 {
     if stats.mean_square <= 0.0 {
         return 0.0;
     }
-    let levels = if stats.min >= 0.0 {
-        f64::from((1u32 << bits.count()) - 1)
-    } else {
-        f64::from(signed_levels(bits))
-    };
+    let signed = stats.min < 0.0 || stats.min.is_nan();
+    let levels = f64::from(activation_levels(bits.count(), signed));
     let step = stats.max_abs / levels;
     step * step / 12.0 / stats.mean_square
 }

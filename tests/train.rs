@@ -5,7 +5,7 @@
 use burn::prelude::*;
 use qsearch::graph::{FusedGraph, eval, onnx, zoo};
 use qsearch::precision::Bits;
-use qsearch::sensitivity::signed_levels;
+use qsearch::quant::signed_levels;
 use qsearch::train::model::{fake_quant_activation, fake_quant_weight};
 use qsearch::train::{Checkpoint, GraphNet, TrainConfig, data, fit, training_device};
 use std::path::PathBuf;
@@ -66,7 +66,7 @@ fn fake_quantization_is_the_quantization_formula() {
     for bits in Bits::ALL {
         let t = Tensor::<2>::from_data(TensorData::new(w.to_vec(), [2, 3]), &device);
         let got = values(fake_quant_weight(t, bits));
-        let levels = signed_levels(bits);
+        let levels = signed_levels(bits.count()) as f32;
         for c in 0..2 {
             let row = &w[3 * c..3 * c + 3];
             let scale = row.iter().fold(0.0f32, |m, x| m.max(x.abs())) / levels;
@@ -93,7 +93,7 @@ fn fake_quantization_is_the_quantization_formula() {
         let b = Tensor::<1>::from_data(TensorData::new(vec![bound], [1]), &device);
         let got = values(fake_quant_activation(t, b, bits, signed));
         let (lo, levels) = if signed {
-            (-bound, signed_levels(bits))
+            (-bound, signed_levels(bits.count()) as f32)
         } else {
             (0.0, ((1u32 << bits.count()) - 1) as f32)
         };

@@ -1,47 +1,15 @@
 //! C code generation: a self-contained C99 project computing an [`IntGraph`] exactly as the
 //! golden model does. Weights and activations are packed at their bit width (little-endian
-//! within a byte, see `docs/integer-semantics.md`); activation buffers live at fixed offsets of
+//! within a byte, `crate::quant::pack`); activation buffers live at fixed offsets of
 //! one arena, placed by a liveness-based first-fit allocator; one kernel is emitted per distinct
 //! (operation, precisions) combination the network uses.
 
 use super::integerize::{IntGraph, IntLayer, IntOp, IntTensor};
 use super::pulp::{self, LayerTiling, PulpConfig};
 use crate::escape::{c_comment, c_identifier, c_string_literal};
+use crate::quant::{Requant, pack, packed_bytes};
 use std::collections::BTreeSet;
 use std::fmt::Write;
-
-/// Bytes of `elements` values packed at `bits`.
-pub fn packed_bytes(elements: usize, bits: u32) -> usize {
-    (elements * bits as usize).div_ceil(8)
-}
-
-/// Packs integers at `bits` (two's complement fields, first value in the lowest bits).
-pub fn pack(values: &[i32], bits: u32) -> Vec<u8> {
-    let mut out = vec![0u8; packed_bytes(values.len(), bits)];
-    let per = (8 / bits) as usize;
-    let mask = ((1u32 << bits) - 1) as u8;
-    for (i, &v) in values.iter().enumerate() {
-        let shift = (i % per) as u32 * bits;
-        out[i / per] |= ((v as u8) & mask) << shift;
-    }
-    out
-}
-
-/// Unpacks `count` integers of `bits` (sign-extended when `signed`).
-pub fn unpack(bytes: &[u8], count: usize, bits: u32, signed: bool) -> Vec<i32> {
-    let per = (8 / bits) as usize;
-    let mask = (1i32 << bits) - 1;
-    (0..count)
-        .map(|i| {
-            let v = (i32::from(bytes[i / per]) >> ((i % per) as u32 * bits)) & mask;
-            if signed && v >= 1 << (bits - 1) {
-                v - (1 << bits)
-            } else {
-                v
-            }
-        })
-        .collect()
-}
 
 /// Where each activation buffer lives in the arena.
 #[derive(Clone, Debug, PartialEq)]
@@ -122,6 +90,11 @@ struct KernelKey {
 }
 
 impl KernelKey {
+    /// The C type of the accumulator.
+    fn acc_type(&self) -> &'static str {
+        if self.wide { "int64_t" } else { "int32_t" }
+    }
+
     fn name(&self) -> String {
         let t = |(b, s): (u32, bool)| format!("{}{b}", if s { "s" } else { "u" });
         let mut name = format!("{}_", self.op);
@@ -215,7 +188,7 @@ fn reduction(op: &str) -> (&'static str, &'static str) {
 /// scalar, or on the PULP path four lanes per XpulpV2 `sdotp` (their sum fits int32 even where
 /// the accumulator is int64).
 fn dot(k: &KernelKey) -> String {
-    let acc = if k.wide { "int64_t" } else { "int32_t" };
+    let acc = k.acc_type();
     let (ib, is) = (k.input.0, k.input.1 as u8);
     let wb = k.weight_bits;
     let name = k.name();
@@ -251,13 +224,23 @@ static inline {acc} {name}_dot(const uint8_t *w, int32_t wi, const uint8_t *x, i
 
 /// The C kernel for `k`.
 fn kernel(k: &KernelKey) -> String {
-    let acc = if k.wide { "int64_t" } else { "int32_t" };
-    let (ib, is) = (k.input.0, k.input.1 as u8);
+    match k.op {
+        "conv" => conv_kernel(k),
+        "linear" => linear_kernel(k),
+        "maxpool" | "avgpool" => pool_kernel(k),
+        "globalavgpool" | "globalmaxpool" => global_pool_kernel(k),
+        _ => add_kernel(k),
+    }
+}
+
+/// A convolution (grouped, depthwise or not) over HWC buffers: per output pixel and channel, the
+/// dot products of the taps inside the input, then the requantization.
+fn conv_kernel(k: &KernelKey) -> String {
+    let acc = k.acc_type();
     let ob = k.output;
     let name = k.name();
-    match k.op {
-        "conv" => format!(
-            r#"{dot}
+    format!(
+        r#"{dot}
 KERNEL void {name}(const uint8_t *x, uint8_t *y, const uint8_t *w, const int32_t *bias,
     const int32_t *k, int shift, int32_t lo, int32_t hi, const conv_shape *s)
 {{
@@ -285,10 +268,17 @@ KERNEL void {name}(const uint8_t *x, uint8_t *y, const uint8_t *w, const int32_t
     }}
 }}
 "#,
-            dot = dot(k)
-        ),
-        "linear" => format!(
-            r#"{dot}
+        dot = dot(k)
+    )
+}
+
+/// A linear layer: one dot product per output, then the requantization.
+fn linear_kernel(k: &KernelKey) -> String {
+    let acc = k.acc_type();
+    let ob = k.output;
+    let name = k.name();
+    format!(
+        r#"{dot}
 KERNEL void {name}(const uint8_t *x, uint8_t *y, const uint8_t *w, const int32_t *bias,
     const int32_t *k, int shift, int32_t lo, int32_t hi, int32_t n_in, int32_t n_out)
 {{
@@ -299,12 +289,20 @@ KERNEL void {name}(const uint8_t *x, uint8_t *y, const uint8_t *w, const int32_t
     }}
 }}
 "#,
-            dot = dot(k)
-        ),
-        "maxpool" | "avgpool" => {
-            let (init, step) = reduction(k.op);
-            format!(
-                r#"
+        dot = dot(k)
+    )
+}
+
+/// A max or average pooling: the reduction of the taps inside the input, then the
+/// requantization.
+fn pool_kernel(k: &KernelKey) -> String {
+    let acc = k.acc_type();
+    let (ib, is) = (k.input.0, k.input.1 as u8);
+    let ob = k.output;
+    let name = k.name();
+    let (init, step) = reduction(k.op);
+    format!(
+        r#"
 KERNEL void {name}(const uint8_t *x, uint8_t *y, int32_t k, int shift, int32_t lo, int32_t hi,
     const conv_shape *s)
 {{
@@ -330,12 +328,18 @@ KERNEL void {name}(const uint8_t *x, uint8_t *y, int32_t k, int shift, int32_t l
     }}
 }}
 "#
-            )
-        }
-        "globalavgpool" | "globalmaxpool" => {
-            let (init, step) = reduction(k.op);
-            format!(
-                r#"
+    )
+}
+
+/// A global max or average pooling: the reduction of every pixel, per channel.
+fn global_pool_kernel(k: &KernelKey) -> String {
+    let acc = k.acc_type();
+    let (ib, is) = (k.input.0, k.input.1 as u8);
+    let ob = k.output;
+    let name = k.name();
+    let (init, step) = reduction(k.op);
+    format!(
+        r#"
 KERNEL void {name}(const uint8_t *x, uint8_t *y, int32_t k, int shift, int32_t lo, int32_t hi,
     int32_t pixels, int32_t channels)
 {{
@@ -350,12 +354,17 @@ KERNEL void {name}(const uint8_t *x, uint8_t *y, int32_t k, int shift, int32_t l
     }}
 }}
 "#
-            )
-        }
-        _ => {
-            let (bb, bs) = (k.other.0, k.other.1 as u8);
-            format!(
-                r#"
+    )
+}
+
+/// A residual add: each input rescaled and clamped, then the sum clamped.
+fn add_kernel(k: &KernelKey) -> String {
+    let (ib, is) = (k.input.0, k.input.1 as u8);
+    let ob = k.output;
+    let name = k.name();
+    let (bb, bs) = (k.other.0, k.other.1 as u8);
+    format!(
+        r#"
 KERNEL void {name}(const uint8_t *a, const uint8_t *b, uint8_t *y, int32_t ka, int sa,
     int32_t kb, int sb, int32_t lo, int32_t hi, int32_t n)
 {{
@@ -367,9 +376,7 @@ KERNEL void {name}(const uint8_t *a, const uint8_t *b, uint8_t *y, int32_t ka, i
     }}
 }}
 "#
-            )
-        }
-    }
+    )
 }
 
 fn bytes_array(name: &str, bytes: &[u8]) -> String {
@@ -404,7 +411,7 @@ fn weights_data(
     weights: &[i8],
     bias: &[i32],
     bits: u32,
-    r: &super::integerize::Requant,
+    r: &Requant,
 ) -> usize {
     let packed = pack(
         &weights.iter().map(|&v| i32::from(v)).collect::<Vec<_>>(),
@@ -455,31 +462,93 @@ fn shape_init(
 /// `main_pulp.c`, and the Makefiles.
 pub fn generate(graph: &IntGraph, pulp: PulpConfig) -> Project {
     let plan = plan_memory(graph);
-    let mut pulp_data = String::new();
-    let mut pulp_calls = String::new();
-    let mut tiling = Vec::new();
-    let name = c_comment(&graph.name);
-    let mut keys: BTreeSet<KernelKey> = BTreeSet::new();
-    let mut data = String::new();
-    let mut calls = String::new();
-    let mut constant_bytes = 0usize;
+    let mut code = LayerCode::default();
     for (l, layer) in graph.layers.iter().enumerate() {
+        code.add(graph, &plan, pulp, l, layer);
+    }
+    let files = vec![
+        ("network.h".to_string(), header(graph, &plan)),
+        ("network.c".to_string(), source(graph, &plan, pulp, &code)),
+        ("main.c".to_string(), HOST_MAIN.to_string()),
+        ("main_target.c".to_string(), TARGET_MAIN.to_string()),
+        ("Makefile".to_string(), MAKEFILE.to_string()),
+        ("pulp_target.h".to_string(), pulp::TARGET_HEADER.to_string()),
+        ("main_pulp.c".to_string(), pulp::MAIN.to_string()),
+        ("Makefile.pulp".to_string(), pulp::MAKEFILE.to_string()),
+    ];
+    Project {
+        files,
+        plan,
+        tiling: code.tiling,
+        constant_bytes: code.constant_bytes,
+    }
+}
+
+/// The per-layer parts of `network.c`, gathered layer after layer.
+#[derive(Default)]
+struct LayerCode {
+    /// The kernels the layers call.
+    keys: BTreeSet<KernelKey>,
+    /// Constants: packed weights, biases, multipliers and shapes.
+    data: String,
+    /// The portable path's calls.
+    calls: String,
+    /// The PULP path's constants and calls.
+    pulp_data: String,
+    pulp_calls: String,
+    tiling: Vec<(String, LayerTiling)>,
+    /// Bytes of constant data: packed weights, biases and requantization parameters.
+    constant_bytes: usize,
+}
+
+impl LayerCode {
+    /// Adds layer `l`: its constants, its portable call and its PULP path.
+    fn add(
+        &mut self,
+        graph: &IntGraph,
+        plan: &MemoryPlan,
+        pulp: PulpConfig,
+        l: usize,
+        layer: &IntLayer,
+    ) {
         let k = key(graph, layer);
         let kname = k.name();
-        keys.insert(k);
+        self.keys.insert(k);
         let id = format!("l{l}_{}", c_identifier(&layer.name));
         let buf = |t: usize| format!("(arena + {})", plan.offsets[t]);
         let (x, y) = (buf(layer.inputs[0]), buf(layer.output));
-        let r = &layer.requant;
         let other = layer.inputs.get(1).map(|&t| buf(t)).unwrap_or_default();
         let layer_tiling = pulp::plan_layer(graph, layer, pulp);
         let (data_p, call_p) =
             pulp::layer_call(graph, layer, &layer_tiling, &kname, &id, (&x, &y, &other));
-        pulp_data.push_str(&data_p);
-        tiling.push((layer.name.clone(), layer_tiling));
+        self.pulp_data.push_str(&data_p);
+        self.tiling.push((layer.name.clone(), layer_tiling));
+        let bytes = plan.sizes[layer.output];
+        let call = self.kernel_call(graph, layer, &kname, &id, (&x, &y, &other));
+        let calls = &mut self.calls;
         let _ = writeln!(calls, "    /* {} */", c_comment(&layer.name));
-        let _ = writeln!(calls, "    memset({y}, 0, {});", plan.sizes[layer.output]);
+        let _ = writeln!(calls, "    memset({y}, 0, {bytes});");
         let _ = writeln!(calls, "    LAYER_START({l});");
+        let _ = writeln!(calls, "    {call}");
+        let _ = writeln!(calls, "    LAYER_DONE({l}, {y}, {bytes});");
+        let _ = writeln!(
+            self.pulp_calls,
+            "    memset({y}, 0, {bytes});\n    LAYER_START({l});\n    {call_p}\n    LAYER_DONE({l}, {y}, {bytes});"
+        );
+    }
+
+    /// The portable path's call of the layer's kernel `kname` on buffers `x`, `y` (and the
+    /// residual's `other`); emits the constants it reads, named after `id`.
+    fn kernel_call(
+        &mut self,
+        graph: &IntGraph,
+        layer: &IntLayer,
+        kname: &str,
+        id: &str,
+        (x, y, other): (&str, &str, &str),
+    ) -> String {
+        let r = &layer.requant;
+        let data = &mut self.data;
         match &layer.op {
             IntOp::Conv {
                 weights,
@@ -488,99 +557,68 @@ pub fn generate(graph: &IntGraph, pulp: PulpConfig) -> Project {
                 window,
                 groups,
             } => {
-                constant_bytes += weights_data(&mut data, &id, weights, bias, *weight_bits, r);
-                let _ = writeln!(
-                    data,
-                    "static const conv_shape {id}_s = {};",
-                    shape_init(graph, layer, *window, *groups)
-                );
-                let _ = writeln!(
-                    calls,
-                    "    {kname}({x}, {y}, {id}_w, {id}_b, {id}_k, {}, {}, {}, &{id}_s);",
+                self.constant_bytes += weights_data(data, id, weights, bias, *weight_bits, r);
+                let shape = shape_init(graph, layer, *window, *groups);
+                let _ = writeln!(data, "static const conv_shape {id}_s = {shape};");
+                format!(
+                    "{kname}({x}, {y}, {id}_w, {id}_b, {id}_k, {}, {}, {}, &{id}_s);",
                     r.shift, r.lo, r.hi
-                );
+                )
             }
             IntOp::Linear {
                 weights,
                 bias,
                 weight_bits,
             } => {
-                constant_bytes += weights_data(&mut data, &id, weights, bias, *weight_bits, r);
-                let _ = writeln!(
-                    calls,
-                    "    {kname}({x}, {y}, {id}_w, {id}_b, {id}_k, {}, {}, {}, {}, {});",
+                self.constant_bytes += weights_data(data, id, weights, bias, *weight_bits, r);
+                format!(
+                    "{kname}({x}, {y}, {id}_w, {id}_b, {id}_k, {}, {}, {}, {}, {});",
                     r.shift,
                     r.lo,
                     r.hi,
                     graph.tensors[layer.inputs[0]].shape.elements(),
                     graph.tensors[layer.output].shape.elements()
-                );
+                )
             }
             IntOp::MaxPool { window } | IntOp::AvgPool { window } => {
-                let _ = writeln!(
-                    data,
-                    "static const conv_shape {id}_s = {};",
-                    shape_init(graph, layer, *window, 1)
-                );
-                let _ = writeln!(
-                    calls,
-                    "    {kname}({x}, {y}, {}, {}, {}, {}, &{id}_s);",
+                let shape = shape_init(graph, layer, *window, 1);
+                let _ = writeln!(data, "static const conv_shape {id}_s = {shape};");
+                format!(
+                    "{kname}({x}, {y}, {}, {}, {}, {}, &{id}_s);",
                     r.multiplier[0], r.shift, r.lo, r.hi
-                );
+                )
             }
             IntOp::GlobalAvgPool | IntOp::GlobalMaxPool => {
                 let s = graph.tensors[layer.inputs[0]].shape;
-                let _ = writeln!(
-                    calls,
-                    "    {kname}({x}, {y}, {}, {}, {}, {}, {}, {});",
+                format!(
+                    "{kname}({x}, {y}, {}, {}, {}, {}, {}, {});",
                     r.multiplier[0],
                     r.shift,
                     r.lo,
                     r.hi,
                     s.h * s.w,
                     s.c
-                );
+                )
             }
-            IntOp::Add { rescale: [ra, rb] } => {
-                let _ = writeln!(
-                    calls,
-                    "    {kname}({x}, {}, {y}, {}, {}, {}, {}, {}, {}, {});",
-                    buf(layer.inputs[1]),
-                    ra.multiplier[0],
-                    ra.shift,
-                    rb.multiplier[0],
-                    rb.shift,
-                    r.lo,
-                    r.hi,
-                    graph.tensors[layer.output].shape.elements()
-                );
-            }
+            IntOp::Add { rescale: [ra, rb] } => format!(
+                "{kname}({x}, {other}, {y}, {}, {}, {}, {}, {}, {}, {});",
+                ra.multiplier[0],
+                ra.shift,
+                rb.multiplier[0],
+                rb.shift,
+                r.lo,
+                r.hi,
+                graph.tensors[layer.output].shape.elements()
+            ),
         }
-        let _ = writeln!(
-            calls,
-            "    LAYER_DONE({l}, {y}, {});",
-            plan.sizes[layer.output]
-        );
-        let _ = writeln!(
-            pulp_calls,
-            "    memset({y}, 0, {});\n    LAYER_START({l});\n    {call_p}\n    LAYER_DONE({l}, {y}, {});",
-            plan.sizes[layer.output], plan.sizes[layer.output]
-        );
     }
-    let layers = graph.layers.len();
+}
+
+/// `network.h`: the network's sizes and `network_run`.
+fn header(graph: &IntGraph, plan: &MemoryPlan) -> String {
     let input = &graph.tensors[graph.input];
     let output = &graph.tensors[graph.output];
-    let names: Vec<String> = graph
-        .layers
-        .iter()
-        .map(|l| c_string_literal(&l.name))
-        .collect();
-    let sizes: Vec<String> = graph
-        .layers
-        .iter()
-        .map(|l| plan.sizes[l.output].to_string())
-        .collect();
-    let header = format!(
+    format!(
         r#"/* {name}: integer network generated by qsearch deploy (see docs/integer-semantics.md). */
 #ifndef NETWORK_H
 #define NETWORK_H
@@ -605,6 +643,7 @@ void network_run(const uint8_t *input, uint8_t *output, network_trace_fn trace);
 
 #endif
 "#,
+        name = c_comment(&graph.name),
         in_bytes = plan.sizes[graph.input],
         ic = input.shape.c,
         ih = input.shape.h,
@@ -613,8 +652,24 @@ void network_run(const uint8_t *input, uint8_t *output, network_trace_fn trace);
         out_bits = output.bits,
         out_signed = output.signed as u8,
         out_bytes = plan.sizes[graph.output],
+        layers = graph.layers.len(),
         arena = plan.total,
-    );
+    )
+}
+
+/// `network.c`: the arena, the runtime, the kernels, the constants and `network_run` with its
+/// portable and PULP paths.
+fn source(graph: &IntGraph, plan: &MemoryPlan, pulp: PulpConfig, code: &LayerCode) -> String {
+    let names: Vec<String> = graph
+        .layers
+        .iter()
+        .map(|l| c_string_literal(&l.name))
+        .collect();
+    let sizes: Vec<String> = graph
+        .layers
+        .iter()
+        .map(|l| plan.sizes[l.output].to_string())
+        .collect();
     let mut source = format!(
         r#"/* {name}: integer network generated by qsearch deploy (see docs/integer-semantics.md).
    Activation buffers: one arena of {arena} bytes, offsets from a liveness-based allocator. */
@@ -644,6 +699,7 @@ const uint32_t network_layer_bytes[NETWORK_LAYERS] = {{{sizes}}};
 #define LAYER_START(l) do {{ if (trace) trace(-1 - (l), 0, 0); }} while (0)
 #define LAYER_DONE(l, buffer, bytes) do {{ if (trace) trace((l), (buffer), (bytes)); }} while (0)
 {RUNTIME}"#,
+        name = c_comment(&graph.name),
         arena = plan.total,
         arena_alloc = plan.total.max(1),
         names = names.join(", "),
@@ -655,11 +711,11 @@ const uint32_t network_layer_bytes[NETWORK_LAYERS] = {{{sizes}}};
         pulp.cores
     );
     source.push_str(pulp::LANES);
-    for k in &keys {
+    for k in &code.keys {
         source.push_str(&kernel(k));
     }
     source.push('\n');
-    source.push_str(&data);
+    source.push_str(&code.data);
     let _ = write!(
         source,
         r#"
@@ -679,25 +735,13 @@ void network_run(const uint8_t *input, uint8_t *output, network_trace_fn trace)
 "#,
         l1 = pulp.l1_bytes.max(4),
         runtime = pulp::RUNTIME,
+        pulp_data = code.pulp_data,
+        pulp_calls = code.pulp_calls,
+        calls = code.calls,
         in_off = plan.offsets[graph.input],
         out_off = plan.offsets[graph.output],
     );
-    let files = vec![
-        ("network.h".to_string(), header),
-        ("network.c".to_string(), source),
-        ("main.c".to_string(), HOST_MAIN.to_string()),
-        ("main_target.c".to_string(), TARGET_MAIN.to_string()),
-        ("Makefile".to_string(), MAKEFILE.to_string()),
-        ("pulp_target.h".to_string(), pulp::TARGET_HEADER.to_string()),
-        ("main_pulp.c".to_string(), pulp::MAIN.to_string()),
-        ("Makefile.pulp".to_string(), pulp::MAKEFILE.to_string()),
-    ];
-    Project {
-        files,
-        plan,
-        tiling,
-        constant_bytes,
-    }
+    source
 }
 
 /// The host test program: runs every image of `inputs.bin`, writes every layer's packed output
@@ -830,24 +874,4 @@ pub fn test_input_header(image: &[u8]) -> String {
     }
     s.push_str("\n};\n");
     s
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn packing_round_trips_at_every_width() {
-        let signed = [-2, -1, 0, 1, 1, -2, 0, -1, 1];
-        for bits in [2u32, 4, 8] {
-            let bytes = pack(&signed, bits);
-            assert_eq!(bytes.len(), (signed.len() * bits as usize).div_ceil(8));
-            assert_eq!(unpack(&bytes, signed.len(), bits, true), signed);
-        }
-        let unsigned = [0, 15, 7, 8, 1];
-        assert_eq!(unpack(&pack(&unsigned, 4), 5, 4, false), unsigned);
-        // First value in the lowest bits.
-        assert_eq!(pack(&[1, 2, 3, 0], 2), vec![0b00_11_10_01]);
-        assert_eq!(pack(&[-1, 3], 4), vec![0x3f]);
-    }
 }

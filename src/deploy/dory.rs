@@ -23,7 +23,7 @@
 //! Read as integers, the file computes exactly what the golden model computes.
 
 use super::DeployError;
-use super::integerize::{IntGraph, IntLayer, IntOp, IntTensor, Requant};
+use super::integerize::{IntGraph, IntLayer, IntOp, IntTensor};
 use super::layout::{kernel_to_chw, rows_to_chw};
 use crate::graph::Window;
 use crate::graph::onnx::export::{
@@ -33,6 +33,7 @@ use crate::graph::onnx::proto::{
     AttributeProto, GraphProto, NodeProto, TensorProto, ValueInfoProto, tensor_proto::DataType,
 };
 use crate::graph::onnx::tensor::encode_doubles;
+use crate::quant::{Requant, code_count, rounding_half};
 use prost::Message;
 
 /// Opset 10: the last whose `Clip` takes `min`/`max` as attributes, which DORY's frontend reads.
@@ -127,6 +128,44 @@ struct NodeSpec<'a> {
     dims: Vec<i64>,
 }
 
+/// A layer being written: its index, name, input and output.
+struct LayerAt<'a> {
+    l: usize,
+    /// The layer's own name (its nodes' `doc_string`).
+    name: &'a str,
+    x: &'a IntTensor,
+    /// The file's name of the input tensor, and whether it is `[1, N]`.
+    x_name: String,
+    x_rank2: bool,
+    y: &'a IntTensor,
+    /// The output's shape in the file.
+    dims: Vec<i64>,
+}
+
+impl LayerAt<'_> {
+    /// A node of the layer computing its output.
+    fn spec<'s>(
+        &'s self,
+        op_type: &'s str,
+        inputs: Vec<String>,
+        attributes: Vec<AttributeProto>,
+    ) -> NodeSpec<'s> {
+        NodeSpec {
+            layer: self.l,
+            doc: self.name,
+            op_type,
+            inputs,
+            attributes,
+            dims: self.dims.clone(),
+        }
+    }
+
+    /// The export's refusal of the layer, saying `why`.
+    fn refuse(&self, why: String) -> DeployError {
+        DeployError::Input(format!("DORY export: layer '{}' {why}", self.name))
+    }
+}
+
 impl Writer {
     fn constant(
         &mut self,
@@ -168,149 +207,168 @@ impl Writer {
     }
 
     fn layer(&mut self, graph: &IntGraph, l: usize, layer: &IntLayer) -> Result<(), DeployError> {
-        let name = &layer.name;
-        let x = &graph.tensors[layer.inputs[0]];
-        let x_name = self.names[layer.inputs[0]].clone();
         let x_rank2 = self.rank2[layer.inputs[0]];
         let y = &graph.tensors[layer.output];
-        let refuse = |why: String| {
-            Err(DeployError::Input(format!(
-                "DORY export: layer '{name}' {why}"
-            )))
+        let rank2 = matches!(layer.op, IntOp::Linear { .. }) || x_rank2;
+        let at = LayerAt {
+            l,
+            name: &layer.name,
+            x: &graph.tensors[layer.inputs[0]],
+            x_name: self.names[layer.inputs[0]].clone(),
+            x_rank2,
+            y,
+            dims: onnx_dims(y.shape, rank2),
         };
         if x_rank2 && !matches!(layer.op, IntOp::Linear { .. } | IntOp::Add { .. }) {
-            return refuse(
+            return Err(at.refuse(
                 "follows a linear layer; only linear layers and residual adds can".into(),
-            );
-        }
-        if (layer.requant.lo, layer.requant.hi) != y.range() {
-            return refuse(format!(
-                "clamps to [{}, {}], but DORY clamps to the whole range of its {}-bit output",
-                layer.requant.lo, layer.requant.hi, y.bits
             ));
         }
-        let rank2 = matches!(layer.op, IntOp::Linear { .. }) || x_rank2;
-        let dims = onnx_dims(y.shape, rank2);
-        let spec = |op_type, inputs, attributes| NodeSpec {
-            layer: l,
-            doc: name,
-            op_type,
-            inputs,
-            attributes,
-            dims: dims.clone(),
-        };
-        let (acc, bias): (String, Vec<i64>) = match &layer.op {
+        if (layer.requant.lo, layer.requant.hi) != y.range() {
+            return Err(at.refuse(format!(
+                "clamps to [{}, {}], but DORY clamps to the whole range of its {}-bit output",
+                layer.requant.lo, layer.requant.hi, y.bits
+            )));
+        }
+        let widen = |bias: &[i32]| bias.iter().map(|&b| i64::from(b)).collect::<Vec<i64>>();
+        let (acc, bias) = match &layer.op {
             IntOp::Conv {
                 weights,
                 bias,
                 weight_bits,
                 window,
                 groups,
-            } => {
-                let cin_g = x.shape.c / groups;
-                let w = doubles(&kernel_to_chw(weights, y.shape.c, cin_g, *window));
-                let [kh, kw] = window.kernel;
-                let wdims = [y.shape.c as i64, cin_g as i64, kh as i64, kw as i64];
-                let w = self.constant(format!("l{l}_weight"), &wdims, &w)?;
-                let mut attrs = window_attributes(*window);
-                attrs.extend([
-                    int_attr("group", *groups as i64),
-                    ints_attr("dilations", &[1, 1]),
-                    int_attr("weight_bits", i64::from(*weight_bits)),
-                ]);
-                let acc = self.node(spec("Conv", vec![x_name, w], attrs));
-                (acc, bias.iter().map(|&b| i64::from(b)).collect())
-            }
+            } => (
+                self.conv(&at, weights, *weight_bits, *window, *groups)?,
+                widen(bias),
+            ),
             IntOp::Linear {
                 weights,
                 bias,
                 weight_bits,
-            } => {
-                let mut input = x_name;
-                if !x_rank2 {
-                    let flat = vec![1, x.shape.elements() as i64];
-                    input = self.node(NodeSpec {
-                        dims: flat,
-                        ..spec("Flatten", vec![input], vec![int_attr("axis", 1)])
-                    });
-                }
-                let n_out = bias.len();
-                let n_in = weights.len() / n_out;
-                let w = in_out_rows(&doubles(&rows_to_chw(weights, n_out, x, x_rank2)), n_out);
-                let w = self.constant(format!("l{l}_weight"), &[n_in as i64, n_out as i64], &w)?;
-                let attrs = vec![int_attr("weight_bits", i64::from(*weight_bits))];
-                let acc = self.node(spec("MatMul", vec![input, w], attrs));
-                (acc, bias.iter().map(|&b| i64::from(b)).collect())
-            }
+            } => (
+                self.matmul(&at, weights, *weight_bits, bias.len())?,
+                widen(bias),
+            ),
             IntOp::MaxPool { .. } | IntOp::GlobalMaxPool => {
-                if !layer.requant.preserves(x) {
-                    return refuse(
-                        "rescales its maximum (its input and output scales differ); DORY's max \
-                         pooling drops a requantization"
-                            .into(),
-                    );
-                }
-                let (op_type, attrs) = match &layer.op {
-                    IntOp::MaxPool { window } => ("MaxPool", window_attributes(*window)),
-                    _ => ("GlobalMaxPool", vec![]),
-                };
-                let out = self.node(spec(op_type, vec![x_name], attrs));
-                self.names[layer.output] = out;
+                self.names[layer.output] = self.max_pool(&at, layer)?;
                 return Ok(());
             }
-            IntOp::AvgPool { window } => {
-                let sum = self.window_sum(l, name, x, x_name, *window, dims.clone())?;
-                (sum, vec![0; y.shape.c])
-            }
-            IntOp::GlobalAvgPool => {
-                let sum = self.window_sum(l, name, x, x_name, x.global_window(), dims.clone())?;
-                (sum, vec![0; y.shape.c])
-            }
+            IntOp::AvgPool { window } => (self.window_sum(&at, *window)?, vec![0; y.shape.c]),
+            IntOp::GlobalAvgPool => (
+                self.window_sum(&at, at.x.global_window())?,
+                vec![0; y.shape.c],
+            ),
             IntOp::Add { rescale } => {
                 if self.rank2[layer.inputs[1]] != x_rank2 {
-                    return refuse("adds a flattened and a 4-D tensor".into());
+                    return Err(at.refuse("adds a flattened and a 4-D tensor".into()));
                 }
-                let other = self.names[layer.inputs[1]].clone();
-                let mut attrs = Vec::new();
-                for (i, r) in rescale.iter().enumerate() {
-                    attrs.extend(quantlab_requant(&format!("in{}", i + 1), r, y));
-                }
-                let identity = Requant {
-                    multiplier: vec![1],
-                    shift: 0,
-                    lo: layer.requant.lo,
-                    hi: layer.requant.hi,
-                };
-                attrs.extend(quantlab_requant("out", &identity, y));
-                attrs.push(int_attr("out_signed", i64::from(y.signed)));
-                attrs.push(int_attr("add_bits", i64::from(BNRELU_BITS)));
-                let out = self.node(spec("Add", vec![x_name, other], attrs));
-                self.names[layer.output] = out;
+                self.names[layer.output] = self.residual_add(&at, layer, rescale);
                 self.rank2[layer.output] = x_rank2;
                 return Ok(());
             }
         };
         self.rank2[layer.output] = rank2;
-        let out = self.requant(l, name, layer, y, acc, &bias, rank2, dims)?;
+        let out = self.requant(&at, layer, acc, &bias, rank2)?;
         self.names[layer.output] = out;
         Ok(())
     }
 
+    /// `Conv` without bias: integer weights `[out][in/groups][kh][kw]`.
+    fn conv(
+        &mut self,
+        at: &LayerAt,
+        weights: &[i8],
+        weight_bits: u32,
+        window: Window,
+        groups: usize,
+    ) -> Result<String, DeployError> {
+        let (l, y) = (at.l, at.y);
+        let cin_g = at.x.shape.c / groups;
+        let w = doubles(&kernel_to_chw(weights, y.shape.c, cin_g, window));
+        let [kh, kw] = window.kernel;
+        let wdims = [y.shape.c as i64, cin_g as i64, kh as i64, kw as i64];
+        let w = self.constant(format!("l{l}_weight"), &wdims, &w)?;
+        let mut attrs = window_attributes(window);
+        attrs.extend([
+            int_attr("group", groups as i64),
+            ints_attr("dilations", &[1, 1]),
+            int_attr("weight_bits", i64::from(weight_bits)),
+        ]);
+        Ok(self.node(at.spec("Conv", vec![at.x_name.clone(), w], attrs)))
+    }
+
+    /// `Flatten` (unless the input is flat already) and `MatMul` without bias: weights
+    /// `[in][out]`, rows in CHW order.
+    fn matmul(
+        &mut self,
+        at: &LayerAt,
+        weights: &[i8],
+        weight_bits: u32,
+        n_out: usize,
+    ) -> Result<String, DeployError> {
+        let l = at.l;
+        let mut input = at.x_name.clone();
+        if !at.x_rank2 {
+            let flat = vec![1, at.x.shape.elements() as i64];
+            input = self.node(NodeSpec {
+                dims: flat,
+                ..at.spec("Flatten", vec![input], vec![int_attr("axis", 1)])
+            });
+        }
+        let n_in = weights.len() / n_out;
+        let chw = rows_to_chw(weights, n_out, at.x, at.x_rank2);
+        let w = in_out_rows(&doubles(&chw), n_out);
+        let w = self.constant(format!("l{l}_weight"), &[n_in as i64, n_out as i64], &w)?;
+        let attrs = vec![int_attr("weight_bits", i64::from(weight_bits))];
+        Ok(self.node(at.spec("MatMul", vec![input, w], attrs)))
+    }
+
+    /// `MaxPool` (or `GlobalMaxPool`) alone: DORY's kernel drops a requantization, so one that
+    /// would change a value is refused.
+    fn max_pool(&mut self, at: &LayerAt, layer: &IntLayer) -> Result<String, DeployError> {
+        if !layer.requant.preserves(at.x.range()) {
+            return Err(at.refuse(
+                "rescales its maximum (its input and output scales differ); DORY's max \
+                 pooling drops a requantization"
+                    .into(),
+            ));
+        }
+        let (op_type, attrs) = match &layer.op {
+            IntOp::MaxPool { window } => ("MaxPool", window_attributes(*window)),
+            _ => ("GlobalMaxPool", vec![]),
+        };
+        Ok(self.node(at.spec(op_type, vec![at.x_name.clone()], attrs)))
+    }
+
+    /// One `Add` with QuantLab's attributes: each input's rescaling, the identity on the sum,
+    /// and the output's sign.
+    fn residual_add(&mut self, at: &LayerAt, layer: &IntLayer, rescale: &[Requant; 2]) -> String {
+        let y = at.y;
+        let other = self.names[layer.inputs[1]].clone();
+        let mut attrs = Vec::new();
+        for (i, r) in rescale.iter().enumerate() {
+            attrs.extend(quantlab_requant(&format!("in{}", i + 1), r, y));
+        }
+        let identity = Requant {
+            multiplier: vec![1],
+            shift: 0,
+            lo: layer.requant.lo,
+            hi: layer.requant.hi,
+        };
+        attrs.extend(quantlab_requant("out", &identity, y));
+        attrs.push(int_attr("out_signed", i64::from(y.signed)));
+        attrs.push(int_attr("add_bits", i64::from(BNRELU_BITS)));
+        self.node(at.spec("Add", vec![at.x_name.clone(), other], attrs))
+    }
+
     /// A window's sum as a depthwise convolution with weights 1 (padding adds zeros), exact in
     /// integers; DORY runs it as a depthwise layer.
-    fn window_sum(
-        &mut self,
-        l: usize,
-        doc: &str,
-        x: &IntTensor,
-        x_name: String,
-        window: Window,
-        dims: Vec<i64>,
-    ) -> Result<String, DeployError> {
+    fn window_sum(&mut self, at: &LayerAt, window: Window) -> Result<String, DeployError> {
         let [kh, kw] = window.kernel;
-        let c = x.shape.c;
+        let c = at.x.shape.c;
         let ones = self.constant(
-            format!("l{l}_ones"),
+            format!("l{}_ones", at.l),
             &[c as i64, 1, kh as i64, kw as i64],
             &vec![1.0; c * kh * kw],
         )?;
@@ -320,31 +378,22 @@ impl Writer {
             ints_attr("dilations", &[1, 1]),
             int_attr("weight_bits", 2),
         ]);
-        Ok(self.node(NodeSpec {
-            layer: l,
-            doc,
-            op_type: "Conv",
-            inputs: vec![x_name, ones],
-            attributes: attrs,
-            dims,
-        }))
+        Ok(self.node(at.spec("Conv", vec![at.x_name.clone(), ones], attrs)))
     }
 
     /// `Clip(Floor((k * acc + l) / 2^shift))` with `l = bias * k + 2^(shift-1)` per channel: the
     /// requantization of docs/integer-semantics.md with the bias folded in, as QuantLab writes
-    /// it. Returns the output tensor's name.
-    #[allow(clippy::too_many_arguments)]
+    /// it; `k` and `l` are `[C]` after a `MatMul` (`rank2`), else `[C, 1, 1]`. Returns the
+    /// output tensor's name.
     fn requant(
         &mut self,
-        l: usize,
-        doc: &str,
+        at: &LayerAt,
         layer: &IntLayer,
-        y: &IntTensor,
         acc: String,
         bias: &[i64],
         rank2: bool,
-        dims: Vec<i64>,
     ) -> Result<String, DeployError> {
+        let (l, y) = (at.l, at.y);
         let r = &layer.requant;
         let channels = y.shape.c.max(bias.len());
         let cdims: Vec<i64> = if rank2 {
@@ -352,14 +401,8 @@ impl Writer {
         } else {
             vec![channels as i64, 1, 1]
         };
-        let k: Vec<f64> = (0..channels)
-            .map(|c| r.multiplier[c.min(r.multiplier.len() - 1)] as f64)
-            .collect();
-        let half = if r.shift > 0 {
-            1i64 << (r.shift - 1)
-        } else {
-            0
-        };
+        let k: Vec<f64> = (0..channels).map(|c| r.multiplier_of(c) as f64).collect();
+        let half = rounding_half(r.shift);
         let offsets: Vec<f64> = (0..channels)
             .map(|c| (bias[c] as f64) * k[c] + half as f64)
             .collect();
@@ -368,14 +411,7 @@ impl Writer {
         let divisor = self.constant(format!("l{l}_div"), &[], &[2f64.powi(r.shift as i32)])?;
         let (lo, hi) = y.range();
         let mut step = |op_type: &'static str, inputs: Vec<String>, attributes| {
-            self.node(NodeSpec {
-                layer: l,
-                doc,
-                op_type,
-                inputs,
-                attributes,
-                dims: dims.clone(),
-            })
+            self.node(at.spec(op_type, inputs, attributes))
         };
         let width = i64::from(BNRELU_BITS);
         let scaled = step("Mul", vec![acc, k], vec![int_attr("mult_bits", width)]);
@@ -401,16 +437,12 @@ impl Writer {
 /// QuantLab's attributes of one requantization of a residual add: `PREFIX_mul`, `_add` (the
 /// rounding half), `_shift`, `_n_levels`, `_rq`.
 fn quantlab_requant(prefix: &str, r: &Requant, y: &IntTensor) -> [AttributeProto; 5] {
-    let half = if r.shift > 0 {
-        1i64 << (r.shift - 1)
-    } else {
-        0
-    };
+    let half = rounding_half(r.shift);
     [
         int_attr(&format!("{prefix}_mul"), r.multiplier[0]),
         int_attr(&format!("{prefix}_add"), half),
         int_attr(&format!("{prefix}_shift"), i64::from(r.shift)),
-        int_attr(&format!("{prefix}_n_levels"), 1i64 << y.bits),
+        int_attr(&format!("{prefix}_n_levels"), code_count(y.bits)),
         int_attr(&format!("{prefix}_rq"), 1),
     ]
 }
@@ -577,23 +609,6 @@ mod tests {
             signed,
             scale: 1.0,
         }
-    }
-
-    #[test]
-    fn max_pooling_exports_only_without_rescaling() {
-        let x = tensor(8, false);
-        let identity = Requant {
-            multiplier: vec![1 << 30],
-            shift: 30,
-            lo: 0,
-            hi: 255,
-        };
-        assert!(identity.preserves(&x));
-        let rescaling = Requant {
-            multiplier: vec![(1 << 30) + (1 << 22)],
-            ..identity
-        };
-        assert!(!rescaling.preserves(&x));
     }
 
     #[test]

@@ -1,13 +1,17 @@
 //! Integerization: a fine-tuned network (batch norm folded) and the quantization it was trained
-//! for become an integer-only graph, following `docs/integer-semantics.md`: per-channel integer
-//! weights, int32 biases, per-output-channel requantization `(k * acc + 2^(d-1)) >> d`, and a
-//! static bound on every accumulator that proves which integer type holds it.
+//! for become an integer-only graph, following `docs/integer-semantics.md` (whose arithmetic is
+//! `crate::quant`): per-channel integer weights, int32 biases, per-output-channel
+//! requantization `(k * acc + 2^(d-1)) >> d`, and a static bound on every accumulator that
+//! proves which integer type holds it.
 
 use super::DeployError;
 use crate::graph::{
-    Activation, FusedGraph, Graph, LayerKind, Op, Shape, Window, fold_for_analysis,
+    Activation, FusedGraph, Graph, Layer, LayerKind, Op, Shape, Window, fold_for_analysis,
 };
-use crate::train::qat::Quantization;
+use crate::quant::{
+    Quantization, Requant, activation_scale, largest_product, multipliers, quantize_activation,
+    quantize_weights, round_half_up, type_range,
+};
 use serde::Serialize;
 
 /// An activation buffer in integers: `real = scale * q`, HWC layout.
@@ -34,36 +38,7 @@ impl IntTensor {
     /// buffer's scale maps its bound to `2^(bits-1) - 1`, and it can also hold `-2^(bits-1)`,
     /// as DORY's and Deeploy's clamps do).
     pub fn range(&self) -> (i32, i32) {
-        if self.signed {
-            let l = 1i32 << (self.bits - 1);
-            (-l, l - 1)
-        } else {
-            (0, (1i32 << self.bits) - 1)
-        }
-    }
-}
-
-/// `y = clamp((multiplier[c] * acc + 2^(shift-1)) >> shift, lo, hi)`, one multiplier per output
-/// channel (or one for all).
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Requant {
-    pub multiplier: Vec<i64>,
-    pub shift: u32,
-    pub lo: i32,
-    pub hi: i32,
-}
-
-impl Requant {
-    /// Whether it maps every value of `x`'s range to itself (a max pooling that does not rescale).
-    pub fn preserves(&self, x: &IntTensor) -> bool {
-        let (lo, hi) = x.range();
-        (lo..=hi).all(|v| self.apply(0, i64::from(v)) == v)
-    }
-
-    pub fn apply(&self, channel: usize, acc: i64) -> i32 {
-        let k = self.multiplier[channel.min(self.multiplier.len() - 1)];
-        let y = (k * acc + half(self.shift)) >> self.shift;
-        y.clamp(i64::from(self.lo), i64::from(self.hi)) as i32
+        type_range(self.bits, self.signed)
     }
 }
 
@@ -156,72 +131,9 @@ pub struct IntGraph {
     pub output: usize,
 }
 
-/// Fraction bits of the requantization multipliers: the largest multiplier of a layer is
-/// scaled into `[2^30, 2^31)`, so it fits int32 and keeps 30 significant bits.
-const MULTIPLIER_BITS: u32 = 31;
-
-/// The per-output-channel symmetric quantization of `weight` (rows of `row` values) at `bits`,
-/// in f32 exactly as the fine-tuning computes it: the integers and each row's scale.
-pub fn quantize_weights(weight: &[f32], row: usize, bits: u32) -> (Vec<i8>, Vec<f32>) {
-    let levels = ((1u32 << (bits - 1)) - 1) as f32;
-    let mut q = Vec::with_capacity(weight.len());
-    let mut scales = Vec::new();
-    for channel in weight.chunks(row) {
-        let max = channel.iter().fold(0.0f32, |m, w| m.max(w.abs()));
-        let scale = max.max(1e-12) / levels;
-        scales.push(scale);
-        q.extend(
-            channel
-                .iter()
-                .map(|w| (w / scale + 0.5).floor().clamp(-levels, levels) as i8),
-        );
-    }
-    (q, scales)
-}
-
-/// The largest requantization product `|k_i| * acc_i + 2^(shift-1)` over the multipliers `k`
-/// and the accumulator bounds they apply to (one bound for all when `acc_bounds` has one).
-fn largest_product(k: &[i64], shift: u32, acc_bounds: &[i64]) -> i128 {
-    k.iter()
-        .enumerate()
-        .map(|(i, k)| i128::from(k.abs()) * i128::from(acc_bounds[i.min(acc_bounds.len() - 1)]))
-        .max()
-        .unwrap_or(0)
-        + i128::from(half(shift))
-}
-
 /// The largest |value| of a tensor.
 fn magnitude(t: &IntTensor) -> i64 {
     i64::from(t.range().0.abs().max(t.range().1))
-}
-
-/// The rounding term of a requantization by `2^shift`: half of it (none for shift 0).
-fn half(shift: u32) -> i64 {
-    if shift == 0 { 0 } else { 1i64 << (shift - 1) }
-}
-
-/// `round(real * 2^shift)` for every ratio, with the largest shift (at most 62) that keeps every
-/// multiplier below 2^31 and every requantization product (`largest_product`) below
-/// `2^(product_bits-1)`.
-fn multipliers(ratios: &[f64], acc_bounds: &[i64], product_bits: u32) -> (Vec<i64>, u32) {
-    let max = ratios.iter().fold(0.0f64, |m, r| m.max(r.abs()));
-    let mut shift = 1u32;
-    while shift < 62 && max * 2f64.powi(shift as i32 + 1) < 2f64.powi(MULTIPLIER_BITS as i32) {
-        shift += 1;
-    }
-    loop {
-        let k: Vec<i64> = ratios
-            .iter()
-            .map(|r| (r * 2f64.powi(shift as i32) + 0.5).floor() as i64)
-            .collect();
-        // Rounding can lift the largest multiplier to exactly 2^31.
-        let fits = k.iter().all(|k| k.abs() < 1 << MULTIPLIER_BITS)
-            && largest_product(&k, shift, acc_bounds) < 1i128 << (product_bits - 1);
-        if shift == 1 || fits {
-            return (k, shift);
-        }
-        shift -= 1;
-    }
 }
 
 /// The integer graph of the fine-tuned, batch-norm-folded network `graph` with `quantization`.
@@ -240,13 +152,40 @@ pub fn integerize(
     }
     let folded = fold_for_analysis(graph);
     let fused = FusedGraph::from_graph(&folded);
-    let tensors = fused
+    let tensors = int_tensors(&fused, quantization)?;
+    let layers = fused
+        .layers
+        .iter()
+        .map(|layer| {
+            let step = LayerStep {
+                layer,
+                tensors: &tensors,
+                requant_bits,
+            };
+            step.integerize(&folded, quantization)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(IntGraph {
+        name: fused.name.clone(),
+        tensors,
+        layers,
+        input: fused.input,
+        output: fused.output,
+    })
+}
+
+/// Every buffer of `fused` in integers: the input holds pixels (`real = byte / 255`, exact at
+/// 8 bit), every other buffer the bits, bound and sign `quantization` gives it.
+fn int_tensors(
+    fused: &FusedGraph,
+    quantization: &Quantization,
+) -> Result<Vec<IntTensor>, DeployError> {
+    fused
         .tensors
         .iter()
         .enumerate()
         .map(|(b, t)| {
             if b == fused.input {
-                // Pixels: real = byte / 255, exact at 8 bit.
                 return Ok(IntTensor {
                     name: t.name.clone(),
                     shape: t.shape,
@@ -266,198 +205,96 @@ pub fn integerize(
                         t.name
                     ))
                 })?;
-            let levels = if q.signed {
-                (1u32 << (q.bits - 1)) - 1
-            } else {
-                (1u32 << q.bits) - 1
-            };
             Ok(IntTensor {
                 name: t.name.clone(),
                 shape: t.shape,
                 bits: q.bits,
                 signed: q.signed,
-                scale: f64::from(q.bound) / f64::from(levels),
+                scale: activation_scale(q.bound, q.bits, q.signed),
             })
         })
-        .collect::<Result<Vec<_>, DeployError>>()?;
-    let mut layers = Vec::new();
-    for layer in &fused.layers {
-        let input = &tensors[layer.inputs[0]];
-        let output = &tensors[layer.output];
-        let (lo, hi) = clamp_range(output, layer.activation);
-        let requant = |(multiplier, shift): (Vec<i64>, u32)| Requant {
+        .collect()
+}
+
+/// One layer of the fused graph being integerized, with the integer buffers it reads and writes.
+struct LayerStep<'a> {
+    layer: &'a Layer,
+    tensors: &'a [IntTensor],
+    /// The width the requantization products must fit (32 or 64).
+    requant_bits: u32,
+}
+
+/// A layer's integer operation, its requantization and the accumulator bound of each of its
+/// multipliers (one for all when there is one).
+struct IntegerOp {
+    op: IntOp,
+    requant: Requant,
+    acc_bounds: Vec<i64>,
+}
+
+impl LayerStep<'_> {
+    fn input(&self) -> &IntTensor {
+        &self.tensors[self.layer.inputs[0]]
+    }
+
+    fn output(&self) -> &IntTensor {
+        &self.tensors[self.layer.output]
+    }
+
+    /// The requantization to the output's range (narrowed by a fused activation).
+    fn requant(&self, (multiplier, shift): (Vec<i64>, u32)) -> Requant {
+        let (lo, hi) = clamp_range(self.output(), self.layer.activation);
+        Requant {
             multiplier,
             shift,
             lo,
             hi,
-        };
-        let x_max = i64::from(input.range().0.abs().max(input.range().1));
-        let unsupported = || {
-            DeployError::Input(format!(
-                "layer '{}' ({}) cannot be integerized: only convolutions, linear layers, \
-                 poolings and residual adds (with fused ReLU / ReLU6) can",
-                layer.name, layer.kind
-            ))
-        };
-        // The accumulator bound of each multiplier (one for all when there is one).
-        let (op, requant, acc_bounds): (IntOp, Requant, Vec<i64>) = match layer.kind {
+        }
+    }
+
+    fn unsupported(&self) -> DeployError {
+        DeployError::Input(format!(
+            "layer '{}' ({}) cannot be integerized: only convolutions, linear layers, \
+             poolings and residual adds (with fused ReLU / ReLU6) can",
+            self.layer.name, self.layer.kind
+        ))
+    }
+
+    /// The integer layer, with its accumulator bound and the requantization product's.
+    fn integerize(
+        &self,
+        folded: &Graph,
+        quantization: &Quantization,
+    ) -> Result<IntLayer, DeployError> {
+        let layer = self.layer;
+        let IntegerOp {
+            op,
+            requant,
+            acc_bounds,
+        } = match layer.kind {
             LayerKind::Conv
             | LayerKind::Pointwise
             | LayerKind::Depthwise
             | LayerKind::GroupedConv
-            | LayerKind::Linear => {
-                let bits = quantization
-                    .layers
-                    .iter()
-                    .find(|l| l.layer == layer.name)
-                    .map(|l| l.weight_bits)
-                    .ok_or_else(|| {
-                        DeployError::Input(format!(
-                            "quantization: layer '{}' has no weight precision",
-                            layer.name
-                        ))
-                    })?;
-                let node = folded
-                    .nodes
-                    .iter()
-                    .find(|n| n.name == layer.name)
-                    .ok_or_else(unsupported)?;
-                let (weight, bias, rows) = match &node.op {
-                    Op::Conv(c) => (&c.weight, &c.bias, c.out_channels),
-                    Op::Linear(l) => (&l.weight, &l.bias, l.out_features),
-                    _ => return Err(unsupported()),
-                };
-                let row = weight.len() / rows;
-                let (mut q, mut scales) = quantize_weights(weight, row, bits);
-                // A channel whose weights are all zero computes its bias alone; its scale is
-                // free, so pick one at which the bias keeps 30 bits in int32.
-                for (c, scale) in scales.iter_mut().enumerate() {
-                    if q[c * row..(c + 1) * row].iter().all(|&v| v == 0) {
-                        let needed =
-                            (f64::from(bias[c]).abs() / (input.scale * 2f64.powi(30))) as f32;
-                        *scale = scale.max(needed);
-                    }
-                }
-                let ratios: Vec<f64> = scales
-                    .iter()
-                    .map(|&s| f64::from(s) * input.scale / output.scale)
-                    .collect();
-                let bias_q = bias
-                    .iter()
-                    .zip(&scales)
-                    .enumerate()
-                    .map(|(c, (&b, &s))| {
-                        let steps = (f64::from(b) / (f64::from(s) * input.scale) + 0.5).floor();
-                        if steps.abs() > f64::from(i32::MAX) {
-                            return Err(DeployError::Overflow(format!(
-                                "layer '{}', output channel {c}: its bias is {steps:.3e} \
-                                 accumulator steps, beyond int32 (the channel's weights are \
-                                 nearly zero against its bias)",
-                                layer.name
-                            )));
-                        }
-                        Ok(steps as i32)
-                    })
-                    .collect::<Result<Vec<i32>, DeployError>>()?;
-                let channel_bounds: Vec<i64> = q
-                    .chunks(row)
-                    .zip(&bias_q)
-                    .map(|(w, &b)| {
-                        w.iter().map(|&v| i64::from(v).abs()).sum::<i64>() * x_max
-                            + i64::from(b).abs()
-                    })
-                    .collect();
-                let (k, shift) = multipliers(&ratios, &channel_bounds, requant_bits);
-                let op = match &node.op {
-                    Op::Conv(c) => {
-                        q = chw_to_hwc_kernel(&q, rows, row, c.window);
-                        IntOp::Conv {
-                            weights: q,
-                            bias: bias_q,
-                            weight_bits: bits,
-                            window: c.window,
-                            groups: c.groups,
-                        }
-                    }
-                    _ => IntOp::Linear {
-                        weights: chw_to_hwc_rows(&q, rows, input.shape),
-                        bias: bias_q,
-                        weight_bits: bits,
-                    },
-                };
-                (op, requant((k, shift)), channel_bounds)
-            }
-            LayerKind::MaxPool | LayerKind::GlobalMaxPool => {
-                let (k, shift) = multipliers(&[input.scale / output.scale], &[x_max], requant_bits);
-                let op = match layer.window {
-                    Some(w) if layer.kind == LayerKind::MaxPool => {
-                        let p = w.padding;
-                        if p.top.max(p.bottom) >= w.kernel[0] || p.left.max(p.right) >= w.kernel[1]
-                        {
-                            return Err(DeployError::Input(format!(
-                                "layer '{}': max pooling with padding {p:?} at least as large as \
-                                 its {:?} window has windows with no input; it cannot be \
-                                 integerized",
-                                layer.name, w.kernel
-                            )));
-                        }
-                        IntOp::MaxPool { window: w }
-                    }
-                    _ => IntOp::GlobalMaxPool,
-                };
-                (op, requant((k, shift)), vec![x_max])
-            }
-            LayerKind::AvgPool | LayerKind::GlobalAvgPool => {
-                let (window, count) = match layer.window {
-                    Some(w) if layer.kind == LayerKind::AvgPool => {
-                        (Some(w), w.kernel[0] * w.kernel[1])
-                    }
-                    _ => (None, input.shape.h * input.shape.w),
-                };
-                let acc_bound = x_max * count as i64;
-                let (k, shift) = multipliers(
-                    &[input.scale / (count as f64 * output.scale)],
-                    &[acc_bound],
-                    requant_bits,
-                );
-                let op = match window {
-                    Some(window) => IntOp::AvgPool { window },
-                    None => IntOp::GlobalAvgPool,
-                };
-                (op, requant((k, shift)), vec![acc_bound])
-            }
-            LayerKind::Add => {
-                let other = &tensors[layer.inputs[1]];
-                let rescale = |t: &IntTensor| {
-                    let r = requant(multipliers(
-                        &[t.scale / output.scale],
-                        &[magnitude(t)],
-                        requant_bits,
-                    ));
-                    product_bound(&layer.name, &r, &[magnitude(t)], requant_bits).map(|_| r)
-                };
-                let rescale = [rescale(input)?, rescale(other)?];
-                // The clamped terms sum to at most twice the output's magnitude.
-                let sum_bound = 2 * i64::from(lo.abs().max(hi.abs()));
-                (
-                    IntOp::Add { rescale },
-                    requant((vec![1], 0)),
-                    vec![sum_bound],
-                )
-            }
-            LayerKind::Elementwise => return Err(unsupported()),
+            | LayerKind::Linear => self.weighted(folded, quantization)?,
+            LayerKind::MaxPool | LayerKind::GlobalMaxPool => self.max_pool()?,
+            LayerKind::AvgPool | LayerKind::GlobalAvgPool => self.avg_pool(),
+            LayerKind::Add => self.residual_add()?,
+            LayerKind::Elementwise => return Err(self.unsupported()),
         };
         let acc_bound = acc_bounds.iter().copied().max().unwrap_or(0);
         let product_bound = match &op {
             IntOp::Add { rescale } => rescale
                 .iter()
                 .zip(&layer.inputs)
-                .map(|(r, &t)| largest_product(&r.multiplier, r.shift, &[magnitude(&tensors[t])]))
+                .map(|(r, &t)| {
+                    largest_product(&r.multiplier, r.shift, &[magnitude(&self.tensors[t])])
+                })
                 .max()
                 .unwrap_or(0),
-            _ => product_bound(&layer.name, &requant, &acc_bounds, requant_bits)?,
+            _ => product_bound(&layer.name, &requant, &acc_bounds, self.requant_bits)?,
         };
-        layers.push(IntLayer {
+        Ok(IntLayer {
             name: layer.name.clone(),
             op,
             inputs: layer.inputs.clone(),
@@ -465,15 +302,189 @@ pub fn integerize(
             requant,
             acc_bound,
             product_bound,
-        });
+        })
     }
-    Ok(IntGraph {
-        name: fused.name.clone(),
-        tensors,
-        layers,
-        input: fused.input,
-        output: fused.output,
-    })
+
+    /// A convolution or linear layer: integer weights per output channel, biases at the
+    /// accumulator's scale, and a multiplier per output channel.
+    fn weighted(
+        &self,
+        folded: &Graph,
+        quantization: &Quantization,
+    ) -> Result<IntegerOp, DeployError> {
+        let layer = self.layer;
+        let (input, output) = (self.input(), self.output());
+        let bits = quantization
+            .layers
+            .iter()
+            .find(|l| l.layer == layer.name)
+            .map(|l| l.weight_bits)
+            .ok_or_else(|| {
+                DeployError::Input(format!(
+                    "quantization: layer '{}' has no weight precision",
+                    layer.name
+                ))
+            })?;
+        let node = folded
+            .nodes
+            .iter()
+            .find(|n| n.name == layer.name)
+            .ok_or_else(|| self.unsupported())?;
+        let (weight, bias, rows) = match &node.op {
+            Op::Conv(c) => (&c.weight, &c.bias, c.out_channels),
+            Op::Linear(l) => (&l.weight, &l.bias, l.out_features),
+            _ => return Err(self.unsupported()),
+        };
+        let row = weight.len() / rows;
+        let (q, mut scales) = quantize_weights(weight, row, bits);
+        // A channel whose weights are all zero computes its bias alone; its scale is free, so
+        // pick one at which the bias keeps 30 bits in int32.
+        for (c, scale) in scales.iter_mut().enumerate() {
+            if q[c * row..(c + 1) * row].iter().all(|&v| v == 0) {
+                let needed = (f64::from(bias[c]).abs() / (input.scale * 2f64.powi(30))) as f32;
+                *scale = scale.max(needed);
+            }
+        }
+        let ratios: Vec<f64> = scales
+            .iter()
+            .map(|&s| f64::from(s) * input.scale / output.scale)
+            .collect();
+        let bias_q = self.quantize_bias(bias, &scales)?;
+        let x_max = magnitude(input);
+        let channel_bounds: Vec<i64> = q
+            .chunks(row)
+            .zip(&bias_q)
+            .map(|(w, &b)| {
+                w.iter().map(|&v| i64::from(v).abs()).sum::<i64>() * x_max + i64::from(b).abs()
+            })
+            .collect();
+        let requant = self.requant(multipliers(&ratios, &channel_bounds, self.requant_bits));
+        let op = match &node.op {
+            Op::Conv(c) => IntOp::Conv {
+                weights: chw_to_hwc_kernel(&q, rows, row, c.window),
+                bias: bias_q,
+                weight_bits: bits,
+                window: c.window,
+                groups: c.groups,
+            },
+            _ => IntOp::Linear {
+                weights: chw_to_hwc_rows(&q, rows, input.shape),
+                bias: bias_q,
+                weight_bits: bits,
+            },
+        };
+        Ok(IntegerOp {
+            op,
+            requant,
+            acc_bounds: channel_bounds,
+        })
+    }
+
+    /// The biases in accumulator steps (`bias / (s_c * s_in)`, rounded); an error when one is
+    /// beyond int32.
+    fn quantize_bias(&self, bias: &[f32], scales: &[f32]) -> Result<Vec<i32>, DeployError> {
+        let input_scale = self.input().scale;
+        bias.iter()
+            .zip(scales)
+            .enumerate()
+            .map(|(c, (&b, &s))| {
+                let steps = round_half_up(f64::from(b) / (f64::from(s) * input_scale));
+                if steps.abs() > f64::from(i32::MAX) {
+                    return Err(DeployError::Overflow(format!(
+                        "layer '{}', output channel {c}: its bias is {steps:.3e} \
+                         accumulator steps, beyond int32 (the channel's weights are \
+                         nearly zero against its bias)",
+                        self.layer.name
+                    )));
+                }
+                Ok(steps as i32)
+            })
+            .collect()
+    }
+
+    /// A max pooling (or global max pooling): the maximum, rescaled to the output's scale.
+    fn max_pool(&self) -> Result<IntegerOp, DeployError> {
+        let layer = self.layer;
+        let (input, output) = (self.input(), self.output());
+        let x_max = magnitude(input);
+        let requant = self.requant(multipliers(
+            &[input.scale / output.scale],
+            &[x_max],
+            self.requant_bits,
+        ));
+        let op = match layer.window {
+            Some(w) if layer.kind == LayerKind::MaxPool => {
+                let p = w.padding;
+                if p.top.max(p.bottom) >= w.kernel[0] || p.left.max(p.right) >= w.kernel[1] {
+                    return Err(DeployError::Input(format!(
+                        "layer '{}': max pooling with padding {p:?} at least as large as \
+                         its {:?} window has windows with no input; it cannot be \
+                         integerized",
+                        layer.name, w.kernel
+                    )));
+                }
+                IntOp::MaxPool { window: w }
+            }
+            _ => IntOp::GlobalMaxPool,
+        };
+        Ok(IntegerOp {
+            op,
+            requant,
+            acc_bounds: vec![x_max],
+        })
+    }
+
+    /// An average pooling (or global average pooling): the window's sum, divided by the
+    /// requantization.
+    fn avg_pool(&self) -> IntegerOp {
+        let layer = self.layer;
+        let (input, output) = (self.input(), self.output());
+        let (window, count) = match layer.window {
+            Some(w) if layer.kind == LayerKind::AvgPool => (Some(w), w.kernel[0] * w.kernel[1]),
+            _ => (None, input.shape.h * input.shape.w),
+        };
+        let acc_bound = magnitude(input) * count as i64;
+        let requant = self.requant(multipliers(
+            &[input.scale / (count as f64 * output.scale)],
+            &[acc_bound],
+            self.requant_bits,
+        ));
+        let op = match window {
+            Some(window) => IntOp::AvgPool { window },
+            None => IntOp::GlobalAvgPool,
+        };
+        IntegerOp {
+            op,
+            requant,
+            acc_bounds: vec![acc_bound],
+        }
+    }
+
+    /// A residual add: each input rescaled to the output's scale by its own requantization, the
+    /// sum clamped by an identity.
+    fn residual_add(&self) -> Result<IntegerOp, DeployError> {
+        let output = self.output();
+        let rescale = |t: &IntTensor| {
+            let r = self.requant(multipliers(
+                &[t.scale / output.scale],
+                &[magnitude(t)],
+                self.requant_bits,
+            ));
+            product_bound(&self.layer.name, &r, &[magnitude(t)], self.requant_bits).map(|_| r)
+        };
+        let rescale = [
+            rescale(self.input())?,
+            rescale(&self.tensors[self.layer.inputs[1]])?,
+        ];
+        let requant = self.requant((vec![1], 0));
+        // The clamped terms sum to at most twice the output's magnitude.
+        let sum_bound = 2 * i64::from(requant.lo.abs().max(requant.hi.abs()));
+        Ok(IntegerOp {
+            op: IntOp::Add { rescale },
+            requant,
+            acc_bounds: vec![sum_bound],
+        })
+    }
 }
 
 /// The largest requantization product of a layer (`largest_product` of its multipliers and
@@ -506,12 +517,11 @@ fn clamp_range(output: &IntTensor, activation: Option<Activation>) -> (i32, i32)
     let (mut lo, mut hi) = output.range();
     if let Some(a) = activation {
         let (min, max) = a.range();
-        let q = |v: f32| (f64::from(v) / output.scale + 0.5).floor();
         if min.is_finite() {
-            lo = lo.max(q(min).clamp(f64::from(lo), f64::from(hi)) as i32);
+            lo = lo.max(quantize_activation(f64::from(min), output.scale, (lo, hi)));
         }
         if max.is_finite() {
-            hi = hi.min(q(max).clamp(f64::from(lo), f64::from(hi)) as i32);
+            hi = hi.min(quantize_activation(f64::from(max), output.scale, (lo, hi)));
         }
     }
     (lo, hi)
@@ -555,38 +565,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn weights_quantize_as_the_formula_says() {
-        let (q, s) = quantize_weights(&[0.5, -1.0, 0.25, 0.0, 0.1, -0.05], 3, 2);
-        assert_eq!(s, vec![1.0, 0.1]);
-        // 0.5 / 1.0 + 0.5 = 1.0 -> 1; -1 -> -1; 0.25 + 0.5 -> 0.
-        assert_eq!(&q[..3], &[1, -1, 0]);
-        // -0.05 / 0.1 = -0.5, + 0.5 = 0 -> 0 (half rounds up, towards +inf).
-        assert_eq!(&q[3..], &[0, 1, 0]);
-        let (q, _) = quantize_weights(&[1.0, -1.0, 0.3], 3, 4);
-        assert_eq!(q, vec![7, -7, 2]);
-    }
-
-    #[test]
-    fn requantization_rounds_half_up_and_clamps() {
-        let r = Requant {
-            multiplier: vec![1],
-            shift: 1,
-            lo: 0,
-            hi: 3,
-        };
-        // acc / 2, rounded half up: 1/2 -> 1, 3/2 -> 2, -1/2 -> 0, clamped to [0, 3].
-        assert_eq!([1, 3, -1, 5, 100].map(|a| r.apply(0, a)), [1, 2, 0, 3, 3]);
-        let signed = Requant {
-            multiplier: vec![1],
-            shift: 2,
-            lo: -7,
-            hi: 7,
-        };
-        // -6/4 = -1.5 -> -1 (towards +inf), -10/4 = -2.5 -> -2, -100 -> -7.
-        assert_eq!([-6, -10, -100].map(|a| signed.apply(0, a)), [-1, -2, -7]);
-    }
-
-    #[test]
     fn overflow_is_detected() {
         let r = Requant {
             multiplier: vec![1 << 30, 3],
@@ -614,14 +592,6 @@ mod tests {
         };
         assert_eq!(layer(i64::from(i32::MAX)).acc_type(), "int32");
         assert_eq!(layer(i64::from(i32::MAX) + 1).acc_type(), "int64");
-    }
-
-    #[test]
-    fn multipliers_keep_thirty_bits() {
-        let (k, shift) = multipliers(&[0.001234, 0.0005], &[1000], 64);
-        assert!((1i64 << 30..1i64 << 31).contains(&k[0]), "{k:?}");
-        let real = k[0] as f64 / 2f64.powi(shift as i32);
-        assert!((real - 0.001234).abs() / 0.001234 < 1e-8);
     }
 
     #[test]

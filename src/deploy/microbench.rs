@@ -5,12 +5,13 @@
 //! read the cycle counter instead.
 
 use super::DeployError;
-use super::codegen::{generate, packed_bytes, test_input_header};
-use super::integerize::{IntGraph, IntLayer, IntOp, IntTensor, Requant};
+use super::codegen::{generate, test_input_header};
+use super::integerize::{IntGraph, IntLayer, IntOp, IntTensor};
 use super::pulp::PulpConfig;
 use super::verify::{io, make, run_qemu};
 use crate::cost::calibrate::COLUMNS;
 use crate::graph::{LayerKind, Padding, Shape, Window};
+use crate::quant::{Requant, packed_bytes, signed_levels, unsigned_levels};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 
@@ -141,7 +142,7 @@ pub fn case_graph(case: &Case, seed: u64) -> IntGraph {
         stride: [case.stride, case.stride],
         padding: Padding::uniform(case.pad),
     };
-    let levels = (1i32 << (w - 1)) - 1;
+    let levels = signed_levels(w);
     let weights = |n: usize| -> Vec<i8> {
         values(n, -levels, levels, seed)
             .into_iter()
@@ -166,7 +167,7 @@ pub fn case_graph(case: &Case, seed: u64) -> IntGraph {
                 multiplier: vec![1 << 29],
                 shift: 31,
                 lo: 0,
-                hi: (1 << y) - 1,
+                hi: unsigned_levels(y),
             };
             IntOp::Add {
                 rescale: [rescale.clone(), rescale],
@@ -187,7 +188,7 @@ pub fn case_graph(case: &Case, seed: u64) -> IntGraph {
     };
     // A multiplier that spreads the outputs over their range: with one that maps every
     // accumulator to the same value the compiler may prove the kernel constant and drop it.
-    let x_max = f64::from((1 << x) - 1);
+    let x_max = f64::from(unsigned_levels(x));
     let taps = (case.kernel * case.kernel) as f64;
     let span = match case.kind {
         LayerKind::MaxPool => x_max,
@@ -201,7 +202,7 @@ pub fn case_graph(case: &Case, seed: u64) -> IntGraph {
         _ => 0.25 * x_max * f64::from(levels) * taps * (case.input.c / case.groups) as f64,
     };
     let multiplier =
-        (f64::from((1 << y) - 1) * 2f64.powi(31) / span).clamp(1.0, 2f64.powi(31) - 1.0);
+        (f64::from(unsigned_levels(y)) * 2f64.powi(31) / span).clamp(1.0, 2f64.powi(31) - 1.0);
     let (multiplier, shift) = if case.kind == LayerKind::Add {
         (1, 0)
     } else {
@@ -219,7 +220,7 @@ pub fn case_graph(case: &Case, seed: u64) -> IntGraph {
                 multiplier: vec![multiplier; channels],
                 shift,
                 lo: 0,
-                hi: (1 << y) - 1,
+                hi: unsigned_levels(y),
             },
             acc_bound: 0,
             product_bound: 0,

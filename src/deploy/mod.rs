@@ -1,7 +1,7 @@
 //! Deployment: integerization of a fine-tuned network, the integer golden model, C code
 //! generation and its verification. The arithmetic is defined once in
-//! `docs/integer-semantics.md`; the fine-tuning's fake quantization, the golden model and the
-//! generated C all follow it.
+//! `docs/integer-semantics.md` and computed by `crate::quant`; the fine-tuning's fake
+//! quantization, the golden model and the generated C all follow it.
 
 pub mod codegen;
 pub mod deeploy;
@@ -13,11 +13,11 @@ pub mod microbench;
 pub mod pulp;
 pub mod verify;
 
-pub use integerize::{IntGraph, IntLayer, IntOp, IntTensor, Requant, integerize};
+pub use integerize::{IntGraph, IntLayer, IntOp, IntTensor, integerize};
 
 use crate::graph::{Graph, onnx};
+use crate::quant::Quantization;
 use crate::table::Table;
-use crate::train::qat::Quantization;
 use crate::units::group_thousands;
 use std::path::Path;
 

@@ -6,10 +6,10 @@
 //! by plain C (`make network_pulp_emu`), on the host, where it is checked bit-exact like the
 //! portable build.
 
-use super::codegen::packed_bytes;
 use super::integerize::{IntGraph, IntLayer, IntOp};
 use crate::escape::c_comment;
 use crate::platform::Platform;
+use crate::quant::packed_bytes;
 use std::fmt::Write;
 
 /// The cluster the tiling is planned for.
@@ -194,49 +194,7 @@ pub(super) fn layer_call(
     let mut data = String::new();
     let call = match &layer.op {
         IntOp::Conv { .. } | IntOp::MaxPool { .. } | IntOp::AvgPool { .. } => {
-            let (rows, weights_in_l1) = match *tiling {
-                LayerTiling::Rows {
-                    rows,
-                    weights_in_l1,
-                    ..
-                } => (rows, weights_in_l1 == Some(true)),
-                _ => (0, false),
-            };
-            let aligned = whole_bytes(yt.shape.w * yt.shape.c, yt.bits);
-            let (conv, pool, w, b, k, w_bytes) = match &layer.op {
-                IntOp::Conv {
-                    weights,
-                    weight_bits,
-                    ..
-                } => (
-                    kname.to_string(),
-                    "0".to_string(),
-                    format!("{id}_w"),
-                    format!("{id}_b"),
-                    format!("{id}_k"),
-                    packed_bytes(weights.len(), *weight_bits),
-                ),
-                _ => (
-                    "0".into(),
-                    kname.to_string(),
-                    "0".into(),
-                    "0".into(),
-                    "0".into(),
-                    0,
-                ),
-            };
-            let _ = writeln!(
-                data,
-                "static const windowed_layer {id}_p = {{{conv}, {pool}, {w}, {b}, {k}, {}, {}, {}, {}, &{id}_s, {}, {}, {w_bytes}, {rows}, {}, {}}};",
-                r.multiplier[0],
-                r.shift,
-                r.lo,
-                r.hi,
-                packed_bytes(xt.shape.w * xt.shape.c, xt.bits),
-                packed_bytes(yt.shape.w * yt.shape.c, yt.bits),
-                if aligned { "NUM_CORES" } else { "1" },
-                weights_in_l1 as u8,
-            );
+            data.push_str(&windowed_descriptor(graph, layer, tiling, kname, id));
             format!("run_windowed(&{id}_p, {x}, {y});")
         }
         IntOp::Linear { weight_bits, .. } => {
@@ -288,6 +246,65 @@ pub(super) fn layer_call(
     };
     let _ = writeln!(data, "/* {}: {tiling} */", c_comment(&layer.name));
     (data, call)
+}
+
+/// The `windowed_layer` descriptor of a convolution or pooling run as `tiling` plans (rows of
+/// output per tile, weights in L1 or not).
+fn windowed_descriptor(
+    graph: &IntGraph,
+    layer: &IntLayer,
+    tiling: &LayerTiling,
+    kname: &str,
+    id: &str,
+) -> String {
+    let xt = &graph.tensors[layer.inputs[0]];
+    let yt = &graph.tensors[layer.output];
+    let r = &layer.requant;
+    let (rows, weights_in_l1) = match *tiling {
+        LayerTiling::Rows {
+            rows,
+            weights_in_l1,
+            ..
+        } => (rows, weights_in_l1 == Some(true)),
+        _ => (0, false),
+    };
+    let aligned = whole_bytes(yt.shape.w * yt.shape.c, yt.bits);
+    let (conv, pool, w, b, k, w_bytes) = match &layer.op {
+        IntOp::Conv {
+            weights,
+            weight_bits,
+            ..
+        } => (
+            kname.to_string(),
+            "0".to_string(),
+            format!("{id}_w"),
+            format!("{id}_b"),
+            format!("{id}_k"),
+            packed_bytes(weights.len(), *weight_bits),
+        ),
+        _ => (
+            "0".into(),
+            kname.to_string(),
+            "0".into(),
+            "0".into(),
+            "0".into(),
+            0,
+        ),
+    };
+    let mut data = String::new();
+    let _ = writeln!(
+        data,
+        "static const windowed_layer {id}_p = {{{conv}, {pool}, {w}, {b}, {k}, {}, {}, {}, {}, &{id}_s, {}, {}, {w_bytes}, {rows}, {}, {}}};",
+        r.multiplier[0],
+        r.shift,
+        r.lo,
+        r.hi,
+        packed_bytes(xt.shape.w * xt.shape.c, xt.bits),
+        packed_bytes(yt.shape.w * yt.shape.c, yt.bits),
+        if aligned { "NUM_CORES" } else { "1" },
+        weights_in_l1 as u8,
+    );
+    data
 }
 
 /// What the kernels' PULP dot products need: the target layer and 4-lane loads of packed

@@ -2,9 +2,9 @@
 //! on images, and compare every layer's packed output with the golden model's, byte for byte.
 
 use super::DeployError;
-use super::codegen::pack;
 use super::golden;
 use super::integerize::{IntGraph, IntTensor};
+use crate::quant::pack;
 use rayon::prelude::*;
 use std::path::Path;
 use std::process::Command;

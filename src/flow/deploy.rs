@@ -4,7 +4,7 @@
 
 use super::FlowError;
 use crate::cost::CostTable;
-use crate::deploy::codegen::{generate, test_input_header};
+use crate::deploy::codegen::{Project, generate, test_input_header};
 use crate::deploy::pulp::PulpConfig;
 use crate::deploy::verify::{cross_check, host_check};
 use crate::deploy::{IntGraph, deeploy, dory, golden, integerize, load_finetuned, overflow_report};
@@ -13,11 +13,11 @@ use crate::graph::{FusedGraph, Graph};
 use crate::platform::Platform;
 use crate::precision::{Assignment, Bits};
 use crate::progress::Steps;
+use crate::quant::Quantization;
 use crate::results::write_text;
 use crate::table::short_name;
 use crate::train::data;
-use crate::train::qat::Quantization;
-use crate::train::{GraphNet, QuantSpec, Ranges, predictions, training_device};
+use crate::train::{GraphNet, QuantSpec, Ranges, Split, predictions, training_device};
 use crate::units::group_thousands;
 use rayon::prelude::*;
 use std::fmt::Write;
@@ -114,15 +114,67 @@ pub fn deploy(
         overflow_report(&int_graph)
     );
 
-    // The golden model against the fake-quantized model.
     steps.step("golden model vs fake-quantized model");
     let n = settings.agreement_images.min(test.len());
-    let net = fake_quantized(&graph, &quantization)?;
+    let agreement = golden_agreement(&graph, &quantization, &int_graph, test, n, &mut text)?;
+
+    // The C project, built and run on the host: the portable build, then the PULP path with the
+    // cluster, the DMA and the XpulpV2 dot products emulated.
+    steps.step("host build");
+    let platform = Platform::load(&settings.platform)?;
+    let project = generate(&int_graph, PulpConfig::of(&platform));
+    for (name, content) in &project.files {
+        write_text(&out.join(name), content)?;
+    }
+    let verify = settings.verify_images.min(test.len()).max(1);
+    let images: Vec<Vec<u8>> = (0..verify).map(|i| test.image_hwc(i)).collect();
+    write_text(&out.join("test_input.h"), &test_input_header(&images[0]))?;
+    let host_exact = host_build(&int_graph, &images, out, &mut text)?;
+    pulp_tiling(&platform, &project, &mut text);
+    steps.step("PULP path, emulated on the host");
+    let pulp_exact = pulp_emulated(&int_graph, &images, out, &mut text)?;
+    let mut bit_exact = host_exact.min(pulp_exact);
+
+    steps.step("DORY export");
+    if let Some(dory_exact) = dory_export(&int_graph, &images, out, &mut text)? {
+        bit_exact = bit_exact.min(dory_exact);
+    }
+
+    steps.step("Deeploy export");
+    let (deeploy_text, deeploy_exact) =
+        deeploy_export(&int_graph, settings.deeploy_strict, &out.join("deeploy"))?;
+    text.push_str(&deeploy_text);
+
+    steps.step("rv32imc build on QEMU");
+    cross_build(&int_graph, &images[0], out, &mut text)?;
+    memory_against_cost_model(&graph, &int_graph, &platform, &project, &mut text);
+    write_text(&out.join("report.txt"), &text)?;
+    Ok(DeployReport {
+        dir: out.to_path_buf(),
+        text,
+        agreement,
+        bit_exact: (bit_exact, verify),
+        deeploy_exact,
+    })
+}
+
+/// The golden model's predictions against the fake-quantized model's on the first `n` test
+/// images, written to `text`: the fraction on which they agree.
+fn golden_agreement(
+    graph: &Graph,
+    quantization: &Quantization,
+    int_graph: &IntGraph,
+    test: &Split,
+    n: usize,
+    text: &mut String,
+) -> Result<f64, FlowError> {
+    let net = fake_quantized(graph, quantization)?;
     let fake = predictions(&net, &test.take(n), 256, &training_device());
+    // Per image: the golden model's class and its margin over the runner-up.
     let golden: Vec<(usize, i32)> = (0..n)
         .into_par_iter()
         .map(|i| {
-            let buffers = golden::run(&int_graph, &test.image_hwc(i));
+            let buffers = golden::run(int_graph, &test.image_hwc(i));
             let logits = &buffers[int_graph.output];
             let best = golden::argmax(logits);
             let runner_up = (0..logits.len())
@@ -165,19 +217,18 @@ pub fn deploy(
             median(&all)
         );
     }
+    Ok(agreement)
+}
 
-    // The C project, built and run on the host: the portable build, then the PULP path with the
-    // cluster, the DMA and the XpulpV2 dot products emulated.
-    steps.step("host build");
-    let platform = Platform::load(&settings.platform)?;
-    let project = generate(&int_graph, PulpConfig::of(&platform));
-    for (name, content) in &project.files {
-        write_text(&out.join(name), content)?;
-    }
-    let verify = settings.verify_images.min(test.len()).max(1);
-    let images: Vec<Vec<u8>> = (0..verify).map(|i| test.image_hwc(i)).collect();
-    write_text(&out.join("test_input.h"), &test_input_header(&images[0]))?;
-    let check = host_check(&int_graph, &images, out, "network")?;
+/// The portable build on the host, checked on `images`, written to `text`: the images it
+/// reproduced exactly.
+fn host_build(
+    int_graph: &IntGraph,
+    images: &[Vec<u8>],
+    out: &Path,
+    text: &mut String,
+) -> Result<usize, FlowError> {
+    let check = host_check(int_graph, images, out, "network")?;
     let _ = writeln!(
         text,
         "\nhost run (per-layer checksums of image 0):\n{}",
@@ -188,9 +239,15 @@ pub fn deploy(
     }
     let _ = writeln!(
         text,
-        "host build (gcc -std=c99 -O2 -Wall -Wextra -Werror): {} of {verify} images bit-exact at every layer",
-        check.exact
+        "host build (gcc -std=c99 -O2 -Wall -Wextra -Werror): {} of {} images bit-exact at every layer",
+        check.exact,
+        images.len()
     );
+    Ok(check.exact)
+}
+
+/// How each layer runs on the PULP cluster of `platform`, written to `text`.
+fn pulp_tiling(platform: &Platform, project: &Project, text: &mut String) {
     let _ = writeln!(
         text,
         "\nPULP path ({}: {} cores, {} B of L1 for tiles; Makefile.pulp builds it with the PULP/GAP SDK):",
@@ -202,56 +259,74 @@ pub fn deploy(
         let layer = short_name(&terminal_text(layer), l, 40);
         let _ = writeln!(text, "  {layer:<12} {tiling}");
     }
-    steps.step("PULP path, emulated on the host");
-    let pulp = host_check(&int_graph, &images, out, "network_pulp_emu")?;
+}
+
+/// The PULP path emulated on the host, checked on `images`, written to `text`: the images it
+/// reproduced exactly.
+fn pulp_emulated(
+    int_graph: &IntGraph,
+    images: &[Vec<u8>],
+    out: &Path,
+    text: &mut String,
+) -> Result<usize, FlowError> {
+    let pulp = host_check(int_graph, images, out, "network_pulp_emu")?;
     if let Some(first) = &pulp.first_mismatch {
         let _ = writeln!(text, "first mismatch: {first}");
     }
     let _ = writeln!(
         text,
-        "PULP path emulated on the host (cores in turn, DMA as copies, sdotp in C): {} of {verify} images bit-exact at every layer",
-        pulp.exact
+        "PULP path emulated on the host (cores in turn, DMA as copies, sdotp in C): {} of {} images bit-exact at every layer",
+        pulp.exact,
+        images.len()
     );
-    let mut bit_exact = check.exact.min(pulp.exact);
+    Ok(pulp.exact)
+}
 
-    steps.step("DORY export");
-    match dory::export(&int_graph) {
-        Ok(export) => {
-            let checked = dory::write_and_check(&int_graph, &export, &images, &out.join("dory"))?;
-            let _ = writeln!(
-                text,
-                "DORY export (dory/: network.onnx, config.json with BNRelu_bits {}, golden files; run DORY's network_generate.py Quantlab PULP.GAP8 dory/config.json): {}",
-                dory::BNRELU_BITS,
-                match &checked {
-                    Some(c) => format!(
-                        "{}; {} of {} images equal the golden model at every layer{}",
-                        c.summary,
-                        c.exact,
-                        c.total,
-                        c.first_mismatch
-                            .as_ref()
-                            .map(|m| format!(" (first mismatch: {m})"))
-                            .unwrap_or_default()
-                    ),
-                    None => "written, not checked (no Python with the onnx package; scripts/setup.sh installs python3-onnx, QSEARCH_PYTHON names another interpreter)".into(),
-                }
-            );
-            if let Some(c) = &checked {
-                bit_exact = bit_exact.min(c.exact);
-            }
-        }
+/// The DORY export in `out/dory`, checked on `images` when Python with onnx is installed,
+/// written to `text`: the images it reproduced exactly, when checked.
+fn dory_export(
+    int_graph: &IntGraph,
+    images: &[Vec<u8>],
+    out: &Path,
+    text: &mut String,
+) -> Result<Option<usize>, FlowError> {
+    let export = match dory::export(int_graph) {
+        Ok(export) => export,
         Err(why) => {
             let _ = writeln!(text, "DORY export: not written: {why}");
+            return Ok(None);
         }
-    }
+    };
+    let checked = dory::write_and_check(int_graph, &export, images, &out.join("dory"))?;
+    let _ = writeln!(
+        text,
+        "DORY export (dory/: network.onnx, config.json with BNRelu_bits {}, golden files; run DORY's network_generate.py Quantlab PULP.GAP8 dory/config.json): {}",
+        dory::BNRELU_BITS,
+        match &checked {
+            Some(c) => format!(
+                "{}; {} of {} images equal the golden model at every layer{}",
+                c.summary,
+                c.exact,
+                c.total,
+                c.first_mismatch
+                    .as_ref()
+                    .map(|m| format!(" (first mismatch: {m})"))
+                    .unwrap_or_default()
+            ),
+            None => "written, not checked (no Python with the onnx package; scripts/setup.sh installs python3-onnx, QSEARCH_PYTHON names another interpreter)".into(),
+        }
+    );
+    Ok(checked.map(|c| c.exact))
+}
 
-    steps.step("Deeploy export");
-    let (deeploy_text, deeploy_exact) =
-        deeploy_export(&int_graph, settings.deeploy_strict, &out.join("deeploy"))?;
-    text.push_str(&deeploy_text);
-
-    steps.step("rv32imc build on QEMU");
-    let cross = cross_check(&int_graph, &images[0], out)?;
+/// The rv32imc build, run on QEMU on `image` when it is installed, written to `text`.
+fn cross_build(
+    int_graph: &IntGraph,
+    image: &[u8],
+    out: &Path,
+    text: &mut String,
+) -> Result<(), FlowError> {
+    let cross = cross_check(int_graph, image, out)?;
     let _ = writeln!(
         text,
         "rv32imc build (riscv64-unknown-elf-gcc -march=rv32imc -mabi=ilp32 -Os, picolibc): network.elf text {} B, data {} B, bss {} B; on QEMU virt: {}",
@@ -264,10 +339,19 @@ pub fn deploy(
             None => "not run (qemu-system-riscv32 not installed)",
         }
     );
+    Ok(())
+}
 
-    // Memory next to the cost model's figures.
-    let fused = FusedGraph::from_graph(&graph);
-    let costs = CostTable::build(&fused, &platform).evaluate(&assignment_of(&int_graph, &fused));
+/// The generated code's memory next to the cost model's figures, written to `text`.
+fn memory_against_cost_model(
+    graph: &Graph,
+    int_graph: &IntGraph,
+    platform: &Platform,
+    project: &Project,
+    text: &mut String,
+) {
+    let fused = FusedGraph::from_graph(graph);
+    let costs = CostTable::build(&fused, platform).evaluate(&assignment_of(int_graph, &fused));
     let _ = writeln!(
         text,
         "memory: activation arena {} B (static plan) vs cost model peak RAM {} B; constants {} B (packed weights, biases, multipliers) vs cost model flash {} B",
@@ -276,14 +360,6 @@ pub fn deploy(
         group_thousands(project.constant_bytes as u64),
         group_thousands(costs.flash)
     );
-    write_text(&out.join("report.txt"), &text)?;
-    Ok(DeployReport {
-        dir: out.to_path_buf(),
-        text,
-        agreement,
-        bit_exact: (bit_exact, verify),
-        deeploy_exact,
-    })
 }
 
 /// The Deeploy export in `dir` (`TARGET/network.onnx` and `deeploy_generate.py`), and, when the

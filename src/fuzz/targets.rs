@@ -13,10 +13,11 @@ use crate::graph::{
 use crate::objective::{Objective, parse_config};
 use crate::platform::Platform;
 use crate::precision::Bits;
+use crate::quant::{BufferQuant, LayerBits, Quantization};
 use crate::sensitivity::Sensitivity;
 use crate::space::{Space, SpaceConfig};
 use crate::train::data::{add_cifar_records, gunzip_if_compressed, idx_split_from_bytes};
-use crate::train::qat::{BufferQuant, LayerBits, Quantization, parse_assignment};
+use crate::train::qat::parse_assignment;
 use crate::train::trainer::{EpochLog, TrainConfig, TrainState};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;

@@ -1,16 +1,17 @@
 //! burn models built from the graph IR, so that every zoo network and every imported ONNX
 //! network can be trained. The module holds one parameter set per convolution, linear layer and
-//! batch norm of the graph; the forward pass walks the graph's nodes in order.
+//! batch norm of the graph; the forward pass walks the graph's own nodes in order.
 //!
 //! Quantization-aware models are built from the batch-norm-folded graph and an assignment: every
 //! convolution and linear layer fake-quantizes its weights per output channel, symmetric, at its
 //! precision; every activation buffer is clipped by a learned PACT bound and fake-quantized at its
 //! precision; gradients pass the rounding straight through (`x + (q(x) - x).detach()`). The
-//! arithmetic is the integer semantics of `docs/integer-semantics.md` in floating point.
+//! arithmetic is the integer semantics of `docs/integer-semantics.md` in floating point, with
+//! the levels and the rounding rule of `crate::quant`.
 
-use crate::graph::{Activation, FusedGraph, Graph, Op, PoolKind, Shape, Window, fold_for_analysis};
+use crate::graph::{FusedGraph, Graph, Node, Op, PoolKind, Shape, fold_for_analysis};
 use crate::precision::{Assignment, Bits};
-use crate::sensitivity::signed_levels;
+use crate::quant::{MIN_WEIGHT_RANGE, Real, activation_levels, round_half_up, signed_levels};
 use burn::module::{Param, RunningState};
 use burn::nn::{BatchNorm, BatchNormConfig};
 use burn::prelude::*;
@@ -29,37 +30,6 @@ pub struct LinearParams {
     /// `[in, out]`, burn's layout (the IR's transposed).
     pub weight: Param<Tensor<2>>,
     pub bias: Param<Tensor<1>>,
-}
-
-/// One node of the forward pass, with the index of its parameters.
-#[derive(Clone, Debug)]
-enum Step {
-    Conv {
-        params: usize,
-        window: Window,
-        groups: usize,
-    },
-    Linear {
-        params: usize,
-    },
-    Norm {
-        params: usize,
-    },
-    Act(Activation),
-    Add,
-    Pool {
-        kind: PoolKind,
-        window: Window,
-    },
-    GlobalPool(PoolKind),
-    Flatten,
-    Reshape(Shape),
-    Pad {
-        padding: crate::graph::Padding,
-        value: f32,
-    },
-    /// Softmax: the model returns logits (training takes them, and their argmax is the same).
-    Identity,
 }
 
 /// Which tensors a quantization-aware model quantizes, and at which precision: per layer of the
@@ -116,8 +86,14 @@ pub struct GraphNet {
     pub norms: Vec<BatchNorm>,
     /// PACT clipping bounds, one per quantized activation buffer.
     pub clips: Vec<Param<Tensor<1>>>,
+    /// The graph's nodes the forward pass walks, in order; their weights and statistics live
+    /// in the parameter sets above, not in the nodes.
     #[module(skip)]
-    steps: Vec<(Step, Vec<usize>, usize)>,
+    nodes: Vec<Node>,
+    /// Per node, the index of its parameter set in `convs`, `linears` or `norms` (by its op;
+    /// 0 for ops without parameters).
+    #[module(skip)]
+    params: Vec<usize>,
     #[module(skip)]
     input: usize,
     #[module(skip)]
@@ -149,15 +125,20 @@ fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
 pub fn fake_quant_weight<const D: usize>(w: Tensor<D>, bits: Bits) -> Tensor<D> {
     let dims = w.dims();
     let rows = dims[0];
-    let levels = signed_levels(bits);
+    let levels = signed_levels(bits.count()) as f32;
     let flat: Tensor<2> = w.reshape([rows as i32, -1]);
-    let scale = (flat.clone().abs().max_dim(1).clamp_min(1e-12) / levels).detach();
-    let q = (flat.clone() / scale.clone() + 0.5)
-        .floor()
-        .clamp(-levels, levels)
-        * scale;
+    let scale = (flat.clone().abs().max_dim(1).clamp_min(MIN_WEIGHT_RANGE) / levels).detach();
+    let q = round_half_up(flat.clone() / scale.clone()).clamp(-levels, levels) * scale;
     let ste = flat.clone() + (q - flat).detach();
     ste.reshape(dims)
+}
+
+/// The rounding rule of `crate::quant`, element-wise on tensors.
+impl<const D: usize> Real for Tensor<D> {
+    type Scalar = f32;
+    fn floor(self) -> Self {
+        Tensor::floor(self)
+    }
 }
 
 /// PACT: clip to [0, bound] (or [-bound, bound] when signed) with a gradient for the bound,
@@ -170,17 +151,15 @@ pub fn fake_quant_activation(
 ) -> Tensor<4> {
     let a: Tensor<4> = bound.reshape([1, 1, 1, 1]);
     let upper = (x.clone() - a.clone()).clamp_min(0.0);
-    let (clipped, levels) = if signed {
+    let clipped = if signed {
         let lower = (-x.clone() - a.clone()).clamp_min(0.0);
-        (x - upper + lower, signed_levels(bits))
+        x - upper + lower
     } else {
-        (
-            x.clamp_min(0.0) - upper,
-            ((1u32 << bits.count()) - 1) as f32,
-        )
+        x.clamp_min(0.0) - upper
     };
+    let levels = activation_levels(bits.count(), signed) as f32;
     let scale = (a / levels).detach();
-    let q = (clipped.clone() / scale.clone() + 0.5).floor() * scale;
+    let q = round_half_up(clipped.clone() / scale.clone()) * scale;
     clipped.clone() + (q - clipped).detach()
 }
 
@@ -192,7 +171,8 @@ impl GraphNet {
             linears: Vec::new(),
             norms: Vec::new(),
             clips: Vec::new(),
-            steps: Vec::new(),
+            nodes: Vec::new(),
+            params: Vec::new(),
             input: graph.input,
             output: graph.output,
             tensor_count: graph.tensors.len(),
@@ -202,74 +182,62 @@ impl GraphNet {
             act_quant: vec![None; graph.tensors.len()],
         };
         for node in &graph.nodes {
-            let step = match &node.op {
-                Op::Conv(c) => {
-                    let shape = [
-                        c.out_channels,
-                        c.weight.len() / c.out_channels / c.window.kernel[0] / c.window.kernel[1],
-                        c.window.kernel[0],
-                        c.window.kernel[1],
-                    ];
-                    net.convs.push(ConvParams {
-                        weight: Param::from_tensor(Tensor::from_data(
-                            TensorData::new(c.weight.clone(), shape),
-                            device,
-                        )),
-                        bias: Param::from_tensor(tensor1(&c.bias, device)),
-                    });
-                    net.conv_bits.push(None);
-                    Step::Conv {
-                        params: net.convs.len() - 1,
-                        window: c.window,
-                        groups: c.groups,
-                    }
-                }
-                Op::Linear(l) => {
-                    let inputs = l.weight.len() / l.out_features;
-                    let w: Tensor<2> = Tensor::from_data(
-                        TensorData::new(l.weight.clone(), [l.out_features, inputs]),
-                        device,
-                    );
-                    net.linears.push(LinearParams {
-                        weight: Param::from_tensor(w.transpose()),
-                        bias: Param::from_tensor(tensor1(&l.bias, device)),
-                    });
-                    net.linear_bits.push(None);
-                    Step::Linear {
-                        params: net.linears.len() - 1,
-                    }
-                }
-                Op::BatchNorm(bn) => {
-                    let mut norm = BatchNormConfig::new(bn.scale.len())
-                        .with_epsilon(f64::from(bn.epsilon))
-                        .init(device);
-                    norm.gamma = Param::from_tensor(tensor1(&bn.scale, device));
-                    norm.beta = Param::from_tensor(tensor1(&bn.bias, device));
-                    norm.running_mean = RunningState::new(tensor1(&bn.mean, device));
-                    norm.running_var = RunningState::new(tensor1(&bn.var, device));
-                    net.norms.push(norm);
-                    Step::Norm {
-                        params: net.norms.len() - 1,
-                    }
-                }
-                Op::Activation(a) => Step::Act(*a),
-                Op::Add => Step::Add,
-                Op::Pool { kind, window } => Step::Pool {
-                    kind: *kind,
-                    window: *window,
-                },
-                Op::GlobalPool(kind) => Step::GlobalPool(*kind),
-                Op::Flatten => Step::Flatten,
-                Op::Reshape(s) => Step::Reshape(*s),
-                Op::Pad { padding, value } => Step::Pad {
-                    padding: *padding,
-                    value: *value,
-                },
-                Op::Softmax => Step::Identity,
-            };
-            net.steps.push((step, node.inputs.clone(), node.output));
+            let mut node = node.clone();
+            let params = net.take_params(&mut node.op, device);
+            net.nodes.push(node);
+            net.params.push(params);
         }
         net
+    }
+
+    /// Moves the weights (or statistics) of `op` into a new parameter set of the model; returns
+    /// its index (0 for an op without parameters).
+    fn take_params(&mut self, op: &mut Op, device: &Device) -> usize {
+        use std::mem::take;
+        match op {
+            Op::Conv(c) => {
+                let shape = [
+                    c.out_channels,
+                    c.weight.len() / c.out_channels / c.window.kernel[0] / c.window.kernel[1],
+                    c.window.kernel[0],
+                    c.window.kernel[1],
+                ];
+                self.convs.push(ConvParams {
+                    weight: Param::from_tensor(Tensor::from_data(
+                        TensorData::new(take(&mut c.weight), shape),
+                        device,
+                    )),
+                    bias: Param::from_tensor(tensor1(&take(&mut c.bias), device)),
+                });
+                self.conv_bits.push(None);
+                self.convs.len() - 1
+            }
+            Op::Linear(l) => {
+                let inputs = l.weight.len() / l.out_features;
+                let w: Tensor<2> = Tensor::from_data(
+                    TensorData::new(take(&mut l.weight), [l.out_features, inputs]),
+                    device,
+                );
+                self.linears.push(LinearParams {
+                    weight: Param::from_tensor(w.transpose()),
+                    bias: Param::from_tensor(tensor1(&take(&mut l.bias), device)),
+                });
+                self.linear_bits.push(None);
+                self.linears.len() - 1
+            }
+            Op::BatchNorm(bn) => {
+                let mut norm = BatchNormConfig::new(bn.scale.len())
+                    .with_epsilon(f64::from(bn.epsilon))
+                    .init(device);
+                norm.gamma = Param::from_tensor(tensor1(&take(&mut bn.scale), device));
+                norm.beta = Param::from_tensor(tensor1(&take(&mut bn.bias), device));
+                norm.running_mean = RunningState::new(tensor1(&take(&mut bn.mean), device));
+                norm.running_var = RunningState::new(tensor1(&take(&mut bn.var), device));
+                self.norms.push(norm);
+                self.norms.len() - 1
+            }
+            _ => 0,
+        }
     }
 
     /// A quantization-aware model: `graph` with batch norm folded, the weights and buffers of
@@ -298,9 +266,10 @@ impl GraphNet {
             let Some(&n) = node_index.get(layer.name.as_str()) else {
                 continue;
             };
-            match net.steps[n].0 {
-                Step::Conv { params, .. } => net.conv_bits[params] = spec.weights[l],
-                Step::Linear { params } => net.linear_bits[params] = spec.weights[l],
+            let params = net.params[n];
+            match net.nodes[n].op {
+                Op::Conv(_) => net.conv_bits[params] = spec.weights[l],
+                Op::Linear(_) => net.linear_bits[params] = spec.weights[l],
                 _ => {}
             }
         }
@@ -339,100 +308,100 @@ impl GraphNet {
     pub fn forward_all(&self, x: Tensor<4>) -> Vec<Option<Tensor<4>>> {
         let mut values: Vec<Option<Tensor<4>>> = vec![None; self.tensor_count];
         values[self.input] = Some(x);
-        for (step, inputs, output) in &self.steps {
-            let x = values[inputs[0]]
-                .clone()
-                .expect("inputs precede their readers");
-            let [n, c, h, w] = x.dims();
-            let y = match step {
-                Step::Conv {
-                    params,
-                    window,
-                    groups,
-                } => {
-                    let p = &self.convs[*params];
-                    let weight = match self.conv_bits[*params] {
-                        Some(bits) => fake_quant_weight(p.weight.val(), bits),
-                        None => p.weight.val(),
-                    };
-                    let pad = window.padding;
-                    let options = ConvOptions {
-                        stride: window.stride,
-                        padding: [(pad.top, pad.bottom), (pad.left, pad.right)],
-                        dilation: [1, 1],
-                        groups: *groups,
-                    };
-                    conv2d(x, weight, Some(p.bias.val()), options)
-                }
-                Step::Linear { params } => {
-                    let p = &self.linears[*params];
-                    let weight = match self.linear_bits[*params] {
-                        Some(bits) => {
-                            fake_quant_weight(p.weight.val().transpose(), bits).transpose()
-                        }
-                        None => p.weight.val(),
-                    };
-                    let y = linear(x.reshape([n, c * h * w]), weight, Some(p.bias.val()));
-                    let out = y.dims()[1];
-                    y.reshape([n, out, 1, 1])
-                }
-                Step::Norm { params } => self.norms[*params].forward(x),
-                Step::Act(a) => {
-                    let (min, max) = a.range();
-                    if max.is_finite() {
-                        x.clamp(min, max)
-                    } else {
-                        x.clamp_min(min)
-                    }
-                }
-                Step::Add => {
-                    x + values[inputs[1]]
-                        .clone()
-                        .expect("inputs precede their readers")
-                }
-                Step::Pool { kind, window } => {
-                    let pad = window.padding;
-                    let padding = [(pad.top, pad.bottom), (pad.left, pad.right)];
-                    match kind {
-                        PoolKind::Max => max_pool2d(
-                            x,
-                            MaxPoolOptions {
-                                kernel_size: window.kernel,
-                                stride: window.stride,
-                                padding,
-                                dilation: [1, 1],
-                                ceil_mode: false,
-                            },
-                        ),
-                        PoolKind::Average => avg_pool2d(
-                            x,
-                            AvgPoolOptions {
-                                kernel_size: window.kernel,
-                                stride: window.stride,
-                                padding,
-                                count_include_pad: true,
-                                ceil_mode: false,
-                            },
-                        ),
-                    }
-                }
-                Step::GlobalPool(PoolKind::Average) => x.mean_dim(3).mean_dim(2),
-                Step::GlobalPool(PoolKind::Max) => x.max_dim(3).max_dim(2),
-                Step::Flatten => x.reshape([n, c * h * w, 1, 1]),
-                Step::Reshape(s) => x.reshape([n, s.c, s.h, s.w]),
-                Step::Pad { padding, value } => x.pad(
-                    (padding.left, padding.right, padding.top, padding.bottom),
-                    PadMode::Constant(*value),
-                ),
-                Step::Identity => x,
-            };
-            let y = match self.act_quant[*output] {
+        for (node, &params) in self.nodes.iter().zip(&self.params) {
+            let y = self.node_output(node, params, &values);
+            let y = match self.act_quant[node.output] {
                 Some(q) => fake_quant_activation(y, self.clips[q.clip].val(), q.bits, q.signed),
                 None => y,
             };
-            values[*output] = Some(y);
+            values[node.output] = Some(y);
         }
         values
+    }
+
+    /// The output of `node` (its parameter set `params`) on the `values` computed so far.
+    fn node_output(&self, node: &Node, params: usize, values: &[Option<Tensor<4>>]) -> Tensor<4> {
+        let input = |i: usize| {
+            values[node.inputs[i]]
+                .clone()
+                .expect("inputs precede their readers")
+        };
+        let x = input(0);
+        let [n, c, h, w] = x.dims();
+        match &node.op {
+            Op::Conv(conv) => {
+                let p = &self.convs[params];
+                let weight = match self.conv_bits[params] {
+                    Some(bits) => fake_quant_weight(p.weight.val(), bits),
+                    None => p.weight.val(),
+                };
+                let pad = conv.window.padding;
+                let options = ConvOptions {
+                    stride: conv.window.stride,
+                    padding: [(pad.top, pad.bottom), (pad.left, pad.right)],
+                    dilation: [1, 1],
+                    groups: conv.groups,
+                };
+                conv2d(x, weight, Some(p.bias.val()), options)
+            }
+            Op::Linear(_) => {
+                let p = &self.linears[params];
+                let weight = match self.linear_bits[params] {
+                    Some(bits) => fake_quant_weight(p.weight.val().transpose(), bits).transpose(),
+                    None => p.weight.val(),
+                };
+                let y = linear(x.reshape([n, c * h * w]), weight, Some(p.bias.val()));
+                let out = y.dims()[1];
+                y.reshape([n, out, 1, 1])
+            }
+            Op::BatchNorm(_) => self.norms[params].forward(x),
+            Op::Add => x + input(1),
+            Op::Activation(a) => {
+                let (min, max) = a.range();
+                if max.is_finite() {
+                    x.clamp(min, max)
+                } else {
+                    x.clamp_min(min)
+                }
+            }
+            Op::Pool { kind, window } => {
+                let pad = window.padding;
+                let padding = [(pad.top, pad.bottom), (pad.left, pad.right)];
+                match kind {
+                    PoolKind::Max => max_pool2d(
+                        x,
+                        MaxPoolOptions {
+                            kernel_size: window.kernel,
+                            stride: window.stride,
+                            padding,
+                            dilation: [1, 1],
+                            ceil_mode: false,
+                        },
+                    ),
+                    PoolKind::Average => avg_pool2d(
+                        x,
+                        AvgPoolOptions {
+                            kernel_size: window.kernel,
+                            stride: window.stride,
+                            padding,
+                            count_include_pad: true,
+                            ceil_mode: false,
+                        },
+                    ),
+                }
+            }
+            Op::GlobalPool(PoolKind::Average) => x.mean_dim(3).mean_dim(2),
+            Op::GlobalPool(PoolKind::Max) => x.max_dim(3).max_dim(2),
+            Op::Flatten => x.reshape([n, c * h * w, 1, 1]),
+            Op::Reshape(s) => x.reshape([n, s.c, s.h, s.w]),
+            Op::Pad { padding, value } => x.pad(
+                (padding.left, padding.right, padding.top, padding.bottom),
+                PadMode::Constant(*value),
+            ),
+            // Softmax: the model returns logits (training takes them, and their argmax is the
+            // same).
+            Op::Softmax => x,
+        }
     }
 
     /// Writes the trained parameters into a copy of `graph` (the graph the model was built from).

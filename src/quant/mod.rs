@@ -1,0 +1,26 @@
+//! The integer semantics of `docs/integer-semantics.md`, written once: level counts and integer
+//! ranges, the rounding rule, weight and activation quantization, requantization, the packing of
+//! sub-byte values, and the quantization a fine-tuning leaves (`quantization.json`).
+//!
+//! Everything that quantizes calls this module: the fake quantization of fine-tuning
+//! (`train::model`), the sensitivity proxy, the integerizer, the integer golden model, the
+//! generated C's constants, the DORY and Deeploy exports and the microbenchmarks. It sits at the
+//! bottom of the module graph (it uses only `precision`), so that `train` and `deploy` both
+//! depend on it and not on each other.
+
+mod file;
+mod levels;
+mod pack;
+mod quantize;
+mod requant;
+mod rounding;
+
+pub use file::{BufferQuant, LayerBits, Quantization, QuantizationError};
+pub use levels::{activation_levels, code_count, signed_levels, type_range, unsigned_levels};
+pub use pack::{pack, packed_bytes};
+pub use quantize::{
+    MIN_WEIGHT_RANGE, activation_scale, quantize_activation, quantize_weight, quantize_weights,
+    weight_scale,
+};
+pub use requant::{MULTIPLIER_BITS, Requant, largest_product, multipliers};
+pub use rounding::{Real, round_half_up, rounding_half};

@@ -303,6 +303,11 @@ struct PolicyArgs {
     /// Time limit of one ILP solve, seconds.
     #[arg(long, default_value_t = Settings::default().time_limit)]
     time_limit: f64,
+    /// Wall-time limit of the whole search, seconds: the policy stops at its next evaluation
+    /// after it and keeps the best found so far (no limit when absent, so that the seed fixes
+    /// the result).
+    #[arg(long, value_name = "SECONDS")]
+    wall_time: Option<f64>,
     /// Name of the run folder under the results folder (default: derived from the inputs).
     #[arg(long)]
     run: Option<String>,
@@ -317,6 +322,7 @@ impl PolicyArgs {
             episodes: self.episodes,
             pareto_points: self.pareto_points,
             time_limit: self.time_limit,
+            wall_time: self.wall_time,
         }
     }
 }

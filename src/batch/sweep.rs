@@ -330,8 +330,18 @@ impl Plan {
     /// Parses a sweep folder's `plan.json` and checks that its tasks are its sweep's; `origin`
     /// names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Plan, BatchError> {
-        let plan: Plan = serde_json::from_str(text)
-            .map_err(|e| BatchError::Input(format!("{origin}: not a sweep plan: {e}")))?;
+        let not_a_plan =
+            |e: serde_json::Error| BatchError::Input(format!("{origin}: not a sweep plan: {e}"));
+        let mut value: serde_json::Value = serde_json::from_str(text).map_err(not_a_plan)?;
+        // Plans written before the sweep settings were the search settings hold `null` for the
+        // settings the sweep file left out: they take the defaults, as they did then.
+        if let Some(settings) = value
+            .pointer_mut("/sweep/settings")
+            .and_then(|v| v.as_object_mut())
+        {
+            settings.retain(|_, v| !v.is_null());
+        }
+        let plan: Plan = serde_json::from_value(value).map_err(not_a_plan)?;
         plan.sweep.check(origin)?;
         if plan.tasks != plan.sweep.expand() {
             return Err(BatchError::Input(format!(
@@ -445,6 +455,24 @@ seeds = 2"#,
         .unwrap_err()
         .to_string();
         assert!(err.contains("wall-time limit must be a positive"), "{err}");
+    }
+
+    #[test]
+    fn plans_with_unset_settings_read_as_the_defaults() {
+        let s = sweep(
+            "name = \"t\"\nmodels = [\"zoo:resnet8\"]\nbudgets = [\"1MB\"]\npolicies = [\"ilp\"]",
+        )
+        .unwrap();
+        let plan = Plan {
+            tasks: s.expand(),
+            sweep: s,
+        };
+        let mut json = serde_json::to_value(&plan).unwrap();
+        json["sweep"]["settings"] = serde_json::json!({
+            "evaluations": null, "population": null, "episodes": null,
+            "pareto_points": null, "time_limit": null
+        });
+        assert_eq!(Plan::parse(&json.to_string(), "t").unwrap(), plan);
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! derivation from a kernel's inner loop (see `docs/cost-model.md`), or a fit with its residual.
 
 use crate::precision::{Bits, PairTable};
+use crate::table::Table;
+use crate::units::format_bytes;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -42,6 +44,33 @@ pub(crate) const KERNEL_COSTS: &[(&str, &str)] = &[
 ];
 
 pub const DEFAULT_PLATFORM: &str = "gap8";
+
+/// The built-in platforms: cores, clock, usable L1, L2 and description (what `qsearch
+/// platforms` prints).
+pub fn listing() -> Result<Table, PlatformError> {
+    let mut t = Table::new(&[
+        "platform<",
+        "cores",
+        "MHz",
+        "L1 usable",
+        "L2",
+        "description<",
+    ])
+    .wrap("description");
+    for (name, _) in BUILT_IN {
+        let p = Platform::load(name)?;
+        let hw = &p.hardware;
+        t.row(vec![
+            p.name.clone(),
+            p.cores().to_string(),
+            format!("{:.0}", hw.clock_hz.value / 1e6),
+            format_bytes(hw.l1_usable_bytes.value as u64),
+            format_bytes(hw.l2_bytes.value as u64),
+            p.description.clone(),
+        ]);
+    }
+    Ok(t)
+}
 
 /// The most cores a platform file may declare.
 const MAX_CORES: f64 = 1024.0;

@@ -40,6 +40,13 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> ResultsError + '_ {
     }
 }
 
+fn table_error(path: &Path) -> impl FnOnce(PolarsError) -> ResultsError + '_ {
+    move |source| ResultsError::Table {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
 pub fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), ResultsError> {
     let text = serde_json::to_string_pretty(value).unwrap_or_default();
     write_atomic(path, text.as_bytes()).map_err(io_error(path))
@@ -51,35 +58,29 @@ pub fn write_text(path: &Path, text: &str) -> Result<(), ResultsError> {
 
 /// Writes `frame` as `<stem>.parquet` and `<stem>.csv` in `dir`.
 pub fn write_frame(frame: &mut DataFrame, dir: &Path, stem: &str) -> Result<(), ResultsError> {
-    std::fs::create_dir_all(dir).map_err(io_error(dir))?;
-    let parquet = dir.join(format!("{stem}.parquet"));
+    write_parquet(frame, &dir.join(format!("{stem}.parquet")))?;
     let csv = dir.join(format!("{stem}.csv"));
-    for (path, is_parquet) in [(parquet, true), (csv, false)] {
-        let tmp = temporary(&path);
-        let mut file = std::fs::File::create(&tmp).map_err(io_error(&tmp))?;
-        let written = if is_parquet {
-            ParquetWriter::new(&mut file).finish(frame).map(|_| ())
-        } else {
-            CsvWriter::new(&mut file).include_header(true).finish(frame)
-        };
-        written.map_err(|source| ResultsError::Table {
-            path: path.display().to_string(),
-            source,
-        })?;
-        std::fs::rename(&tmp, &path).map_err(io_error(&path))?;
-    }
-    Ok(())
+    let mut bytes = Vec::new();
+    CsvWriter::new(&mut bytes)
+        .include_header(true)
+        .finish(frame)
+        .map_err(table_error(&csv))?;
+    write_atomic(&csv, &bytes).map_err(io_error(&csv))
+}
+
+/// Writes `frame` as a parquet file.
+pub fn write_parquet(frame: &mut DataFrame, path: &Path) -> Result<(), ResultsError> {
+    let mut bytes = Vec::new();
+    ParquetWriter::new(&mut bytes)
+        .finish(frame)
+        .map_err(table_error(path))?;
+    write_atomic(path, &bytes).map_err(io_error(path))
 }
 
 /// Reads a parquet table.
 pub fn read_parquet(path: &Path) -> Result<DataFrame, ResultsError> {
     let file = std::fs::File::open(path).map_err(io_error(path))?;
-    ParquetReader::new(file)
-        .finish()
-        .map_err(|source| ResultsError::Table {
-            path: path.display().to_string(),
-            source,
-        })
+    ParquetReader::new(file).finish().map_err(table_error(path))
 }
 
 /// A file-system friendly run name.

@@ -440,6 +440,38 @@ fn search_errors_are_specific() {
 }
 
 #[test]
+fn a_wall_time_limit_stops_the_search_and_says_so() {
+    let results = temp_results("wall-time");
+    let out = qsearch(&[
+        "search",
+        "--budget",
+        "512KB",
+        "--policy",
+        "random",
+        "--evaluations",
+        "100000000000",
+        "--wall-time",
+        "0.5",
+        "--results",
+        &results,
+        "--quiet",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("random: stopped at the 0.5 s wall-time limit after "),
+        "{}",
+        stdout(&out)
+    );
+    let out = qsearch(&["search", "--wall-time", "0", "--results", &results]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("the wall-time limit must be a positive number of seconds, not 0"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn sensitivity_tables_are_written_and_read_back() {
     let dir = temp_results("sensitivity");
     std::fs::create_dir_all(&dir).unwrap();

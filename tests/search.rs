@@ -7,7 +7,7 @@ use qsearch::flow::{Inputs, Limits, Prepared, prepare, search};
 use qsearch::graph::{FusedGraph, load_model};
 use qsearch::objective::Metric;
 use qsearch::platform::Platform;
-use qsearch::search::{Candidate, SearchError, Settings, policy, register_all, run_policy};
+use qsearch::search::{Candidate, SearchError, Settings, Stop, policy, register_all, run_policy};
 use std::path::PathBuf;
 
 fn results_dir(name: &str) -> PathBuf {
@@ -275,4 +275,85 @@ fn memory_driven_follows_the_rules() {
     assert_eq!(a.activation_bits[p.fused.input].count(), 8);
     assert!(a.activation_bits[p.fused.layers[0].output].count() < 8);
     assert!(c.metrics.ram <= 10_000);
+}
+
+#[test]
+fn the_runner_holds_every_sampling_policy_to_the_evaluation_budget() {
+    let prepared = problem(
+        "zoo:fashion-cnn",
+        "latency",
+        Limits {
+            memory: Some(512_000),
+            ..Limits::default()
+        },
+        "budget",
+    );
+    let settings = Settings {
+        evaluations: 300,
+        population: 40,
+        episodes: 300,
+        ..Settings::default()
+    };
+    for name in register_all().keys().filter(|n| qsearch::search::seeded(n)) {
+        let mut p = policy(name, &settings).unwrap();
+        let result = run_policy(p.as_mut(), &prepared.problem, &settings, false).unwrap();
+        assert!(result.evaluations <= 300, "{name}: {}", result.evaluations);
+        assert!(result.best().is_some(), "{name} kept nothing");
+    }
+    // 300 episodes take more than 300 evaluations: the agent is stopped and says so.
+    let mut rl = policy("rl", &settings).unwrap();
+    let result = run_policy(rl.as_mut(), &prepared.problem, &settings, false).unwrap();
+    assert_eq!(
+        result.stopped,
+        Some(Stop::Budget { evaluations: 300 }),
+        "{}",
+        result.termination
+    );
+    assert!(
+        result
+            .termination
+            .starts_with("stopped at the evaluation budget of 300 after 300 evaluations; "),
+        "{}",
+        result.termination
+    );
+}
+
+#[test]
+fn a_wall_time_limit_stops_a_policy_and_keeps_the_best_so_far() {
+    let prepared = problem(
+        "zoo:resnet8",
+        "latency",
+        Limits {
+            memory: Some(80_000),
+            ..Limits::default()
+        },
+        "wall-time",
+    );
+    let settings = Settings {
+        evaluations: u64::MAX,
+        wall_time: Some(0.3),
+        ..Settings::default()
+    };
+    for name in ["random", "evolution"] {
+        let mut p = policy(name, &settings).unwrap();
+        let result = run_policy(p.as_mut(), &prepared.problem, &settings, false).unwrap();
+        assert_eq!(result.stopped, Some(Stop::WallTime { seconds: 0.3 }));
+        assert!(
+            result
+                .termination
+                .starts_with("stopped at the 0.3 s wall-time limit after "),
+            "{name}: {}",
+            result.termination
+        );
+        assert!(result.seconds < 30.0, "{name}: {} s", result.seconds);
+        let best = result.best().expect("the best found so far");
+        let recorded = result.trace.last().expect("an improvement").value;
+        assert_eq!(best.metrics.cycles, recorded, "{name}");
+        assert_meets_limits(&prepared, best, name);
+    }
+    // Without a limit nothing stops early.
+    let settings = quick();
+    let mut ilp = policy("ilp", &settings).unwrap();
+    let result = run_policy(ilp.as_mut(), &prepared.problem, &settings, false).unwrap();
+    assert_eq!(result.stopped, None);
 }

@@ -15,7 +15,7 @@ pub use merge::{Merged, merge};
 pub use slurm::{array_ranges, submit};
 pub use status::{Status, TaskState, status};
 pub use sweep::{BudgetKind, Plan, SlurmResources, Sweep, SweepDir, Task, plan};
-pub use task::{TaskRun, run_task};
+pub use task::{TaskRun, run_task, tasks_to_submit};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BatchError {

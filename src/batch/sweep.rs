@@ -2,8 +2,8 @@
 //! seeds) and the SLURM resources, expanded into numbered tasks in a fixed order.
 
 use super::BatchError;
-use crate::flow::deterministic;
 use crate::results::write_json;
+use crate::search::{self, Settings};
 use crate::units::parse_bytes;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -31,8 +31,10 @@ pub struct Sweep {
     pub seeds: u64,
     #[serde(default = "default_space")]
     pub space: String,
+    /// Search settings of every task; absent ones take `qsearch search`'s defaults, and each
+    /// task's seed comes from `seeds`.
     #[serde(default)]
-    pub settings: SweepSettings,
+    pub settings: Settings,
     #[serde(default)]
     pub slurm: SlurmResources,
 }
@@ -56,17 +58,6 @@ impl BudgetKind {
             BudgetKind::Ram => "ram",
         }
     }
-}
-
-/// Search settings of every task; absent ones take `qsearch search`'s defaults.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SweepSettings {
-    pub evaluations: Option<u64>,
-    pub population: Option<usize>,
-    pub episodes: Option<usize>,
-    pub pareto_points: Option<usize>,
-    pub time_limit: Option<f64>,
 }
 
 /// What each array task asks SLURM for.
@@ -169,9 +160,18 @@ impl Sweep {
         Ok(sweep)
     }
 
+    /// Runs of `policy` per grid point: one per seed when its result depends on the seed.
+    fn seeds_of(&self, policy: &str) -> u64 {
+        if search::seeded(policy) {
+            self.seeds
+        } else {
+            1
+        }
+    }
+
     /// The number of tasks the grid expands to, `None` past `usize`.
     fn task_count(&self) -> Option<usize> {
-        let seeded = self.policies.iter().filter(|p| !deterministic(p)).count();
+        let seeded = self.policies.iter().filter(|p| search::seeded(p)).count();
         let per_budget = (self.policies.len() - seeded)
             .checked_add(seeded.checked_mul(usize::try_from(self.seeds).ok()?)?)?;
         [
@@ -202,15 +202,19 @@ impl Sweep {
                 return fail(format!("'{field}' is empty; give at least one entry"));
             }
         }
-        let registry = crate::search::register_all();
         for p in &self.policies {
-            if !registry.contains_key(p.as_str()) {
-                let known: Vec<&str> = registry.keys().copied().collect();
-                return fail(format!(
-                    "'policies': unknown policy '{p}'; known: {}",
-                    known.join(", ")
-                ));
+            if let Err(e) = search::policy(p, &self.settings) {
+                return fail(format!("'policies': {e}"));
             }
+        }
+        if let Err(e) = self.settings.check() {
+            return fail(format!("'settings': {e}"));
+        }
+        if self.settings.seed != 0 {
+            return fail(
+                "'settings.seed': the tasks' seeds are 0 to 'seeds' - 1; set 'seeds' instead"
+                    .into(),
+            );
         }
         for b in &self.budgets {
             if let Err(e) = parse_bytes(b) {
@@ -252,8 +256,7 @@ impl Sweep {
                     for budget in &self.budgets {
                         let budget_bytes = parse_bytes(budget).unwrap_or(0);
                         for policy in &self.policies {
-                            let seeds = if deterministic(policy) { 1 } else { self.seeds };
-                            for seed in 0..seeds {
+                            for seed in 0..self.seeds_of(policy) {
                                 tasks.push(Task {
                                     task: tasks.len(),
                                     model: model.clone(),
@@ -327,8 +330,18 @@ impl Plan {
     /// Parses a sweep folder's `plan.json` and checks that its tasks are its sweep's; `origin`
     /// names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Plan, BatchError> {
-        let plan: Plan = serde_json::from_str(text)
-            .map_err(|e| BatchError::Input(format!("{origin}: not a sweep plan: {e}")))?;
+        let not_a_plan =
+            |e: serde_json::Error| BatchError::Input(format!("{origin}: not a sweep plan: {e}"));
+        let mut value: serde_json::Value = serde_json::from_str(text).map_err(not_a_plan)?;
+        // Plans written before the sweep settings were the search settings hold `null` for the
+        // settings the sweep file left out: they take the defaults, as they did then.
+        if let Some(settings) = value
+            .pointer_mut("/sweep/settings")
+            .and_then(|v| v.as_object_mut())
+        {
+            settings.retain(|_, v| !v.is_null());
+        }
+        let plan: Plan = serde_json::from_value(value).map_err(not_a_plan)?;
         plan.sweep.check(origin)?;
         if plan.tasks != plan.sweep.expand() {
             return Err(BatchError::Input(format!(
@@ -430,5 +443,52 @@ seeds = 2"#,
         .unwrap_err()
         .to_string();
         assert!(err.contains("unknown field `budget`"), "{err}");
+        let err = sweep(&format!(
+            "{base}budgets = [\"1MB\"]\npolicies = [\"ilp\"]\n[settings]\nseed = 3"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("'settings.seed'"), "{err}");
+        let err = sweep(&format!(
+            "{base}budgets = [\"1MB\"]\npolicies = [\"ilp\"]\n[settings]\nwall_time = -1.0"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("wall-time limit must be a positive"), "{err}");
+    }
+
+    #[test]
+    fn plans_with_unset_settings_read_as_the_defaults() {
+        let s = sweep(
+            "name = \"t\"\nmodels = [\"zoo:resnet8\"]\nbudgets = [\"1MB\"]\npolicies = [\"ilp\"]",
+        )
+        .unwrap();
+        let plan = Plan {
+            tasks: s.expand(),
+            sweep: s,
+        };
+        let mut json = serde_json::to_value(&plan).unwrap();
+        json["sweep"]["settings"] = serde_json::json!({
+            "evaluations": null, "population": null, "episodes": null,
+            "pareto_points": null, "time_limit": null
+        });
+        assert_eq!(Plan::parse(&json.to_string(), "t").unwrap(), plan);
+    }
+
+    #[test]
+    fn sweep_settings_are_the_search_settings_with_their_defaults() {
+        let s = sweep(
+            "name = \"t\"\nmodels = [\"zoo:resnet8\"]\nbudgets = [\"1MB\"]\npolicies = [\"ilp\"]\n\
+             [settings]\nevaluations = 20000\nwall_time = 30.0",
+        )
+        .unwrap();
+        assert_eq!(
+            s.settings,
+            Settings {
+                evaluations: 20_000,
+                wall_time: Some(30.0),
+                ..Settings::default()
+            }
+        );
     }
 }

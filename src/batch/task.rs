@@ -3,9 +3,10 @@
 //! midway leaves no shard at all.
 
 use super::BatchError;
-use super::sweep::{BudgetKind, Sweep, SweepDir, SweepSettings, Task};
+use super::status::Status;
+use super::sweep::{BudgetKind, Sweep, SweepDir, Task};
 use crate::flow::{Inputs, Limits, candidates_frame, display_unit, display_value, prepare};
-use crate::results::{ResultsError, write_atomic, write_text};
+use crate::results::{ResultsError, write_parquet, write_text};
 use crate::search::{Settings, policy, run_policy};
 use polars::prelude::*;
 use std::path::Path;
@@ -37,7 +38,7 @@ pub fn run_task(dir: &Path, index: usize) -> Result<TaskRun, BatchError> {
     match search_task(dir, &plan.sweep, task) {
         Ok((mut frame, seconds)) => {
             let candidates = frame.height();
-            write_shard(&mut frame, &folder.shard(index))?;
+            write_parquet(&mut frame, &folder.shard(index))?;
             let _ = std::fs::remove_file(folder.failure(index));
             Ok(TaskRun::Finished {
                 candidates,
@@ -51,21 +52,22 @@ pub fn run_task(dir: &Path, index: usize) -> Result<TaskRun, BatchError> {
     }
 }
 
-fn settings(s: &SweepSettings, seed: u64) -> Settings {
-    let d = Settings::default();
-    Settings {
-        seed,
-        evaluations: s.evaluations.unwrap_or(d.evaluations),
-        population: s.population.unwrap_or(d.population),
-        episodes: s.episodes.unwrap_or(d.episodes),
-        pareto_points: s.pareto_points.unwrap_or(d.pareto_points),
-        time_limit: s.time_limit.unwrap_or(d.time_limit),
+/// The tasks a submission runs: those missing or failed when `only_unfinished` (`submit
+/// --missing`, and every local run), otherwise every task of the plan.
+pub fn tasks_to_submit(status: &Status, only_unfinished: bool) -> Vec<usize> {
+    if only_unfinished {
+        status.to_run()
+    } else {
+        status.tasks.iter().map(|(t, _)| t.task).collect()
     }
 }
 
 /// The task's search: its candidates with the task's coordinates, and the search's wall time.
 fn search_task(dir: &Path, sweep: &Sweep, task: &Task) -> Result<(DataFrame, f64), BatchError> {
-    let settings = &settings(&sweep.settings, task.seed);
+    let settings = &Settings {
+        seed: task.seed,
+        ..sweep.settings.clone()
+    };
     let budget = Some(task.budget_bytes);
     let limits = match task.limit {
         BudgetKind::Memory => Limits {
@@ -128,21 +130,4 @@ fn search_task(dir: &Path, sweep: &Sweep, task: &Task) -> Result<(DataFrame, f64
         frame.insert_column(i, c).map_err(table)?;
     }
     Ok((frame, result.seconds))
-}
-
-/// Writes a shard as parquet, atomically.
-fn write_shard(frame: &mut DataFrame, path: &Path) -> Result<(), BatchError> {
-    let mut bytes = Vec::new();
-    ParquetWriter::new(&mut bytes)
-        .finish(frame)
-        .map_err(|source| ResultsError::Table {
-            path: path.display().to_string(),
-            source,
-        })?;
-    write_atomic(path, &bytes).map_err(|source| {
-        BatchError::from(ResultsError::Io {
-            path: path.display().to_string(),
-            source,
-        })
-    })
 }

@@ -12,7 +12,7 @@ use crate::objective::{Metric, Objective};
 use crate::precision::{Assignment, Bits};
 use crate::report::plot;
 use crate::results::{slug, write_frame, write_json, write_text};
-use crate::search::{Candidate, Problem, Settings, policy, run_policy};
+use crate::search::{Candidate, EXACT_POLICY, Problem, Settings, policy, run_policy};
 use crate::sensitivity::Sensitivity;
 use crate::table::Table;
 use crate::train::data::{self, Dataset};
@@ -261,7 +261,7 @@ pub fn run_main(inputs: &Inputs, settings: &MainSettings) -> Result<MainReport, 
     });
     let exact = search(
         &prepared,
-        "ilp",
+        EXACT_POLICY,
         &settings.search,
         Some(&run_name),
         progress,
@@ -277,7 +277,7 @@ pub fn run_main(inputs: &Inputs, settings: &MainSettings) -> Result<MainReport, 
         pareto_points: (3 * settings.top_k).max(6),
         ..settings.search.clone()
     };
-    let mut ilp = policy("ilp", &sweep)?;
+    let mut ilp = policy(EXACT_POLICY, &sweep)?;
     let front = run_policy(ilp.as_mut(), &pareto, &sweep, false)?;
     let mut candidates: Vec<Candidate> = vec![optimum.clone()];
     for &i in &front.front {

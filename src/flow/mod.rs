@@ -24,7 +24,7 @@ pub use main_flow::{Figures, MAIN_CALIBRATION_IMAGES, MainReport, MainSettings, 
 pub use microbench::{MicrobenchReport, microbench};
 pub use search::{
     CompareReport, PolicySummary, SearchReport, assignment_json, candidates_frame, compare,
-    deterministic, export_tables, search,
+    export_tables, search,
 };
 pub use train::{
     CALIBRATION_IMAGES, Measure, Trained, cached_model, check_fit, checkpoint_files,

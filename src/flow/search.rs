@@ -6,7 +6,7 @@ use crate::objective::{Metric, Objective};
 use crate::report::{compare_table, plot, search_report};
 use crate::results::{ResultsError, slug, write_frame, write_json, write_text};
 use crate::search::pareto::normalised_hypervolumes;
-use crate::search::{Problem, SearchResult, Settings, policy, run_policy};
+use crate::search::{EXACT_POLICY, Problem, SearchResult, Settings, policy, run_policy, seeded};
 use polars::prelude::*;
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -288,11 +288,6 @@ pub struct CompareReport {
     pub text: String,
 }
 
-/// Policies whose result does not depend on the seed run once.
-pub fn deterministic(policy: &str) -> bool {
-    matches!(policy, "memory-driven" | "ilp" | "uniform")
-}
-
 /// Runs each policy (with `seeds` seeds where the seed matters) and writes the comparison.
 pub fn compare(
     prepared: &Prepared,
@@ -309,7 +304,8 @@ pub fn compare(
     let mut summaries = Vec::new();
     for name in policies {
         let mut runs = Vec::new();
-        let count = if deterministic(name) { 1 } else { seeds };
+        // Policies whose result does not depend on the seed run once.
+        let count = if seeded(name) { seeds } else { 1 };
         for s in 0..count {
             let seeded = Settings {
                 seed: settings.seed + s,
@@ -327,10 +323,10 @@ pub fn compare(
     }
     // The exact optimum, for the gap column (solved here if ilp was not among the policies).
     let primary = problem.objective.primary();
-    let optimum = match summaries.iter().find(|s| s.policy == "ilp") {
+    let optimum = match summaries.iter().find(|s| s.policy == EXACT_POLICY) {
         Some(s) => s.runs[0].best().map(|c| c.metrics.get(primary)),
         None => {
-            let mut ilp = policy("ilp", settings)?;
+            let mut ilp = policy(EXACT_POLICY, settings)?;
             run_policy(ilp.as_mut(), problem, settings, false)?
                 .best()
                 .map(|c| c.metrics.get(primary))

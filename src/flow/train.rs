@@ -255,6 +255,20 @@ pub enum Measure {
     Hessian,
 }
 
+impl std::str::FromStr for Measure {
+    type Err = String;
+
+    /// `accuracy`, `loss` or `hessian`; the error says what is accepted.
+    fn from_str(name: &str) -> Result<Measure, String> {
+        match name {
+            "accuracy" => Ok(Measure::Accuracy),
+            "loss" => Ok(Measure::Loss),
+            "hessian" => Ok(Measure::Hessian),
+            other => Err(format!("{other}: use accuracy, loss or hessian")),
+        }
+    }
+}
+
 /// A measured sensitivity table of a trained network on `images` calibration images.
 pub fn measured_sensitivity(
     graph: &Graph,

@@ -3,6 +3,7 @@
 
 use super::op::{Activation, BatchNorm, Conv, Linear, Op, Padding, PoolKind, Shape, Window};
 use super::{Graph, GraphBuilder, GraphError, TensorId};
+use crate::table::Table;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
@@ -100,6 +101,25 @@ impl Options {
     fn seed(&self) -> u64 {
         self.values["seed"] as u64
     }
+}
+
+/// The built-in networks with their options and descriptions (what `qsearch zoo` prints).
+pub fn listing() -> Table {
+    let mut t =
+        Table::new(&["network<", "options (defaults)<", "description<"]).wrap("description");
+    for entry in ENTRIES {
+        let options: Vec<String> = entry
+            .options
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        t.row(vec![
+            format!("zoo:{}", entry.name),
+            options.join(","),
+            entry.description.into(),
+        ]);
+    }
+    t
 }
 
 /// Builds the network named by `spec` (without the `zoo:` prefix), e.g. `mobilenet-v1:width=0.5`.

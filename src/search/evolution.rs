@@ -88,6 +88,48 @@ fn tournament<'a>(population: &'a [Member], rng: &mut ChaCha8Rng) -> &'a Member 
     }
 }
 
+/// `size` children of `population`: binary-tournament parents, uniform crossover, and a
+/// per-gene step mutation with probability `mutation`.
+fn breed(
+    population: &[Member],
+    choices: &[usize],
+    mutation: f64,
+    size: usize,
+    rng: &mut ChaCha8Rng,
+) -> Vec<Vec<u8>> {
+    (0..size)
+        .map(|_| {
+            let (p1, p2) = (tournament(population, rng), tournament(population, rng));
+            let mut child = p1.candidate.genes.clone();
+            if rng.random_bool(CROSSOVER) {
+                for (g, other) in child.iter_mut().zip(&p2.candidate.genes) {
+                    if rng.random_bool(0.5) {
+                        *g = *other;
+                    }
+                }
+            }
+            // Mutation moves a precision one step up or down: neighbouring precisions
+            // differ least in cost and loss, which suits tightly constrained problems.
+            for (g, &k) in child.iter_mut().zip(choices) {
+                if k > 1 && rng.random_bool(mutation) {
+                    *g = match *g {
+                        0 => 1,
+                        top if top as usize == k - 1 => top - 1,
+                        mid => {
+                            if rng.random_bool(0.5) {
+                                mid + 1
+                            } else {
+                                mid - 1
+                            }
+                        }
+                    };
+                }
+            }
+            child
+        })
+        .collect()
+}
+
 /// Lexicographic key of the local search: violation first, then the primary objective.
 fn key(runner: &Runner, c: &Candidate) -> (f64, f64) {
     (
@@ -137,7 +179,10 @@ fn refine(runner: &Runner, start: Candidate, choices: &[usize], rng: &mut ChaCha
                     Some(g)
                 })
                 .collect();
-            let winner = runner.evaluate_all(&neighbours).into_iter().min_by(|a, b| {
+            let Ok(evaluated) = runner.evaluate_all(&neighbours) else {
+                return best;
+            };
+            let winner = evaluated.into_iter().min_by(|a, b| {
                 key(runner, a)
                     .partial_cmp(&key(runner, b))
                     .unwrap_or(std::cmp::Ordering::Equal)
@@ -173,6 +218,10 @@ impl Policy for Nsga2 {
         "evolution"
     }
 
+    fn seeded(&self) -> bool {
+        true
+    }
+
     fn run(&mut self, runner: &Runner) -> Result<Outcome, SearchError> {
         let problem = runner.problem;
         let choices: Vec<usize> = problem.space.vars.iter().map(|v| v.choices.len()).collect();
@@ -199,7 +248,7 @@ impl Policy for Nsga2 {
             c.feasible() && archive.insert(o.to_vec(), c.clone())
         };
         let pool: Vec<(Candidate, Vec<f64>)> = runner
-            .evaluate_all(&initial)
+            .evaluate_all(&initial)?
             .into_iter()
             .map(|c| {
                 let o = problem.objectives(&c);
@@ -212,16 +261,25 @@ impl Policy for Nsga2 {
         let mut generation = 0usize;
         let mut stalled = 0usize;
         let mut restarts = 0usize;
+        let summary = |generation: usize, restarts: usize| {
+            format!("{generation} generations, {restarts} restarts")
+        };
         let termination = loop {
-            if runner.budget_left() < self.population as u64 {
+            // A generation, and the fresh population first when restarting.
+            let restart = stalled >= RESTART_AFTER;
+            let needed = if restart { 2 } else { 1 } * self.population as u64;
+            if runner.budget_left() < needed {
                 break format!(
-                    "evaluation budget spent after {generation} generations, {restarts} restarts"
+                    "evaluation budget spent after {}",
+                    summary(generation, restarts)
                 );
             }
-            if stalled >= RESTART_AFTER {
+            if restart {
                 let members = fresh(&mut rng);
-                let pool: Vec<(Candidate, Vec<f64>)> = runner
-                    .evaluate_all(&members)
+                let Ok(evaluated) = runner.evaluate_all(&members) else {
+                    break summary(generation, restarts);
+                };
+                let pool: Vec<(Candidate, Vec<f64>)> = evaluated
                     .into_iter()
                     .map(|c| {
                         let o = problem.objectives(&c);
@@ -233,46 +291,16 @@ impl Policy for Nsga2 {
                 restarts += 1;
             }
             generation += 1;
-            let offspring: Vec<Vec<u8>> = (0..self.population)
-                .map(|_| {
-                    let (p1, p2) = (
-                        tournament(&population, &mut rng),
-                        tournament(&population, &mut rng),
-                    );
-                    let mut child = p1.candidate.genes.clone();
-                    if rng.random_bool(CROSSOVER) {
-                        for (g, other) in child.iter_mut().zip(&p2.candidate.genes) {
-                            if rng.random_bool(0.5) {
-                                *g = *other;
-                            }
-                        }
-                    }
-                    // Mutation moves a precision one step up or down: neighbouring precisions
-                    // differ least in cost and loss, which suits tightly constrained problems.
-                    for (g, &k) in child.iter_mut().zip(&choices) {
-                        if k > 1 && rng.random_bool(mutation) {
-                            *g = match *g {
-                                0 => 1,
-                                top if top as usize == k - 1 => top - 1,
-                                mid => {
-                                    if rng.random_bool(0.5) {
-                                        mid + 1
-                                    } else {
-                                        mid - 1
-                                    }
-                                }
-                            };
-                        }
-                    }
-                    child
-                })
-                .collect();
+            let offspring = breed(&population, &choices, mutation, self.population, &mut rng);
             let mut improved = false;
             let mut pool: Vec<(Candidate, Vec<f64>)> = population
                 .into_iter()
                 .map(|m| (m.candidate, m.objectives))
                 .collect();
-            for c in runner.evaluate_all(&offspring) {
+            let Ok(evaluated) = runner.evaluate_all(&offspring) else {
+                break summary(generation - 1, restarts);
+            };
+            for c in evaluated {
                 let o = problem.objectives(&c);
                 improved |= keep(&mut archive, &c, &o);
                 pool.push((c, o));

@@ -8,18 +8,21 @@
 //! these; the peak RAM is a continuous variable bounded below by the live buffers of every
 //! schedule step. On platforms with L3, the program is solved twice, once with everything in L2
 //! and once with the weights streamed from L3, and the better solution kept. Metrics are scaled by
-//! their uniform 8-bit values so that the solver sees numbers of order one.
+//! their uniform 8-bit values (evaluated once per run) so that the solver sees numbers of order
+//! one. Each solve gets the ILP's time limit, cut to what is left of the runner's wall time.
 //!
 //! Several objectives give a Pareto set by the epsilon-constraint method: the first objective is
 //! minimised under a sweep of bounds on the second, from its value at the first's optimum down to
 //! its own minimum.
 
 use super::{Candidate, Optimality, Outcome, Policy, Problem, Runner, SearchError, Settings};
+use crate::graph::LayerKind;
 use crate::objective::Metric;
+use crate::precision::Bits;
 use good_lp::solvers::coin_cbc::{CoinCbcProblem, coin_cbc};
 use good_lp::{
-    Expression, ProblemVariables, ResolutionError, Solution, SolverModel, Variable, WithTimeLimit,
-    variable,
+    Constraint, Expression, ProblemVariables, ResolutionError, Solution, SolverModel, Variable,
+    WithTimeLimit, variable,
 };
 
 pub struct Ilp {
@@ -48,7 +51,7 @@ struct Model {
     vars: ProblemVariables,
     /// `x[v][c]`: variable `v` takes its choice `c`.
     x: Vec<Vec<Variable>>,
-    constraints: Vec<good_lp::Constraint>,
+    constraints: Vec<Constraint>,
     metrics: Vec<(Metric, Expression, f64)>,
 }
 
@@ -69,38 +72,74 @@ fn scale_of(reference: &Candidate, m: Metric) -> f64 {
     if v > 0.0 { v } else { 1.0 }
 }
 
-fn build(problem: &Problem, placement: Placement) -> Model {
-    let space = &problem.space;
-    let table = &problem.table;
-    let reference = problem.evaluate(&space.uniform(crate::precision::Bits::B8));
-    let mut vars = ProblemVariables::new();
-    let mut constraints = Vec::new();
-    let x: Vec<Vec<Variable>> = space
-        .vars
-        .iter()
-        .map(|v| {
-            (0..v.choices.len())
-                .map(|_| vars.add(variable().binary()))
-                .collect()
-        })
-        .collect();
-    for row in &x {
-        constraints.push(
-            row.iter()
-                .fold(Expression::from(0.0), |e, &v| e + v)
-                .eq(1.0),
-        );
+/// The program under construction: its variables and constraints so far.
+struct Builder<'p> {
+    problem: &'p Problem,
+    /// The uniform 8-bit assignment, whose metrics scale the program.
+    reference: &'p Candidate,
+    vars: ProblemVariables,
+    constraints: Vec<Constraint>,
+    /// `x[v][c]`: variable `v` takes its choice `c`.
+    x: Vec<Vec<Variable>>,
+}
+
+impl<'p> Builder<'p> {
+    /// One binary per variable and choice; every variable takes exactly one choice.
+    fn new(problem: &'p Problem, reference: &'p Candidate) -> Builder<'p> {
+        let mut vars = ProblemVariables::new();
+        let x: Vec<Vec<Variable>> = problem
+            .space
+            .vars
+            .iter()
+            .map(|v| {
+                (0..v.choices.len())
+                    .map(|_| vars.add(variable().binary()))
+                    .collect()
+            })
+            .collect();
+        let constraints = x
+            .iter()
+            .map(|row| {
+                row.iter()
+                    .fold(Expression::from(0.0), |e, &v| e + v)
+                    .eq(1.0)
+            })
+            .collect();
+        Builder {
+            problem,
+            reference,
+            vars,
+            constraints,
+            x,
+        }
     }
 
-    // Cycles (and L3 staging) per layer through the combination binaries.
-    let mut cycles = Expression::from(0.0);
-    let staging = vars.add(variable().min(0.0));
-    let fused = &problem.fused;
-    for l in 0..fused.layers.len() {
-        let layer = &fused.layers[l];
+    fn scale(&self, m: Metric) -> f64 {
+        scale_of(self.reference, m)
+    }
+
+    /// The cycles of every layer, and (with weights in L3) the RAM that staging them takes:
+    /// the largest double-buffered weight tile of any layer.
+    fn cycles(&mut self, placement: Placement) -> (Expression, Variable) {
+        let mut cycles = Expression::from(0.0);
+        let staging = self.vars.add(variable().min(0.0));
+        for l in 0..self.problem.fused.layers.len() {
+            let layer_staging = self.layer_cycles(l, placement, &mut cycles);
+            if placement == Placement::L3 {
+                self.constraints.push((layer_staging - staging).leq(0.0));
+            }
+        }
+        (cycles, staging)
+    }
+
+    /// The variables a layer's cycles depend on: weights (or an addition's second input), its
+    /// input and its output, without repeats.
+    fn involved(&self, l: usize) -> Vec<usize> {
+        let space = &self.problem.space;
+        let layer = &self.problem.fused.layers[l];
         let first = match layer.kind {
             k if k.has_weights() => space.weight_var[l],
-            crate::graph::LayerKind::Add => Some(space.act_var[layer.inputs[1]]),
+            LayerKind::Add => Some(space.act_var[layer.inputs[1]]),
             _ => None,
         };
         let mut involved: Vec<usize> = first.into_iter().collect();
@@ -109,7 +148,21 @@ fn build(problem: &Problem, placement: Placement) -> Model {
                 involved.push(v);
             }
         }
-        // Every combination of the involved variables' choices.
+        involved
+    }
+
+    /// Adds layer `l`'s cycles through one binary per combination of its variables' choices,
+    /// tied to the variables by marginal constraints (the combinations using a choice sum to
+    /// that choice's binary); combinations without an L1 tiling are forbidden. Returns the
+    /// layer's staging RAM.
+    fn layer_cycles(
+        &mut self,
+        l: usize,
+        placement: Placement,
+        cycles: &mut Expression,
+    ) -> Expression {
+        let space = &self.problem.space;
+        let involved = self.involved(l);
         let mut combos: Vec<Vec<usize>> = vec![Vec::new()];
         for &v in &involved {
             combos = combos
@@ -123,111 +176,148 @@ fn build(problem: &Problem, placement: Placement) -> Model {
             .iter()
             .map(|&v| vec![Expression::from(0.0); space.vars[v].choices.len()])
             .collect();
+        let (cycles_scale, ram_scale) = (self.scale(Metric::Latency), self.scale(Metric::Ram));
         let mut layer_staging = Expression::from(0.0);
         for combo in combos {
-            let mut genes = space.uniform(crate::precision::Bits::B8);
+            let mut genes = space.uniform(Bits::B8);
             for (slot, &v) in involved.iter().enumerate() {
                 genes[v] = combo[slot] as u8;
             }
-            let assignment = space.decode(&genes);
-            let timing = table.timing(l, &assignment);
-            let y = vars.add(variable().binary());
+            let timing = self.problem.table.timing(l, &space.decode(&genes));
+            let y = self.vars.add(variable().binary());
             if !timing.fits_l1 {
-                constraints.push(Expression::from(y).eq(0.0));
+                self.constraints.push(Expression::from(y).eq(0.0));
             }
             let c = match placement {
                 Placement::L2 => timing.cycles,
                 Placement::L3 => timing.cycles_l3,
             };
-            cycles.add_mul(c / scale_of(&reference, Metric::Latency), y);
-            layer_staging.add_mul(
-                2.0 * timing.weight_tile_bytes as f64 / scale_of(&reference, Metric::Ram),
-                y,
-            );
+            cycles.add_mul(c / cycles_scale, y);
+            layer_staging.add_mul(2.0 * timing.weight_tile_bytes as f64 / ram_scale, y);
             for (slot, _) in involved.iter().enumerate() {
                 marginals[slot][combo[slot]] += y;
             }
         }
         for (slot, &v) in involved.iter().enumerate() {
             for (k, m) in marginals[slot].drain(..).enumerate() {
-                constraints.push((m - x[v][k]).eq(0.0));
+                self.constraints.push((m - self.x[v][k]).eq(0.0));
             }
         }
-        if placement == Placement::L3 {
-            constraints.push((layer_staging - staging).leq(0.0));
-        }
+        layer_staging
     }
 
-    // Flash: weighted layers by their variable, the rest constant.
-    let flash_scale = scale_of(&reference, Metric::Flash);
-    let mut flash = Expression::from(0.0);
-    for (l, costs) in table.layers.iter().enumerate() {
-        match space.weight_var[l] {
-            Some(v) => {
+    /// Flash: weighted layers by their variable, the rest constant.
+    fn flash(&self) -> Expression {
+        let space = &self.problem.space;
+        let flash_scale = self.scale(Metric::Flash);
+        let mut flash = Expression::from(0.0);
+        for (l, costs) in self.problem.table.layers.iter().enumerate() {
+            match space.weight_var[l] {
+                Some(v) => {
+                    for (k, b) in space.vars[v].choices.iter().enumerate() {
+                        flash.add_mul(costs.flash[b.index()] as f64 / flash_scale, self.x[v][k]);
+                    }
+                }
+                None => flash += costs.flash[Bits::B8.index()] as f64 / flash_scale,
+            }
+        }
+        flash
+    }
+
+    /// Peak RAM: a variable above the live buffers of every schedule step.
+    fn peak_ram(&mut self) -> Variable {
+        let (space, table) = (&self.problem.space, &self.problem.table);
+        let ram_scale = self.scale(Metric::Ram);
+        let ram = self.vars.add(variable().min(0.0));
+        for s in 0..table.steps() {
+            let mut live = Expression::from(0.0);
+            for &t in table.live_at(s) {
+                let v = space.act_var[t];
                 for (k, b) in space.vars[v].choices.iter().enumerate() {
-                    flash.add_mul(costs.flash[b.index()] as f64 / flash_scale, x[v][k]);
+                    live.add_mul(
+                        table.buffer_bytes[t][b.index()] as f64 / ram_scale,
+                        self.x[v][k],
+                    );
                 }
             }
-            None => flash += costs.flash[crate::precision::Bits::B8.index()] as f64 / flash_scale,
+            self.constraints.push((live - ram).leq(0.0));
+        }
+        ram
+    }
+
+    /// L2 capacity, in bytes: everything fits it in the L2 placement; in the L3 placement the
+    /// whole does not (or L2 would do) but the RAM, staging included, does.
+    fn placement_limits(
+        &mut self,
+        placement: Placement,
+        flash: &Expression,
+        ram: Variable,
+        ram_expr: &Expression,
+    ) {
+        let l2 = self.problem.platform.hardware.l2_bytes.value;
+        let ram_scale = self.scale(Metric::Ram);
+        let memory_bytes =
+            flash.clone() * self.scale(Metric::Flash) + Expression::from(ram) * ram_scale;
+        match placement {
+            Placement::L2 => self.constraints.push(memory_bytes.leq(l2)),
+            Placement::L3 => {
+                self.constraints.push(memory_bytes.geq(l2 + 1.0));
+                self.constraints
+                    .push((ram_expr.clone() * ram_scale).leq(l2));
+            }
         }
     }
 
-    // Peak RAM: above the live buffers of every step.
-    let ram_scale = scale_of(&reference, Metric::Ram);
-    let ram = vars.add(variable().min(0.0));
-    for s in 0..table.steps() {
-        let mut live = Expression::from(0.0);
-        for &t in table.live_at(s) {
-            let v = space.act_var[t];
-            for (k, b) in space.vars[v].choices.iter().enumerate() {
-                live.add_mul(table.buffer_bytes[t][b.index()] as f64 / ram_scale, x[v][k]);
+    /// Predicted loss, scaled by its largest possible value.
+    fn loss(&self) -> (Expression, f64) {
+        let var_loss = &self.problem.var_loss;
+        let total: f64 = var_loss
+            .iter()
+            .map(|l| l.iter().cloned().fold(0.0, f64::max))
+            .sum();
+        let scale = if total > 0.0 { total } else { 1.0 };
+        let mut loss = Expression::from(0.0);
+        for (v, row) in self.x.iter().enumerate() {
+            for (k, &xv) in row.iter().enumerate() {
+                loss.add_mul(var_loss[v][k] / scale, xv);
             }
         }
-        constraints.push((live - ram).leq(0.0));
+        (loss, scale)
     }
+}
+
+/// The program for one placement: every metric as a scaled linear expression, and the
+/// problem's limits as constraints on them.
+fn build(problem: &Problem, reference: &Candidate, placement: Placement) -> Model {
+    let mut builder = Builder::new(problem, reference);
+    let (cycles, staging) = builder.cycles(placement);
+    let flash = builder.flash();
+    let ram = builder.peak_ram();
     let ram_expr: Expression = match placement {
         Placement::L2 => ram.into(),
         Placement::L3 => Expression::from(ram) + staging,
     };
-    // Memory in bytes, for the L2 placement constraints.
-    let l2 = problem.platform.hardware.l2_bytes.value;
-    let memory_bytes = flash.clone() * flash_scale + Expression::from(ram) * ram_scale;
-    match placement {
-        Placement::L2 => constraints.push(memory_bytes.leq(l2)),
-        Placement::L3 => {
-            constraints.push(memory_bytes.geq(l2 + 1.0));
-            constraints.push((ram_expr.clone() * ram_scale).leq(l2));
-        }
-    }
+    builder.placement_limits(placement, &flash, ram, &ram_expr);
+    let (loss, loss_scale) = builder.loss();
 
-    let mut loss = Expression::from(0.0);
-    let loss_scale = {
-        let v: f64 = problem
-            .var_loss
-            .iter()
-            .map(|l| l.iter().cloned().fold(0.0, f64::max))
-            .sum();
-        if v > 0.0 { v } else { 1.0 }
-    };
-    for (v, row) in x.iter().enumerate() {
-        for (k, &xv) in row.iter().enumerate() {
-            loss.add_mul(problem.var_loss[v][k] / loss_scale, xv);
-        }
-    }
     let energy_per_cycle = problem
         .platform
         .hardware
         .energy_per_cycle_j
         .as_ref()
         .map_or(0.0, |p| p.value);
-    let cycles_scale = scale_of(&reference, Metric::Latency);
+    let (cycles_scale, flash_scale, ram_scale, memory_scale) = (
+        builder.scale(Metric::Latency),
+        builder.scale(Metric::Flash),
+        builder.scale(Metric::Ram),
+        builder.scale(Metric::Memory),
+    );
     let energy_scale = if energy_per_cycle > 0.0 {
         energy_per_cycle * cycles_scale
     } else {
         1.0
     };
     let energy = cycles.clone() * (energy_per_cycle * cycles_scale / energy_scale);
-    let memory_scale = scale_of(&reference, Metric::Memory);
     let memory = flash.clone() * (flash_scale / memory_scale)
         + ram_expr.clone() * (ram_scale / memory_scale);
     let metrics = vec![
@@ -239,9 +329,9 @@ fn build(problem: &Problem, placement: Placement) -> Model {
         (Metric::Accuracy, loss, loss_scale),
     ];
     let mut model = Model {
-        vars,
-        x,
-        constraints,
+        vars: builder.vars,
+        x: builder.x,
+        constraints: builder.constraints,
         metrics,
     };
     for limit in &problem.objective.limits {
@@ -260,10 +350,10 @@ struct Solved {
 }
 
 /// Minimises `objective` (scaled expression) with `extra` constraints.
-fn solve(
+fn solve_program(
     model: Model,
     objective: Metric,
-    extra: Vec<good_lp::Constraint>,
+    extra: Vec<Constraint>,
     time_limit: f64,
 ) -> Result<Option<Solved>, SearchError> {
     let (target, _) = model.metric(objective);
@@ -327,20 +417,21 @@ fn placements(problem: &Problem) -> Vec<Placement> {
 }
 
 /// The best solution over the placements for minimising `metric`, optionally with an upper
-/// `bound` on another metric; `evaluate` re-checks each solution with the cost model. The
-/// returned optimality holds for all placements together.
+/// `bound` on another metric; each solution is re-checked with the cost model through the
+/// runner. The returned optimality holds for all placements together.
 fn best_over_placements(
-    evaluate: &dyn Fn(&[u8]) -> Candidate,
-    problem: &Problem,
+    runner: &Runner,
+    reference: &Candidate,
     metric: Metric,
     bound: Option<(Metric, f64)>,
     time_limit: f64,
 ) -> Result<Option<(Candidate, Solved)>, SearchError> {
+    let problem = runner.problem;
     let mut best: Option<(Candidate, Solved)> = None;
     let mut proven = true;
     let mut gap: f64 = 0.0;
     for placement in placements(problem) {
-        let model = build(problem, placement);
+        let model = build(problem, reference, placement);
         let extra = match bound {
             Some((m, value)) => {
                 let (e, scale) = model.metric(m);
@@ -348,10 +439,11 @@ fn best_over_placements(
             }
             None => Vec::new(),
         };
-        if let Some(solved) = solve(model, metric, extra, time_limit)? {
+        let time_limit = runner.solver_time(time_limit)?.max(0.0);
+        if let Some(solved) = solve_program(model, metric, extra, time_limit)? {
             proven &= solved.proven;
             gap = gap.max(solved.gap);
-            let c = evaluate(&solved.genes);
+            let c = runner.evaluate(&solved.genes)?;
             let better = best
                 .as_ref()
                 .is_none_or(|(b, _)| c.metrics.get(metric) < b.metrics.get(metric));
@@ -363,18 +455,52 @@ fn best_over_placements(
     Ok(best.map(|(c, s)| (c, Solved { proven, gap, ..s })))
 }
 
-/// The smallest value of `metric` any assignment reaches under the problem's limits (`None` if
-/// the limits admit no assignment).
-pub fn minimize_metric(
-    problem: &Problem,
-    metric: Metric,
-    time_limit: f64,
-) -> Result<Option<f64>, SearchError> {
-    let eval = |g: &[u8]| problem.evaluate(g);
-    Ok(
-        best_over_placements(&eval, problem, metric, None, time_limit)?
-            .map(|(c, _)| c.metrics.get(metric)),
-    )
+impl Ilp {
+    /// The best solution for `metric`, optionally under an upper `bound` on another metric.
+    fn minimise(
+        &self,
+        runner: &Runner,
+        reference: &Candidate,
+        metric: Metric,
+        bound: Option<(Metric, f64)>,
+    ) -> Result<Option<(Candidate, Solved)>, SearchError> {
+        best_over_placements(runner, reference, metric, bound, self.time_limit)
+    }
+
+    /// Epsilon-constraint sweep of the `second` objective between its value at the primary
+    /// optimum `first` and its own minimum, adding each point's solution to `candidates`.
+    fn pareto_sweep(
+        &self,
+        runner: &Runner,
+        reference: &Candidate,
+        first: &Candidate,
+        second: Metric,
+        candidates: &mut Vec<Candidate>,
+        optimality: &mut Optimality,
+    ) -> Result<(), SearchError> {
+        let primary = runner.problem.objective.primary();
+        let high = first.metrics.get(second);
+        let low = self
+            .minimise(runner, reference, second, None)?
+            .map(|(c, _)| c.metrics.get(second))
+            .unwrap_or(high);
+        let n = self.pareto_points;
+        for k in 1..n {
+            let bound = high - (high - low) * k as f64 / (n - 1) as f64;
+            runner.status(format!(
+                "Pareto point {}/{} ({second} <= {bound:.4e})",
+                k + 1,
+                n
+            ));
+            let bound = Some((second, bound * (1.0 + 1e-9)));
+            if let Some((c, s)) = self.minimise(runner, reference, primary, bound)? {
+                optimality.proven &= s.proven;
+                optimality.gap = optimality.gap.max(s.gap);
+                candidates.push(c);
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Policy for Ilp {
@@ -382,15 +508,17 @@ impl Policy for Ilp {
         "ilp"
     }
 
+    fn seeded(&self) -> bool {
+        false
+    }
+
     fn run(&mut self, runner: &Runner) -> Result<Outcome, SearchError> {
         let problem = runner.problem;
         let objectives = &problem.objective.minimize;
         let primary = objectives[0];
-        let eval = |g: &[u8]| runner.evaluate(g);
+        let reference = runner.evaluate(&problem.space.uniform(Bits::B8))?;
         runner.status(format!("solving: minimise {primary}"));
-        let Some((first, solved)) =
-            best_over_placements(&eval, problem, primary, None, self.time_limit)?
-        else {
+        let Some((first, solved)) = self.minimise(runner, &reference, primary, None)? else {
             return Err(SearchError::Infeasible(
                 "the integer program has no solution under the limits (latency, energy or accuracy limits, or L1/L2 capacity)".into(),
             ));
@@ -401,31 +529,18 @@ impl Policy for Ilp {
         };
         let mut candidates = vec![first.clone()];
         if let Some(&second) = objectives.get(1) {
-            // Epsilon-constraint sweep of the second objective between its value at the primary
-            // optimum and its own minimum.
-            let high = first.metrics.get(second);
-            let low = best_over_placements(&eval, problem, second, None, self.time_limit)?
-                .map(|(c, _)| c.metrics.get(second))
-                .unwrap_or(high);
-            let n = self.pareto_points;
-            for k in 1..n {
-                let bound = high - (high - low) * k as f64 / (n - 1) as f64;
-                runner.status(format!(
-                    "Pareto point {}/{} ({second} <= {bound:.4e})",
-                    k + 1,
-                    n
-                ));
-                if let Some((c, s)) = best_over_placements(
-                    &eval,
-                    problem,
-                    primary,
-                    Some((second, bound * (1.0 + 1e-9))),
-                    self.time_limit,
-                )? {
-                    optimality.proven &= s.proven;
-                    optimality.gap = optimality.gap.max(s.gap);
-                    candidates.push(c);
-                }
+            // A stop keeps the points solved so far.
+            let swept = self.pareto_sweep(
+                runner,
+                &reference,
+                &first,
+                second,
+                &mut candidates,
+                &mut optimality,
+            );
+            match swept {
+                Ok(()) | Err(SearchError::Stopped(_)) => {}
+                Err(e) => return Err(e),
             }
         }
         let termination = if optimality.proven {

@@ -192,6 +192,10 @@ impl Policy for MemoryDriven {
         "memory-driven"
     }
 
+    fn seeded(&self) -> bool {
+        false
+    }
+
     fn run(&mut self, runner: &Runner) -> Result<Outcome, SearchError> {
         let problem = runner.problem;
         let space = &problem.space;
@@ -224,7 +228,7 @@ impl Policy for MemoryDriven {
             // Weights streamed from L3 need a staging buffer in the same RAM: reserve it, unless
             // the flash the weight phase will allow fits L2 next to the activations.
             let l2 = problem.platform.hardware.l2_bytes.value as u64;
-            let widest_flash = runner.evaluate(&state.genes).metrics.flash;
+            let widest_flash = runner.evaluate(&state.genes)?.metrics.flash;
             let allowed_flash = [
                 objective.limit(Metric::Flash).map(|f| f as u64),
                 total,
@@ -250,7 +254,7 @@ impl Policy for MemoryDriven {
         let flash_limit = objective.limit(Metric::Flash).map(|f| f as u64);
         let flash = match (flash_limit, total) {
             (f, Some(m)) => {
-                let used = runner.evaluate(&state.genes).metrics.ram;
+                let used = runner.evaluate(&state.genes)?.metrics.ram;
                 notes.push(
                     "flash for the weight phase = budget minus the activations' RAM".to_string(),
                 );
@@ -261,7 +265,7 @@ impl Policy for MemoryDriven {
         if let Some(flash) = flash {
             Self::weights(runner, &mut state, flash)?;
         }
-        let result: Candidate = runner.evaluate(&state.genes);
+        let result: Candidate = runner.evaluate(&state.genes)?;
         let (mut weights_cut, mut activations_cut) = (0, 0);
         for (g, var) in state.genes.iter().zip(&space.vars) {
             if (*g as usize) < var.choices.len() - 1 {

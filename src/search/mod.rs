@@ -1,6 +1,7 @@
 //! Search policies behind one interface. A [`Policy`] proposes assignments; the [`Runner`] owns
-//! the evaluations (counted, in parallel where the policy asks), the time, the progress display
-//! and the outcome. One file per policy; [`register_all`] maps their names to constructors.
+//! the evaluations (counted, in parallel where the policy asks, held to the evaluation budget
+//! and the wall-time limit), the progress display and the outcome. One file per policy;
+//! [`register_all`] maps their names to constructors, and every lookup by name goes through it.
 
 mod evolution;
 mod ilp;
@@ -12,9 +13,8 @@ mod rl;
 mod runner;
 mod uniform;
 
-pub use ilp::minimize_metric;
 pub use problem::{Candidate, Metrics, Problem};
-pub use runner::{Improvement, Runner, SearchResult, progress_bar, run_policy};
+pub use runner::{Improvement, Runner, SearchResult, Stop, progress_bar, run_policy};
 
 use std::collections::BTreeMap;
 
@@ -30,6 +30,16 @@ pub enum SearchError {
     Config(String),
     #[error("reinforcement-learning agent: {0}")]
     Agent(String),
+    /// The runner refused an evaluation; [`run_policy`] turns this into a result that keeps the
+    /// best found so far.
+    #[error("{0}")]
+    Stopped(Stop),
+}
+
+impl From<Stop> for SearchError {
+    fn from(stop: Stop) -> SearchError {
+        SearchError::Stopped(stop)
+    }
 }
 
 /// How a policy ended.
@@ -51,12 +61,20 @@ pub struct Optimality {
 /// A search policy.
 pub trait Policy {
     fn name(&self) -> &'static str;
-    /// Searches until the policy's own termination or the runner's evaluation budget.
+    /// Whether the policy samples: its result depends on the seed (callers run it once per
+    /// seed) and the runner holds it to the evaluation budget. Rule-based and exact policies
+    /// run once and evaluate what they need.
+    fn seeded(&self) -> bool;
+    /// Searches until the policy's own termination or until the runner refuses an evaluation
+    /// (budget or wall time); a policy that holds an archive returns it when refused.
     fn run(&mut self, runner: &Runner) -> Result<Outcome, SearchError>;
 }
 
-/// Knobs shared by the policies; each uses those that apply to it.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+/// Knobs shared by the policies; each uses those that apply to it. The one search-settings
+/// type: the command-line flags and a sweep file's `[settings]` table map onto it, and absent
+/// fields take the defaults.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Settings {
     pub seed: u64,
     /// Evaluation budget of the sampling policies (evolution, random, rl).
@@ -69,6 +87,10 @@ pub struct Settings {
     pub pareto_points: usize,
     /// Wall-time limit of one ILP solve, seconds.
     pub time_limit: f64,
+    /// Wall-time limit of the whole search, seconds: the runner stops the policy at its next
+    /// evaluation after it. None: no limit, so that a seed fixes the result.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wall_time: Option<f64>,
 }
 
 impl Default for Settings {
@@ -80,6 +102,19 @@ impl Default for Settings {
             episodes: 300,
             pareto_points: 12,
             time_limit: 60.0,
+            wall_time: None,
+        }
+    }
+}
+
+impl Settings {
+    /// Refuses settings no search can run with.
+    pub fn check(&self) -> Result<(), SearchError> {
+        match self.wall_time {
+            Some(seconds) if seconds.is_nan() || seconds <= 0.0 => Err(SearchError::Config(
+                format!("the wall-time limit must be a positive number of seconds, not {seconds}"),
+            )),
+            _ => Ok(()),
         }
     }
 }
@@ -97,6 +132,17 @@ pub fn register_all() -> BTreeMap<&'static str, Constructor> {
         ("uniform", |_| Box::new(uniform::Uniform)),
     ];
     entries.into_iter().collect()
+}
+
+/// The policy that proves optimality: the main flow's search and the reference of a
+/// comparison's gap column.
+pub const EXACT_POLICY: &str = "ilp";
+
+/// Whether the policy called `name` depends on the seed (unknown names do not).
+pub fn seeded(name: &str) -> bool {
+    register_all()
+        .get(name)
+        .is_some_and(|constructor| constructor(&Settings::default()).seeded())
 }
 
 /// The policy called `name`.

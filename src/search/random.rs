@@ -15,6 +15,10 @@ impl Policy for RandomSampling {
         "random"
     }
 
+    fn seeded(&self) -> bool {
+        true
+    }
+
     fn run(&mut self, runner: &Runner) -> Result<Outcome, SearchError> {
         let vars = &runner.problem.space.vars;
         let mut rng = runner.rng();
@@ -30,12 +34,11 @@ impl Policy for RandomSampling {
                         .collect()
                 })
                 .collect();
+            let Ok(evaluated) = runner.evaluate_all(&batch) else {
+                break;
+            };
             drawn += n as u64;
-            for c in runner
-                .evaluate_all(&batch)
-                .into_iter()
-                .filter(|c| c.feasible())
-            {
+            for c in evaluated.into_iter().filter(|c| c.feasible()) {
                 feasible += 1;
                 archive.insert(runner.problem.objectives(&c), c);
             }

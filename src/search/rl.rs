@@ -8,16 +8,18 @@
 //! relative to its uniform 8-bit value (with the noise proxy, the predicted accuracy loss, when
 //! that is the objective). As in HAQ, every transition of an episode carries the episode's reward
 //! minus a moving-average baseline; the critic regresses it directly (no bootstrapping, so no
-//! target networks are needed) and the actor ascends the critic's value of its actions.
+//! target networks are needed) and the actor ascends the critic's value of its actions. The
+//! agent runs its episodes until the runner's evaluation budget (or wall time) is spent.
 
 use super::pareto::Archive;
-use super::{Candidate, Outcome, Policy, Runner, SearchError, Settings};
+use super::{Candidate, Outcome, Policy, Problem, Runner, SearchError, Settings, Stop};
 use crate::graph::LayerKind;
 use crate::precision::Bits;
 use burn::nn::{Linear, LinearConfig, Relu};
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
 use rand::RngExt;
+use rand_chacha::ChaCha8Rng;
 
 pub struct Ddpg {
     episodes: usize,
@@ -136,8 +138,8 @@ fn choice(action: f32, n: usize) -> u8 {
 
 /// Lowers precisions from the last layer backwards until the assignment is feasible (HAQ's
 /// budget enforcement); `None` when even the narrowest choices do not fit.
-fn enforce(runner: &Runner, steps: &[Step], mut genes: Vec<u8>) -> Option<Candidate> {
-    let mut candidate = runner.evaluate(&genes);
+fn enforce(runner: &Runner, steps: &[Step], mut genes: Vec<u8>) -> Result<Option<Candidate>, Stop> {
+    let mut candidate = runner.evaluate(&genes)?;
     while !candidate.feasible() {
         let mut lowered = false;
         for step in steps.iter().rev() {
@@ -145,18 +147,67 @@ fn enforce(runner: &Runner, steps: &[Step], mut genes: Vec<u8>) -> Option<Candid
                 if genes[var] > 0 {
                     genes[var] -= 1;
                     lowered = true;
-                    candidate = runner.evaluate(&genes);
+                    candidate = runner.evaluate(&genes)?;
                     if candidate.feasible() {
-                        return Some(candidate);
+                        return Ok(Some(candidate));
                     }
                 }
             }
         }
         if !lowered {
-            return None;
+            return Ok(None);
         }
     }
-    Some(candidate)
+    Ok(Some(candidate))
+}
+
+/// A state and the action taken in it.
+type Transition = ([f32; STATE], [f32; ACTIONS]);
+
+/// Rolls out one episode from `genes` (the widest choices): per layer, random actions during the
+/// warm-up (`exploration` is `None`), afterwards the actor's plus Gaussian noise of the given
+/// standard deviation. Returns the assignment the actions pick and the transitions.
+fn roll_out(
+    problem: &Problem,
+    steps: &[Step],
+    mut genes: Vec<u8>,
+    exploration: Option<(&Mlp, f64)>,
+    rng: &mut ChaCha8Rng,
+    device: &Device,
+) -> Result<(Vec<u8>, Vec<Transition>), SearchError> {
+    let mut previous = [0.0f32; ACTIONS];
+    let mut transitions = Vec::with_capacity(steps.len());
+    for step in steps {
+        let mut state = [0.0f32; STATE];
+        state[..STATE - 1].copy_from_slice(&step.features);
+        state[STATE - 1] = previous[0];
+        let action: [f32; ACTIONS] = match exploration {
+            None => [rng.random_range(0.0..1.0), rng.random_range(0.0..1.0)],
+            Some((actor, noise)) => {
+                let out = act(actor, matrix(&[state], device))
+                    .into_data()
+                    .try_to_vec::<f32>()
+                    .map_err(|e| SearchError::Agent(format!("{e:?}")))?;
+                let mut a = [0.0; ACTIONS];
+                for (k, slot) in a.iter_mut().enumerate() {
+                    // Gaussian noise by Box-Muller, truncated to [0, 1].
+                    let (u1, u2): (f64, f64) =
+                        (rng.random_range(1e-12..1.0), rng.random_range(0.0..1.0));
+                    let gauss = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+                    *slot = (f64::from(out[k]) + noise * gauss).clamp(0.0, 1.0) as f32;
+                }
+                a
+            }
+        };
+        if let Some(v) = step.weight_var {
+            genes[v] = choice(action[0], problem.space.vars[v].choices.len());
+        }
+        genes[step.output_var] =
+            choice(action[1], problem.space.vars[step.output_var].choices.len());
+        previous = action;
+        transitions.push((state, action));
+    }
+    Ok((genes, transitions))
 }
 
 struct Replay {
@@ -188,6 +239,10 @@ impl Policy for Ddpg {
         "rl"
     }
 
+    fn seeded(&self) -> bool {
+        true
+    }
+
     fn run(&mut self, runner: &Runner) -> Result<Outcome, SearchError> {
         let problem = runner.problem;
         let device = Device::flex().autodiff();
@@ -199,8 +254,8 @@ impl Policy for Ddpg {
         let mut rng = runner.rng();
         let steps = steps(runner);
         let primary = problem.objective.primary();
-        let reference = problem
-            .evaluate(&problem.space.uniform(Bits::B8))
+        let reference = runner
+            .evaluate(&problem.space.uniform(Bits::B8))?
             .metrics
             .get(primary)
             .max(1e-12);
@@ -221,44 +276,25 @@ impl Policy for Ddpg {
         let mut noise = NOISE;
         let mut updates = 0usize;
         let mut best = f64::INFINITY;
+        let mut completed = 0;
         for episode in 0..self.episodes {
-            // Roll out one assignment.
-            let mut genes = widest.clone();
-            let mut previous = [0.0f32; ACTIONS];
-            let mut transitions = Vec::with_capacity(steps.len());
-            for step in &steps {
-                let mut state = [0.0f32; STATE];
-                state[..STATE - 1].copy_from_slice(&step.features);
-                state[STATE - 1] = previous[0];
-                let action: [f32; ACTIONS] = if episode < WARMUP {
-                    [rng.random_range(0.0..1.0), rng.random_range(0.0..1.0)]
-                } else {
-                    let out = act(&actor, matrix(&[state], &device))
-                        .into_data()
-                        .try_to_vec::<f32>()
-                        .map_err(|e| SearchError::Agent(format!("{e:?}")))?;
-                    let mut a = [0.0; ACTIONS];
-                    for (k, slot) in a.iter_mut().enumerate() {
-                        // Gaussian noise by Box-Muller, truncated to [0, 1].
-                        let (u1, u2): (f64, f64) =
-                            (rng.random_range(1e-12..1.0), rng.random_range(0.0..1.0));
-                        let gauss = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
-                        *slot = (f64::from(out[k]) + noise * gauss).clamp(0.0, 1.0) as f32;
-                    }
-                    a
-                };
-                if let Some(v) = step.weight_var {
-                    genes[v] = choice(action[0], problem.space.vars[v].choices.len());
-                }
-                genes[step.output_var] =
-                    choice(action[1], problem.space.vars[step.output_var].choices.len());
-                previous = action;
-                transitions.push((state, action));
-            }
+            let exploration = (episode >= WARMUP).then_some((&actor, noise));
+            let (genes, transitions) = roll_out(
+                problem,
+                &steps,
+                widest.clone(),
+                exploration,
+                &mut rng,
+                &device,
+            )?;
             if episode >= WARMUP {
                 noise *= NOISE_DECAY;
             }
-            let reward = match enforce(runner, &steps, genes) {
+            let Ok(enforced) = enforce(runner, &steps, genes) else {
+                break;
+            };
+            completed = episode + 1;
+            let reward = match enforced {
                 Some(c) => {
                     let value = c.metrics.get(primary);
                     best = best.min(value);
@@ -310,8 +346,13 @@ impl Policy for Ddpg {
                 updates += 1;
             }
         }
+        let episodes = if completed < self.episodes {
+            format!("{completed} of {} episodes", self.episodes)
+        } else {
+            format!("{completed} episodes")
+        };
         Ok(Outcome {
-            termination: format!("{} episodes, {updates} updates", self.episodes),
+            termination: format!("{episodes}, {updates} updates"),
             candidates: archive.into_payloads(),
             optimality: None,
         })

@@ -11,11 +11,15 @@ impl Policy for Uniform {
         "uniform"
     }
 
+    fn seeded(&self) -> bool {
+        false
+    }
+
     fn run(&mut self, runner: &Runner) -> Result<Outcome, SearchError> {
         let candidates = [Bits::B8, Bits::B4, Bits::B2]
             .into_iter()
             .map(|b| runner.evaluate(&runner.problem.space.uniform(b)))
-            .collect();
+            .collect::<Result<_, _>>()?;
         Ok(Outcome {
             candidates,
             termination: "evaluated uniform 8, 4 and 2 bit".into(),

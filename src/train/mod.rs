@@ -4,6 +4,7 @@
 pub mod data;
 pub mod measure;
 pub mod model;
+pub mod presets;
 pub mod qat;
 pub mod trainer;
 

@@ -152,14 +152,13 @@ impl Checkpoint {
             TrainError::Checkpoint(format!("{}: {e}", p.display()))
         };
         for (path, record) in [(self.model(), true), (self.optimizer(), false)] {
-            let tmp = path.with_extension("bpk.tmp");
-            let saved = if record {
-                net.clone().into_record().save(&tmp)
+            let bytes = if record {
+                net.clone().into_record().into_bytes()
             } else {
-                optim.to_record().save(&tmp)
+                optim.to_record().into_bytes()
             };
-            saved.map_err(|e| err(&tmp, &e))?;
-            std::fs::rename(&tmp, &path).map_err(|e| err(&path, &e))?;
+            let bytes = bytes.map_err(|e| err(&path, &e))?;
+            write_atomic(&path, &bytes).map_err(|e| err(&path, &e))?;
         }
         let json = serde_json::to_string_pretty(state).unwrap_or_default();
         write_atomic(&self.state(), json.as_bytes()).map_err(|e| err(&self.state(), &e))

@@ -21,9 +21,7 @@ pub fn export_file(graph: &Graph, path: &Path) -> Result<(), ExportError> {
         path: path.display().to_string(),
         source,
     };
-    let tmp = path.with_extension("onnx.tmp");
-    std::fs::write(&tmp, export_bytes(graph)).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    crate::results::write_atomic(path, &export_bytes(graph)).map_err(io)
 }
 
 /// Serializes `graph` as an ONNX model.

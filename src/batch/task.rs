@@ -4,7 +4,8 @@
 
 use super::BatchError;
 use super::sweep::{BudgetKind, Sweep, SweepDir, SweepSettings, Task};
-use crate::flow::{Inputs, Limits, candidates_frame, display_unit, display_value, prepare};
+use crate::flow::{Inputs, Limits, prepare};
+use crate::report::{candidates_frame, display_unit, display_value};
 use crate::results::{ResultsError, write_atomic, write_text};
 use crate::search::{Settings, policy, run_policy};
 use polars::prelude::*;

@@ -270,3 +270,40 @@ pub fn tradeoff_plot(problem: &Problem, network: &str, rows: &[Row], winner: usi
         networks,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_digit_runs_are_grouped_and_the_baseline_spec_left_to_the_csv() {
+        assert_eq!(bits_display("w 88848 / a 88888848"), "w 88848 / a 88888848");
+        assert_eq!(
+            bits_display(&format!("w {} / a 8", "8".repeat(23))),
+            "w 8888888888 8888888888 888 / a 8"
+        );
+        assert_eq!(
+            bits_display("8 everywhere (zoo:fashion-cnn:width=0.9)"),
+            "8 everywhere"
+        );
+    }
+
+    #[test]
+    fn the_deployment_summary_keeps_the_checks_and_the_memory() {
+        let report = "integerized 5 layers\nhost build (gcc): 10 of 10 images bit-exact\n\
+                      1000 images, 2044.7 us per image on the host\nmemory: arena 15,680 B\n";
+        assert_eq!(
+            deployment_text(Path::new("run/deploy"), report),
+            "chosen network deployed to run/deploy/:\nhost build (gcc): 10 of 10 images bit-exact\nmemory: arena 15,680 B\n"
+        );
+    }
+
+    #[test]
+    fn stage_times_add_up() {
+        let stages = vec![("train".to_string(), 1.25), ("search".to_string(), 0.5)];
+        assert_eq!(
+            stages_text(&stages),
+            "\nstages: train 1.2 s, search 0.5 s\ntotal: 1.8 s\n"
+        );
+    }
+}

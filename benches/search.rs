@@ -146,7 +146,7 @@ fn main() {
 
     // The problem as plain tables, for the Optuna peer.
     std::fs::create_dir_all(&dir).expect("results/bench");
-    let exported = qsearch::flow::export_tables(lp);
+    let exported = qsearch::report::export_tables(lp);
     qsearch::results::write_json(&dir.join("problem-mobilenet-v2.json"), &exported)
         .expect("export");
     let summary = json!({

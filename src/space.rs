@@ -5,7 +5,7 @@
 //! with weights, and one per group of activation buffers that must share a precision (a buffer
 //! alone, or the inputs of a residual add). Producer and consumer of a buffer thus always agree.
 
-use crate::graph::{ActId, FusedGraph, LayerId, LayerKind};
+use crate::graph::{ActId, FusedGraph, Layer, LayerId, LayerKind};
 use crate::platform::Platform;
 use crate::precision::{Assignment, Bits};
 use serde::{Deserialize, Serialize};
@@ -180,23 +180,32 @@ fn list(bits: &[Bits]) -> String {
     format!("{{{}}}", names.join(", "))
 }
 
-impl Space {
-    /// Resolves `config` for `graph` on `platform`: kind and layer overrides, pins, frozen layers,
-    /// the platform's precisions and channel alignment, and ties.
-    pub fn resolve(
-        config: &SpaceConfig,
-        graph: &FusedGraph,
-        platform: &Platform,
-    ) -> Result<Space, SpaceError> {
-        let invalid = |message: String| SpaceError::Invalid {
-            origin: if config.origin.is_empty() {
-                format!("search space {}", config.name)
+impl SpaceConfig {
+    /// An error about this configuration, named by its file (or its name when it has none).
+    fn invalid(&self, message: String) -> SpaceError {
+        SpaceError::Invalid {
+            origin: if self.origin.is_empty() {
+                format!("search space {}", self.name)
             } else {
-                config.origin.clone()
+                self.origin.clone()
             },
             message,
-        };
-        for name in config.layers.keys().chain(&config.frozen) {
+        }
+    }
+
+    /// The kind and layer overrides that apply to `layer`, kind first.
+    fn overrides(&self, layer: &Layer) -> impl Iterator<Item = &BitsOverride> {
+        [
+            self.kinds.get(layer.kind.name()),
+            self.layers.get(&layer.name),
+        ]
+        .into_iter()
+        .flatten()
+    }
+
+    /// Refuses layer names the network does not have and layer kinds qsearch does not know.
+    fn check_names(&self, graph: &FusedGraph) -> Result<(), SpaceError> {
+        for name in self.layers.keys().chain(&self.frozen) {
             if graph.layer_by_name(name).is_none() {
                 let names: Vec<&str> = graph
                     .layers
@@ -204,7 +213,7 @@ impl Space {
                     .take(12)
                     .map(|l| l.name.as_str())
                     .collect();
-                return Err(invalid(format!(
+                return Err(self.invalid(format!(
                     "names layer '{name}', which {} does not have (its layers: {}{})",
                     graph.name,
                     names.join(", "),
@@ -212,7 +221,7 @@ impl Space {
                 )));
             }
         }
-        for kind in config.kinds.keys() {
+        for kind in self.kinds.keys() {
             const KINDS: &[&str] = &[
                 "conv",
                 "pointwise",
@@ -227,30 +236,43 @@ impl Space {
                 "elementwise",
             ];
             if !KINDS.contains(&kind.as_str()) {
-                return Err(invalid(format!(
+                return Err(self.invalid(format!(
                     "unknown layer kind '{kind}' (kinds: {})",
                     KINDS.join(", ")
                 )));
             }
         }
+        Ok(())
+    }
+}
+
+/// What resolving a search space looks at.
+struct Resolver<'a> {
+    config: &'a SpaceConfig,
+    graph: &'a FusedGraph,
+    platform: &'a Platform,
+}
+
+impl Resolver<'_> {
+    /// Whether `channels` channels can be packed at `bits` by the platform's kernels.
+    fn aligned(&self, bits: Bits, channels: usize) -> bool {
+        channels.is_multiple_of(self.platform.kernels.channel_multiple(bits))
+    }
+
+    /// One variable per layer with weights (pushed onto `vars`): the space's precisions, the
+    /// platform's, the overrides, pins and frozen layers, and channel alignment. Returns each
+    /// layer's variable.
+    fn weight_vars(&self, vars: &mut Vec<Variable>) -> Result<Vec<Option<usize>>, SpaceError> {
+        let (config, graph, platform) = (self.config, self.graph, self.platform);
         let kernels = &platform.kernels;
-        let aligned =
-            |bits: Bits, channels: usize| channels.is_multiple_of(kernels.channel_multiple(bits));
         let weighted: Vec<LayerId> = graph.weighted_layers().map(|(l, _)| l).collect();
         let (first, last) = (weighted.first().copied(), weighted.last().copied());
-
-        // Weights.
-        let mut vars = Vec::new();
         let mut weight_var = vec![None; graph.layers.len()];
         for &l in &weighted {
             let layer = &graph.layers[l];
             let mut choices = config.weight_bits.clone();
             intersect(&mut choices, &kernels.weight_bits);
-            let overrides = [
-                config.kinds.get(layer.kind.name()),
-                config.layers.get(&layer.name),
-            ];
-            for o in overrides.into_iter().flatten() {
+            for o in config.overrides(layer) {
                 if let Some(bits) = &o.weight_bits {
                     intersect(&mut choices, bits);
                 }
@@ -275,9 +297,9 @@ impl Space {
                 layer.input_shape.c / layer.groups
             };
             let before = choices.clone();
-            choices.retain(|&b| aligned(b, channels));
+            choices.retain(|&b| self.aligned(b, channels));
             if choices.is_empty() {
-                return Err(invalid(format!(
+                return Err(config.invalid(format!(
                     "layer '{}' has no weight precision left: the space allows {} and {} supports {}, but {channels} channels need multiples of {} at 4 bit and {} at 2 bit",
                     layer.name,
                     list(&before),
@@ -295,19 +317,20 @@ impl Space {
                 choices,
             });
         }
+        Ok(weight_var)
+    }
 
-        // Activation buffers: allowed precisions per buffer, then ties.
+    /// The precisions each activation buffer allows on its own: the space's, the platform's,
+    /// its producer's overrides and freezing, the pins at the network's ends, and alignment.
+    fn buffer_choices(&self) -> Vec<Vec<Bits>> {
+        let (config, graph) = (self.config, self.graph);
         let mut buffer_choices: Vec<Vec<Bits>> = Vec::with_capacity(graph.tensors.len());
         for (t, buffer) in graph.tensors.iter().enumerate() {
             let mut choices = config.activation_bits.clone();
-            intersect(&mut choices, &kernels.activation_bits);
+            intersect(&mut choices, &self.platform.kernels.activation_bits);
             if let Some(p) = buffer.producer {
                 let layer = &graph.layers[p];
-                let overrides = [
-                    config.kinds.get(layer.kind.name()),
-                    config.layers.get(&layer.name),
-                ];
-                for o in overrides.into_iter().flatten() {
+                for o in config.overrides(layer) {
                     if let Some(bits) = &o.activation_bits {
                         intersect(&mut choices, bits);
                     }
@@ -326,9 +349,16 @@ impl Space {
             if let Some(p) = pinned {
                 choices = vec![p];
             }
-            choices.retain(|&b| aligned(b, buffer.shape.c));
+            choices.retain(|&b| self.aligned(b, buffer.shape.c));
             buffer_choices.push(choices);
         }
+        buffer_choices
+    }
+
+    /// The buffers that must share a precision (residual inputs, the configuration's ties), as
+    /// groups keyed by their smallest buffer, in that order.
+    fn tied_groups(&self) -> Result<BTreeMap<usize, Vec<ActId>>, SpaceError> {
+        let (config, graph) = (self.config, self.graph);
         let mut groups = Groups((0..graph.tensors.len()).collect());
         if config.tie_residual_inputs {
             for layer in graph.layers.iter().filter(|l| l.kind == LayerKind::Add) {
@@ -344,7 +374,7 @@ impl Space {
                         .iter()
                         .position(|t| &t.name == name)
                         .ok_or_else(|| {
-                            invalid(format!(
+                            config.invalid(format!(
                                 "tie names buffer '{name}', which {} does not have",
                                 graph.name
                             ))
@@ -359,8 +389,16 @@ impl Space {
         for t in 0..graph.tensors.len() {
             members.entry(groups.find(t)).or_default().push(t);
         }
+        Ok(members)
+    }
+
+    /// One variable per group of tied buffers (pushed onto `vars`), allowing the precisions
+    /// every member allows. Returns each buffer's variable.
+    fn activation_vars(&self, vars: &mut Vec<Variable>) -> Result<Vec<usize>, SpaceError> {
+        let graph = self.graph;
+        let buffer_choices = self.buffer_choices();
         let mut act_var = vec![0; graph.tensors.len()];
-        for buffers in members.into_values() {
+        for buffers in self.tied_groups()?.into_values() {
             let mut choices = buffer_choices[buffers[0]].clone();
             for &t in &buffers[1..] {
                 intersect(&mut choices, &buffer_choices[t]);
@@ -381,7 +419,7 @@ impl Space {
                         )
                     })
                     .collect();
-                return Err(invalid(format!(
+                return Err(self.config.invalid(format!(
                     "no precision is allowed for activation buffer{} {}",
                     if buffers.len() > 1 {
                         "s tied together:"
@@ -401,6 +439,28 @@ impl Space {
                 choices,
             });
         }
+        Ok(act_var)
+    }
+}
+
+impl Space {
+    /// Resolves `config` for `graph` on `platform`: kind and layer overrides, pins, frozen layers,
+    /// the platform's precisions and channel alignment, and ties. The weights' variables come
+    /// first, then the activation groups'.
+    pub fn resolve(
+        config: &SpaceConfig,
+        graph: &FusedGraph,
+        platform: &Platform,
+    ) -> Result<Space, SpaceError> {
+        config.check_names(graph)?;
+        let resolver = Resolver {
+            config,
+            graph,
+            platform,
+        };
+        let mut vars = Vec::new();
+        let weight_var = resolver.weight_vars(&mut vars)?;
+        let act_var = resolver.activation_vars(&mut vars)?;
         Ok(Space {
             name: config.name.clone(),
             vars,

@@ -112,96 +112,11 @@ impl Table {
     /// The table fitted to `width` columns, as far as its name, wrapped and optional columns
     /// allow.
     pub fn render_width(&self, width: usize) -> String {
-        let columns = self.headers.len();
-        let chars = |s: &str| s.chars().count();
-        let mut natural: Vec<usize> = self.headers.iter().map(|h| chars(h)).collect();
-        for row in &self.rows {
-            for (i, cell) in row.iter().enumerate().take(columns) {
-                natural[i] = natural[i].max(chars(cell));
-            }
-        }
-        // Shrink the name and wrapped columns; while that is not enough, leave out the optional
-        // columns one by one (and shrink again with the room they leave).
-        let mut shown = vec![true; columns];
-        let mut dropped: Vec<usize> = Vec::new();
-        let widths = loop {
-            let mut widths: Vec<usize> = (0..columns)
-                .map(|i| if shown[i] { natural[i] } else { 0 })
-                .collect();
-            let visible = shown.iter().filter(|&&s| s).count();
-            let gaps = 2 * visible.saturating_sub(1);
-            let mut excess = (widths.iter().sum::<usize>() + gaps).saturating_sub(width);
-            for &i in self.shrink_order.iter().filter(|&&i| shown[i]) {
-                let floor = match self.fit[i] {
-                    Fit::Names => MIN_NAME_WIDTH,
-                    _ => MIN_WRAP_WIDTH,
-                }
-                .max(chars(&self.headers[i]));
-                let give = excess.min(widths[i].saturating_sub(floor));
-                widths[i] -= give;
-                excess -= give;
-            }
-            match self.drop_order.iter().find(|&&i| shown[i]) {
-                Some(&i) if excess > 0 => {
-                    shown[i] = false;
-                    dropped.push(i);
-                }
-                _ => break widths,
-            }
-        };
-        let visible: Vec<usize> = (0..columns).filter(|&i| shown[i]).collect();
-
-        // Scopes every shortened name of a column starts with say nothing about the row.
-        let common: Vec<usize> = (0..columns)
-            .map(|i| {
-                if self.fit[i] != Fit::Names {
-                    return 0;
-                }
-                let long: Vec<Vec<&str>> = self
-                    .rows
-                    .iter()
-                    .filter_map(|r| r.get(i))
-                    .filter(|c| chars(c) > widths[i])
-                    .map(|c| scopes(c))
-                    .collect();
-                match long.split_first() {
-                    Some((first, rest)) if !rest.is_empty() => (0..first.len().saturating_sub(1))
-                        .take_while(|&k| rest.iter().all(|p| p.len() > k + 1 && p[k] == first[k]))
-                        .count(),
-                    _ => 0,
-                }
-            })
-            .collect();
-        // Every row as one or more lines: wrapped cells continue below the others. `None` is a
-        // rule.
-        let mut ordinal = 0;
-        let mut display: Vec<Option<Vec<Vec<String>>>> = Vec::new();
-        for row in &self.rows {
-            if row.is_empty() {
-                display.push(None);
-                continue;
-            }
-            let mut lines: Vec<Vec<String>> = vec![vec![String::new(); columns]];
-            for (i, cell) in row.iter().enumerate().take(columns) {
-                match self.fit[i] {
-                    Fit::Whole => lines[0][i] = cell.clone(),
-                    Fit::Names => lines[0][i] = shorten(cell, ordinal, widths[i], common[i]),
-                    Fit::Wrap => {
-                        for (k, part) in wrap_text(cell, widths[i]).into_iter().enumerate() {
-                            if lines.len() <= k {
-                                lines.push(vec![String::new(); columns]);
-                            }
-                            lines[k][i] = part;
-                        }
-                    }
-                }
-            }
-            display.push(Some(lines));
-            ordinal += 1;
-        }
+        let (widths, shown) = self.fit_widths(width);
+        let display = self.display_rows(&widths);
         // Shortened names may leave their column narrower than the room it was given.
         let mut widths = widths;
-        for i in (0..columns).filter(|&i| self.fit[i] == Fit::Names) {
+        for i in (0..self.headers.len()).filter(|&i| self.fit[i] == Fit::Names) {
             widths[i] = display
                 .iter()
                 .flatten()
@@ -211,6 +126,7 @@ impl Table {
                 .max()
                 .unwrap_or(0);
         }
+        let visible: Vec<usize> = (0..self.headers.len()).filter(|&i| shown[i]).collect();
         let line = |cells: &[String]| -> String {
             let mut out = String::new();
             for (k, &i) in visible.iter().enumerate() {
@@ -243,16 +159,117 @@ impl Table {
             }
             out.push('\n');
         }
+        let dropped: Vec<&str> = (0..self.headers.len())
+            .filter(|&i| !shown[i])
+            .map(|i| self.headers[i].as_str())
+            .collect();
         if !dropped.is_empty() {
-            dropped.sort_unstable();
-            let names: Vec<&str> = dropped.iter().map(|&i| self.headers[i].as_str()).collect();
             out.push_str(&format!(
                 "(left out to fit {width} columns: {})\n",
-                names.join(", ")
+                dropped.join(", ")
             ));
         }
         out
     }
+
+    /// Each column's width within `width` and whether it is shown: the name and wrapped
+    /// columns shrink; while that is not enough, the optional columns are left out one by one
+    /// (and the others shrink again with the room they leave).
+    fn fit_widths(&self, width: usize) -> (Vec<usize>, Vec<bool>) {
+        let columns = self.headers.len();
+        let mut natural: Vec<usize> = self.headers.iter().map(|h| chars(h)).collect();
+        for row in &self.rows {
+            for (i, cell) in row.iter().enumerate().take(columns) {
+                natural[i] = natural[i].max(chars(cell));
+            }
+        }
+        let mut shown = vec![true; columns];
+        loop {
+            let mut widths: Vec<usize> = (0..columns)
+                .map(|i| if shown[i] { natural[i] } else { 0 })
+                .collect();
+            let visible = shown.iter().filter(|&&s| s).count();
+            let gaps = 2 * visible.saturating_sub(1);
+            let mut excess = (widths.iter().sum::<usize>() + gaps).saturating_sub(width);
+            for &i in self.shrink_order.iter().filter(|&&i| shown[i]) {
+                let floor = match self.fit[i] {
+                    Fit::Names => MIN_NAME_WIDTH,
+                    _ => MIN_WRAP_WIDTH,
+                }
+                .max(chars(&self.headers[i]));
+                let give = excess.min(widths[i].saturating_sub(floor));
+                widths[i] -= give;
+                excess -= give;
+            }
+            match self.drop_order.iter().find(|&&i| shown[i]) {
+                Some(&i) if excess > 0 => shown[i] = false,
+                _ => return (widths, shown),
+            }
+        }
+    }
+
+    /// Per name column, how many leading scopes every name shortened to its width shares: they
+    /// say nothing about the row, so the shortened names leave them out.
+    fn common_scopes(&self, widths: &[usize]) -> Vec<usize> {
+        (0..self.headers.len())
+            .map(|i| {
+                if self.fit[i] != Fit::Names {
+                    return 0;
+                }
+                let long: Vec<Vec<&str>> = self
+                    .rows
+                    .iter()
+                    .filter_map(|r| r.get(i))
+                    .filter(|c| chars(c) > widths[i])
+                    .map(|c| scopes(c))
+                    .collect();
+                match long.split_first() {
+                    Some((first, rest)) if !rest.is_empty() => (0..first.len().saturating_sub(1))
+                        .take_while(|&k| rest.iter().all(|p| p.len() > k + 1 && p[k] == first[k]))
+                        .count(),
+                    _ => 0,
+                }
+            })
+            .collect()
+    }
+
+    /// Every row as one or more lines of cells at `widths`: names shortened, wrapped cells
+    /// continued below the others. `None` is a rule.
+    fn display_rows(&self, widths: &[usize]) -> Vec<Option<Vec<Vec<String>>>> {
+        let columns = self.headers.len();
+        let common = self.common_scopes(widths);
+        let mut ordinal = 0;
+        let mut display: Vec<Option<Vec<Vec<String>>>> = Vec::new();
+        for row in &self.rows {
+            if row.is_empty() {
+                display.push(None);
+                continue;
+            }
+            let mut lines: Vec<Vec<String>> = vec![vec![String::new(); columns]];
+            for (i, cell) in row.iter().enumerate().take(columns) {
+                match self.fit[i] {
+                    Fit::Whole => lines[0][i] = cell.clone(),
+                    Fit::Names => lines[0][i] = shorten(cell, ordinal, widths[i], common[i]),
+                    Fit::Wrap => {
+                        for (k, part) in wrap_text(cell, widths[i]).into_iter().enumerate() {
+                            if lines.len() <= k {
+                                lines.push(vec![String::new(); columns]);
+                            }
+                            lines[k][i] = part;
+                        }
+                    }
+                }
+            }
+            display.push(Some(lines));
+            ordinal += 1;
+        }
+        display
+    }
+}
+
+/// The characters (not bytes) of `s`: the width it takes on a terminal.
+fn chars(s: &str) -> usize {
+    s.chars().count()
 }
 
 /// `name` as it fits in `width` characters: whole when it fits, otherwise `#<index> <tail>`.

@@ -200,10 +200,9 @@ pub fn merge(dir: &Path) -> Result<Merged, BatchError> {
     })
 }
 
-/// Per problem and policy, over the seeds: runs, feasible runs, best objective and hypervolume
-/// (mean, standard deviation), wall time (mean).
-fn summarise(plan: &Plan, results: &[TaskResult]) -> Result<(DataFrame, String), PolarsError> {
-    // Groups in the order of their first task.
+/// The tasks of each problem and policy (their seeds), each group with its first task, in the
+/// order of their first tasks.
+fn policy_groups(plan: &Plan) -> Vec<(&Task, Vec<usize>)> {
     let mut groups: Vec<(&Task, Vec<usize>)> = Vec::new();
     let mut group_of = std::collections::HashMap::new();
     for t in &plan.tasks {
@@ -215,6 +214,13 @@ fn summarise(plan: &Plan, results: &[TaskResult]) -> Result<(DataFrame, String),
             });
         groups[g].1.push(t.task);
     }
+    groups
+}
+
+/// Per problem and policy, over the seeds: runs, feasible runs, best objective and hypervolume
+/// (mean, standard deviation), wall time (mean).
+fn summarise(plan: &Plan, results: &[TaskResult]) -> Result<(DataFrame, String), PolarsError> {
+    let groups = policy_groups(plan);
     let mut table = Table::new(&[
         "model<",
         "platform<",

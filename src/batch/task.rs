@@ -5,7 +5,8 @@
 use super::BatchError;
 use super::status::Status;
 use super::sweep::{BudgetKind, Sweep, SweepDir, Task};
-use crate::flow::{Inputs, Limits, candidates_frame, display_unit, display_value, prepare};
+use crate::flow::{Inputs, Limits, prepare};
+use crate::report::{candidates_frame, display_unit, display_value};
 use crate::results::{ResultsError, write_parquet, write_text};
 use crate::search::{Settings, policy, run_policy};
 use polars::prelude::*;

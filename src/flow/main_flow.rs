@@ -3,23 +3,21 @@
 //! uniform 8 bit and against the 8-bit network scaled down until it fits the same budget.
 
 use super::{
-    DeploySettings, FlowError, Inputs, Measure, Prepared, assignment_json, cached_model, deploy,
+    DeploySettings, FlowError, Inputs, Measure, Prepared, cached_model, deploy,
     finetune_assignment, measured_sensitivity, model_hash, prepare_graph, search,
 };
-use crate::escape::{markdown_code_block, terminal_text};
 use crate::graph::{FusedGraph, Graph, zoo};
 use crate::objective::{Metric, Objective};
 use crate::precision::{Assignment, Bits};
-use crate::report::plot;
+use crate::report::{
+    Figures, Row, assignment_json, bits_summary, deployment_text, plot, stages_text,
+    tradeoff_frame, tradeoff_markdown, tradeoff_plot, tradeoff_text,
+};
 use crate::results::{slug, write_frame, write_json, write_text};
 use crate::search::{Candidate, EXACT_POLICY, Problem, Settings, policy, run_policy};
 use crate::sensitivity::Sensitivity;
-use crate::table::Table;
 use crate::train::data::{self, Dataset};
 use crate::train::{TrainConfig, TrainError};
-use crate::units::group_thousands;
-use polars::prelude::*;
-use std::fmt::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -40,27 +38,6 @@ pub struct MainSettings {
     pub progress: bool,
 }
 
-/// Latency and memory of a quantized network.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Figures {
-    pub cycles: f64,
-    pub flash: u64,
-    pub ram: u64,
-}
-
-/// One line of the trade-off report.
-#[derive(Clone, Debug)]
-pub struct Row {
-    pub label: String,
-    /// The precisions, summarised (`w 8848 / a 88888888`).
-    pub bits: String,
-    /// `None` for the floating-point network.
-    pub figures: Option<Figures>,
-    pub accuracy: f64,
-    /// Whether it meets the limits.
-    pub fits: bool,
-}
-
 fn figures(c: &Candidate) -> Figures {
     Figures {
         cycles: c.metrics.cycles,
@@ -69,17 +46,7 @@ fn figures(c: &Candidate) -> Figures {
     }
 }
 
-fn bits_summary(problem: &Problem, genes: &[u8]) -> String {
-    let a = problem.space.decode(genes);
-    let w: String = problem
-        .fused
-        .weighted_layers()
-        .map(|(l, _)| a.weight_bits[l].to_string())
-        .collect();
-    let x: String = a.activation_bits.iter().map(|b| b.to_string()).collect();
-    format!("w {w} / a {x}")
-}
-
+/// What the main flow printed and wrote, with the trade-off it measured.
 pub struct MainReport {
     pub rows: Vec<Row>,
     /// Seconds per stage.
@@ -90,6 +57,7 @@ pub struct MainReport {
     pub winner: usize,
 }
 
+/// Wall time per stage of the main flow.
 struct Stopwatch {
     started: Instant,
     stages: Vec<(String, f64)>,
@@ -97,6 +65,14 @@ struct Stopwatch {
 }
 
 impl Stopwatch {
+    fn new(progress: bool) -> Stopwatch {
+        Stopwatch {
+            started: Instant::now(),
+            stages: Vec::new(),
+            progress,
+        }
+    }
+
     fn lap(&mut self, name: &str) {
         let seconds =
             self.started.elapsed().as_secs_f64() - self.stages.iter().map(|s| s.1).sum::<f64>();
@@ -220,14 +196,25 @@ fn widest_fitting(inputs: &Inputs, problem: &Problem) -> Result<Option<(String, 
     Ok(None)
 }
 
+/// The search stage's result: the run folder, the candidates to fine-tune (the exact optimum
+/// first) and each policy's winner.
+struct Shortlist {
+    dir: PathBuf,
+    candidates: Vec<Candidate>,
+    winners: Vec<(String, Candidate)>,
+}
+
+/// The fine-tuned networks as the report's rows (FP32 first, then the candidates in order) and
+/// the index in `rows` of the chosen one.
+struct Ranked {
+    rows: Vec<Row>,
+    winner: usize,
+}
+
 /// Runs the whole flow.
 pub fn run_main(inputs: &Inputs, settings: &MainSettings) -> Result<MainReport, FlowError> {
     let progress = settings.progress;
-    let mut watch = Stopwatch {
-        started: Instant::now(),
-        stages: Vec::new(),
-        progress,
-    };
+    let mut watch = Stopwatch::new(progress);
     let dataset = data::load(&settings.data).map_err(TrainError::from)?;
 
     // 1. The floating-point network (trained on first use, then cached).
@@ -249,9 +236,64 @@ pub fn run_main(inputs: &Inputs, settings: &MainSettings) -> Result<MainReport, 
     let table = measured(&trained.graph, &dataset, inputs, progress)?;
     watch.lap("sensitivity");
 
-    // 3. Search: the exact optimum (written as a search run), the Pareto set against the
-    //    predicted accuracy loss for the candidates, and each policy's winner.
+    // 3. Search: the exact optimum, the candidates and each policy's winner.
     let prepared = prepare_graph(trained.graph.clone(), inputs, Some(table))?;
+    let shortlist = shortlist(&prepared, settings)?;
+    watch.lap("search");
+
+    // 4. Quantization-aware fine-tuning, and the candidates re-ranked by measured accuracy.
+    let mut ranked = finetune_shortlist(
+        &prepared.problem,
+        &trained.graph,
+        &dataset,
+        settings,
+        &shortlist,
+        fp_accuracy,
+    )?;
+    let dir = shortlist.dir;
+    let chosen = &shortlist.candidates[ranked.winner - 1];
+    write_chosen(
+        &prepared.problem,
+        chosen,
+        ranked.rows[ranked.winner].accuracy,
+        &dir,
+    )?;
+    watch.lap("fine-tune");
+
+    // 5. The 8-bit network scaled down until it fits the same limits.
+    ranked.rows.extend(width_scaled_baseline(
+        inputs,
+        settings,
+        &prepared.problem,
+        &dataset,
+        &dir,
+    )?);
+    watch.lap("baseline");
+
+    // 6. The chosen network as integer C code, verified against the golden model.
+    let deployment = deploy_chosen(
+        inputs,
+        settings,
+        &dataset,
+        &finetune_dir(&dir, chosen),
+        &dir,
+    )?;
+    watch.lap("deploy");
+
+    // 7. The trade-off: report.md, the frame and the plot.
+    let text = write_report(&prepared, &ranked, fp_accuracy, &deployment, &dir)?;
+    Ok(MainReport {
+        text: text + &stages_text(&watch.stages),
+        rows: ranked.rows,
+        stages: watch.stages,
+        dir,
+        winner: ranked.winner,
+    })
+}
+
+/// Step 3: the exact optimum (written as the run's search), the ILP Pareto set against the
+/// predicted accuracy loss for the other candidates (`top_k` in all), and each policy's winner.
+fn shortlist(prepared: &Prepared, settings: &MainSettings) -> Result<Shortlist, FlowError> {
     let problem = &prepared.problem;
     let run_name = settings.run.clone().unwrap_or_else(|| {
         slug(&format!(
@@ -260,26 +302,25 @@ pub fn run_main(inputs: &Inputs, settings: &MainSettings) -> Result<MainReport, 
         ))
     });
     let exact = search(
-        &prepared,
+        prepared,
         EXACT_POLICY,
         &settings.search,
         Some(&run_name),
-        progress,
+        settings.progress,
     )?;
-    let dir = exact.dir.clone();
     let Some(optimum) = exact.result.best().cloned() else {
         return Err(FlowError::Input(
             "the search found no assignment meeting the limits".into(),
         ));
     };
-    let pareto = with_accuracy(&prepared)?;
+    let pareto = with_accuracy(prepared)?;
     let sweep = Settings {
         pareto_points: (3 * settings.top_k).max(6),
         ..settings.search.clone()
     };
     let mut ilp = policy(EXACT_POLICY, &sweep)?;
     let front = run_policy(ilp.as_mut(), &pareto, &sweep, false)?;
-    let mut candidates: Vec<Candidate> = vec![optimum.clone()];
+    let mut candidates: Vec<Candidate> = vec![optimum];
     for &i in &front.front {
         let c = problem.evaluate(&front.candidates[i].genes);
         if candidates.len() < settings.top_k && !candidates.iter().any(|x| x.genes == c.genes) {
@@ -294,16 +335,25 @@ pub fn run_main(inputs: &Inputs, settings: &MainSettings) -> Result<MainReport, 
             winners.push((name.clone(), best.clone()));
         }
     }
-    watch.lap("search");
+    Ok(Shortlist {
+        dir: exact.dir,
+        candidates,
+        winners,
+    })
+}
 
-    // 4. Quantization-aware fine-tuning of the candidates, the winners and the uniform baselines.
-    let mut jobs: Vec<(String, Candidate)> = candidates
+/// What step 4 fine-tunes, labelled as the report names it: the candidates, the winners and
+/// the uniform 8-bit and 4-bit baselines.
+fn finetune_jobs(problem: &Problem, shortlist: &Shortlist) -> Vec<(String, Candidate)> {
+    let mut jobs: Vec<(String, Candidate)> = shortlist
+        .candidates
         .iter()
         .enumerate()
         .map(|(k, c)| (format!("candidate {}", k + 1), c.clone()))
         .collect();
     jobs.extend(
-        winners
+        shortlist
+            .winners
             .iter()
             .map(|(name, c)| (format!("{name} winner"), c.clone())),
     );
@@ -313,6 +363,19 @@ pub fn run_main(inputs: &Inputs, settings: &MainSettings) -> Result<MainReport, 
             problem.evaluate(&problem.space.uniform(bits)),
         ));
     }
+    jobs
+}
+
+/// Step 4: fine-tunes every job (an assignment met twice is fine-tuned once) and re-ranks the
+/// candidates by measured test accuracy.
+fn finetune_shortlist(
+    problem: &Problem,
+    graph: &Graph,
+    dataset: &Dataset,
+    settings: &MainSettings,
+    shortlist: &Shortlist,
+    fp_accuracy: f64,
+) -> Result<Ranked, FlowError> {
     let mut accuracy_of: Vec<(Vec<u8>, f64)> = Vec::new();
     let mut rows = vec![Row {
         label: "FP32".into(),
@@ -321,20 +384,20 @@ pub fn run_main(inputs: &Inputs, settings: &MainSettings) -> Result<MainReport, 
         accuracy: fp_accuracy,
         fits: false,
     }];
-    for (label, c) in &jobs {
+    for (label, c) in &finetune_jobs(problem, shortlist) {
         let accuracy = match accuracy_of.iter().find(|(g, _)| *g == c.genes) {
             Some((_, a)) => *a,
             None => {
                 let a = problem.space.decode(&c.genes);
-                let job_dir = finetune_dir(&dir, c);
+                let job_dir = finetune_dir(&shortlist.dir, c);
                 let accuracy = finetune_assignment(
-                    &trained.graph,
+                    graph,
                     &a,
-                    &dataset,
+                    dataset,
                     &settings.finetune,
                     &job_dir,
                     label,
-                    progress,
+                    settings.progress,
                 )?;
                 accuracy_of.push((c.genes.clone(), accuracy));
                 accuracy
@@ -349,7 +412,7 @@ pub fn run_main(inputs: &Inputs, settings: &MainSettings) -> Result<MainReport, 
         });
     }
     // Re-rank the candidates by measured accuracy.
-    let winner = (1..=candidates.len())
+    let winner = (1..=shortlist.candidates.len())
         .max_by(|&a, &b| {
             rows[a]
                 .accuracy
@@ -357,53 +420,81 @@ pub fn run_main(inputs: &Inputs, settings: &MainSettings) -> Result<MainReport, 
                 .then(b.cmp(&a))
         })
         .unwrap_or(1);
-    let chosen = &candidates[winner - 1];
+    Ok(Ranked { rows, winner })
+}
+
+/// `chosen.json`: the chosen assignment with its measured accuracy and fine-tuned network.
+fn write_chosen(
+    problem: &Problem,
+    chosen: &Candidate,
+    accuracy: f64,
+    dir: &Path,
+) -> Result<(), FlowError> {
     let mut chosen_json = assignment_json(problem, chosen);
-    chosen_json["test_accuracy"] = rows[winner].accuracy.into();
-    chosen_json["finetuned"] = finetune_dir(&dir, chosen).display().to_string().into();
+    chosen_json["test_accuracy"] = accuracy.into();
+    chosen_json["finetuned"] = finetune_dir(dir, chosen).display().to_string().into();
     write_json(&dir.join("chosen.json"), &chosen_json)?;
-    watch.lap("fine-tune");
+    Ok(())
+}
 
-    // 5. The 8-bit network scaled down until it fits the same limits.
-    if let Some((spec, width)) = widest_fitting(inputs, problem)? {
-        let scaled = cached_model(
-            &spec,
-            &settings.data,
-            &settings.train,
-            &inputs.results,
-            progress,
-        )?;
-        let fused = FusedGraph::from_graph(&scaled.graph);
-        let a = Assignment::uniform(fused.layers.len(), fused.tensors.len(), Bits::B8);
-        let job_dir = dir.join("finetune").join(slug(&format!("width-{width}")));
-        let accuracy = finetune_assignment(
-            &scaled.graph,
-            &a,
-            &dataset,
-            &settings.finetune,
-            &job_dir,
-            "width-scaled 8-bit",
-            progress,
-        )?;
-        let table = crate::cost::CostTable::build(&fused, &problem.platform);
-        let costs = table.evaluate(&a);
-        rows.push(Row {
-            label: format!("uniform 8-bit, width {width}"),
-            bits: format!("8 everywhere ({spec})"),
-            figures: Some(Figures {
-                cycles: costs.cycles,
-                flash: costs.flash,
-                ram: costs.ram,
-            }),
-            accuracy,
-            fits: true,
-        });
-    }
-    watch.lap("baseline");
+/// Step 5: the widest uniform 8-bit scaling of the network that meets the memory limits,
+/// trained (cached) and fine-tuned; none when the network has no width option or no limit.
+fn width_scaled_baseline(
+    inputs: &Inputs,
+    settings: &MainSettings,
+    problem: &Problem,
+    dataset: &Dataset,
+    dir: &Path,
+) -> Result<Option<Row>, FlowError> {
+    let Some((spec, width)) = widest_fitting(inputs, problem)? else {
+        return Ok(None);
+    };
+    let scaled = cached_model(
+        &spec,
+        &settings.data,
+        &settings.train,
+        &inputs.results,
+        settings.progress,
+    )?;
+    let fused = FusedGraph::from_graph(&scaled.graph);
+    let a = Assignment::uniform(fused.layers.len(), fused.tensors.len(), Bits::B8);
+    let job_dir = dir.join("finetune").join(slug(&format!("width-{width}")));
+    let accuracy = finetune_assignment(
+        &scaled.graph,
+        &a,
+        dataset,
+        &settings.finetune,
+        &job_dir,
+        "width-scaled 8-bit",
+        settings.progress,
+    )?;
+    let table = crate::cost::CostTable::build(&fused, &problem.platform);
+    let costs = table.evaluate(&a);
+    Ok(Some(Row {
+        label: format!("uniform 8-bit, width {width}"),
+        bits: format!("8 everywhere ({spec})"),
+        figures: Some(Figures {
+            cycles: costs.cycles,
+            flash: costs.flash,
+            ram: costs.ram,
+        }),
+        accuracy,
+        fits: true,
+    }))
+}
 
-    // 6. The chosen network as integer C code, verified against the golden model.
+/// Step 6: deploys the fine-tuned network in `finetuned` to `dir/deploy/` and returns the lines
+/// the report repeats; an error unless the generated C reproduced the golden model on every
+/// image.
+fn deploy_chosen(
+    inputs: &Inputs,
+    settings: &MainSettings,
+    dataset: &Dataset,
+    finetuned: &Path,
+    dir: &Path,
+) -> Result<String, FlowError> {
     let deployed = deploy(
-        &finetune_dir(&dir, chosen),
+        finetuned,
         &DeploySettings {
             platform: inputs.platform.clone(),
             data: settings.data.clone(),
@@ -415,23 +506,6 @@ pub fn run_main(inputs: &Inputs, settings: &MainSettings) -> Result<MainReport, 
         },
         &dir.join("deploy"),
     )?;
-    let summary: String = deployed
-        .text
-        .lines()
-        .filter(|l| {
-            [
-                "golden model vs",
-                "host build",
-                "PULP path emulated",
-                "DORY export",
-                "rv32imc build",
-                "memory:",
-            ]
-            .iter()
-            .any(|p| l.starts_with(p))
-        })
-        .map(|l| format!("{l}\n"))
-        .collect();
     let (exact, of) = deployed.bit_exact;
     if exact < of {
         return Err(FlowError::Input(format!(
@@ -439,26 +513,35 @@ pub fn run_main(inputs: &Inputs, settings: &MainSettings) -> Result<MainReport, 
             deployed.dir.join("report.txt").display()
         )));
     }
-    watch.lap("deploy");
-    let deployment = format!(
-        "chosen network deployed to {}/:\n{summary}",
-        deployed.dir.display()
-    );
+    Ok(deployment_text(&deployed.dir, &deployed.text))
+}
 
-    let text = report_text(&prepared, &rows, winner, fp_accuracy, &deployment);
-    let markdown = format!("# qsearch main job\n\n{}", markdown_code_block(&text));
-    write_text(&dir.join("report.md"), &markdown)?;
-    let text = text + &stages_text(&watch.stages);
-    let mut frame = rows_frame(&prepared, &rows).map_err(|e| FlowError::Input(e.to_string()))?;
-    write_frame(&mut frame, &dir, "tradeoff")?;
-    tradeoff_plot(&prepared, &rows, winner, &dir)?;
-    Ok(MainReport {
-        rows,
-        stages: watch.stages,
-        dir,
-        text,
-        winner,
-    })
+/// Step 7: writes `report.md`, `tradeoff.{parquet,csv}` and `tradeoff.{svg,png}`; returns the
+/// report's text.
+fn write_report(
+    prepared: &Prepared,
+    ranked: &Ranked,
+    fp_accuracy: f64,
+    deployment: &str,
+    dir: &Path,
+) -> Result<String, FlowError> {
+    let problem = &prepared.problem;
+    let network = &prepared.graph.name;
+    let text = tradeoff_text(
+        problem,
+        network,
+        &ranked.rows,
+        ranked.winner,
+        fp_accuracy,
+        deployment,
+    );
+    write_text(&dir.join("report.md"), &tradeoff_markdown(&text))?;
+    let mut frame =
+        tradeoff_frame(problem, &ranked.rows).map_err(|e| FlowError::Input(e.to_string()))?;
+    write_frame(&mut frame, dir, "tradeoff")?;
+    let figure = tradeoff_plot(problem, network, &ranked.rows, ranked.winner);
+    plot::write_tradeoff(&figure, &dir.join("tradeoff")).map_err(FlowError::Input)?;
+    Ok(text)
 }
 
 /// Where a candidate's fine-tuning writes (checkpoint, quantized.onnx, quantization.json).
@@ -467,251 +550,4 @@ fn finetune_dir(run: &Path, c: &Candidate) -> PathBuf {
         "genes-{}",
         c.genes.iter().map(u8::to_string).collect::<String>()
     ))
-}
-
-fn latency_ms(prepared: &Prepared, f: &Figures) -> f64 {
-    1e3 * f.cycles / prepared.problem.platform.hardware.clock_hz.value
-}
-
-fn report_text(
-    prepared: &Prepared,
-    rows: &[Row],
-    winner: usize,
-    fp: f64,
-    deployment: &str,
-) -> String {
-    let p = &prepared.problem;
-    let mut t = Table::new(&[
-        "network<",
-        "bits (w / a)<",
-        "accuracy %",
-        "vs FP32",
-        "latency ms",
-        "cycles",
-        "flash B",
-        "RAM B",
-        "fits<",
-    ])
-    .wrap("bits (w / a)");
-    for (i, row) in rows.iter().enumerate() {
-        let label = if i == winner {
-            format!("{} (chosen)", row.label)
-        } else {
-            row.label.clone()
-        };
-        let (ms, cycles, flash, ram) = match &row.figures {
-            Some(f) => (
-                format!("{:.3}", latency_ms(prepared, f)),
-                group_thousands(f.cycles.round() as u64),
-                group_thousands(f.flash),
-                group_thousands(f.ram),
-            ),
-            None => ("-".into(), "-".into(), "-".into(), "-".into()),
-        };
-        t.row(vec![
-            label,
-            bits_display(&row.bits),
-            format!("{:.2}", row.accuracy),
-            if row.figures.is_some() {
-                format!("{:+.2}", row.accuracy - fp)
-            } else {
-                "".into()
-            },
-            ms,
-            cycles,
-            flash,
-            ram,
-            if row.figures.is_none() {
-                "-".into()
-            } else if row.fits {
-                "yes".into()
-            } else {
-                "no".into()
-            },
-        ]);
-    }
-    let mut out = format!(
-        "{} on {}, {}; limits: {}\n{}: {}\n\n",
-        terminal_text(&prepared.graph.name),
-        p.platform.name,
-        p.objective.name,
-        p.objective
-            .limits
-            .iter()
-            .map(|l| format!(
-                "{} <= {}",
-                l.metric,
-                crate::report::value_text(p, l.metric, l.max)
-            ))
-            .collect::<Vec<_>>()
-            .join(", "),
-        p.platform.name,
-        p.platform.description,
-    );
-    out += &t.render();
-    let _ = write!(out, "\n{deployment}");
-    out
-}
-
-/// A row's precisions as the terminal table shows them: long digit runs in groups of ten (so
-/// that a deep network's wrap at the spaces and a layer's position can be counted), and the
-/// width-scaled baseline's model spec, which its network label names, left to the CSV.
-fn bits_display(bits: &str) -> String {
-    if !bits.starts_with("w ") {
-        return bits.split(" (").next().unwrap_or(bits).to_string();
-    }
-    bits.split(' ')
-        .map(|word| {
-            if word.len() > 10 && word.chars().all(|c| c.is_ascii_digit()) {
-                word.as_bytes()
-                    .chunks(10)
-                    .map(|c| String::from_utf8_lossy(c).into_owned())
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            } else {
-                word.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// Wall time per stage: printed, kept out of `report.md` so that the report of a run repeats.
-fn stages_text(stages: &[(String, f64)]) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "\nstages: {}",
-        stages
-            .iter()
-            .map(|(s, t)| format!("{s} {t:.1} s"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    let _ = writeln!(
-        out,
-        "total: {:.1} s",
-        stages.iter().map(|s| s.1).sum::<f64>()
-    );
-    out
-}
-
-fn rows_frame(prepared: &Prepared, rows: &[Row]) -> Result<DataFrame, PolarsError> {
-    let get = |f: &dyn Fn(&Figures) -> f64| -> Vec<Option<f64>> {
-        rows.iter().map(|r| r.figures.as_ref().map(f)).collect()
-    };
-    DataFrame::new_infer_height(vec![
-        Column::new(
-            "network".into(),
-            rows.iter().map(|r| r.label.clone()).collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "bits".into(),
-            rows.iter().map(|r| r.bits.clone()).collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "accuracy".into(),
-            rows.iter().map(|r| r.accuracy).collect::<Vec<_>>(),
-        ),
-        Column::new("latency_ms".into(), get(&|c| latency_ms(prepared, c))),
-        Column::new("cycles".into(), get(&|f| f.cycles)),
-        Column::new("flash_bytes".into(), get(&|f| f.flash as f64)),
-        Column::new("ram_bytes".into(), get(&|f| f.ram as f64)),
-        Column::new(
-            "fits".into(),
-            rows.iter().map(|r| r.fits).collect::<Vec<_>>(),
-        ),
-    ])
-}
-
-/// Accuracy against latency and against memory: a labelled marker per network (hollow when it
-/// does not meet the limits), the FP32 accuracy and the limits as reference lines, and the
-/// measured Pareto front of the networks that fit.
-fn tradeoff_plot(
-    prepared: &Prepared,
-    rows: &[Row],
-    winner: usize,
-    dir: &std::path::Path,
-) -> Result<(), FlowError> {
-    let objective = &prepared.problem.objective;
-    let clock = prepared.problem.platform.hardware.clock_hz.value;
-    // The memory panel shows the figure a limit is on: the total, flash or RAM.
-    let memory = [Metric::Memory, Metric::Flash, Metric::Ram]
-        .into_iter()
-        .find(|&m| objective.limit(m).is_some())
-        .unwrap_or(Metric::Memory);
-    let (memory_label, limit_name) = match memory {
-        Metric::Flash => ("flash (kB)", "flash limit"),
-        Metric::Ram => ("peak RAM (kB)", "RAM limit"),
-        _ => ("memory (kB, flash + peak RAM)", "budget"),
-    };
-    let kilobytes = |f: &Figures| {
-        let bytes = match memory {
-            Metric::Flash => f.flash,
-            Metric::Ram => f.ram,
-            _ => f.flash + f.ram,
-        };
-        bytes as f64 / 1e3
-    };
-    let networks = rows
-        .iter()
-        .enumerate()
-        .filter_map(|(i, r)| {
-            let f = r.figures.as_ref()?;
-            Some(plot::Network {
-                label: if i == winner {
-                    format!("{} (chosen)", r.label)
-                } else {
-                    r.label.clone()
-                },
-                x: vec![latency_ms(prepared, f), kilobytes(f)],
-                y: r.accuracy,
-                fits: r.fits,
-                chosen: i == winner,
-            })
-        })
-        .collect();
-    let latency_marks = objective
-        .limit(Metric::Latency)
-        .map(|cycles| {
-            let ms = 1e3 * cycles / clock;
-            (ms, format!("latency limit {ms:.3} ms"))
-        })
-        .into_iter()
-        .collect();
-    let memory_marks = objective
-        .limit(memory)
-        .map(|bytes| {
-            (
-                bytes / 1e3,
-                format!("{limit_name} {}", crate::units::format_bytes(bytes as u64)),
-            )
-        })
-        .into_iter()
-        .collect();
-    let y_marks = rows
-        .iter()
-        .filter(|r| r.figures.is_none())
-        .map(|r| (r.accuracy, format!("{} {:.2}%", r.label, r.accuracy)))
-        .collect();
-    let spec = plot::Tradeoff {
-        title: format!(
-            "{} on {}: test accuracy against latency and memory",
-            prepared.graph.name, prepared.problem.platform.name
-        ),
-        y_label: "test accuracy (%)".into(),
-        panels: vec![
-            plot::Panel {
-                x_label: "latency (ms)".into(),
-                x_marks: latency_marks,
-            },
-            plot::Panel {
-                x_label: memory_label.into(),
-                x_marks: memory_marks,
-            },
-        ],
-        y_marks,
-        networks,
-    };
-    plot::write_tradeoff(&spec, &dir.join("tradeoff")).map_err(FlowError::Input)
 }

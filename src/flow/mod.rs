@@ -3,7 +3,7 @@
 //! the run folder. The CLI only parses flags into [`Inputs`] and prints what comes back.
 
 use crate::graph::{FusedGraph, Graph, ModelError, Op, load_model};
-use crate::objective::{Metric, Objective, ObjectiveError};
+use crate::objective::{Objective, ObjectiveError};
 use crate::platform::{Platform, PlatformError};
 use crate::results::{ResultsError, slug};
 use crate::search::{Problem, SearchError};
@@ -20,12 +20,9 @@ mod search;
 mod train;
 
 pub use deploy::{DeployReport, DeploySettings, deploy};
-pub use main_flow::{Figures, MAIN_CALIBRATION_IMAGES, MainReport, MainSettings, Row, run_main};
+pub use main_flow::{MAIN_CALIBRATION_IMAGES, MainReport, MainSettings, run_main};
 pub use microbench::{MicrobenchReport, microbench};
-pub use search::{
-    CompareReport, PolicySummary, SearchReport, assignment_json, candidates_frame, compare,
-    export_tables, search,
-};
+pub use search::{CompareReport, SearchReport, compare, search};
 pub use train::{
     CALIBRATION_IMAGES, Measure, Trained, cached_model, check_fit, checkpoint_files,
     finetune_assignment, finetune_file, load_checkpoint_model, measured_sensitivity, train,
@@ -207,25 +204,4 @@ pub fn prepare_graph(
 
 fn noise_source() -> String {
     format!("{SYNTHETIC_INPUTS} synthetic inputs uniform in [0, 1) (seed 0)")
-}
-
-/// A metric in the unit plots and tables show it in.
-pub fn display_value(problem: &Problem, metric: Metric, value: f64) -> f64 {
-    match metric {
-        Metric::Latency => 1e3 * value / problem.platform.hardware.clock_hz.value,
-        Metric::Flash | Metric::Ram | Metric::Memory => value / 1e3,
-        Metric::Energy => value * 1e3,
-        Metric::Accuracy => value,
-    }
-}
-
-pub fn display_unit(problem: &Problem, metric: Metric) -> String {
-    match metric {
-        Metric::Latency => "latency (ms)".into(),
-        Metric::Flash => "flash (kB)".into(),
-        Metric::Ram => "RAM (kB)".into(),
-        Metric::Memory => "memory = flash + RAM (kB)".into(),
-        Metric::Energy => "energy (mJ)".into(),
-        Metric::Accuracy => format!("predicted loss ({})", problem.sensitivity.unit),
-    }
 }

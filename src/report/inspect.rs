@@ -1,7 +1,7 @@
 //! `qsearch inspect`: a network's layers with their MACs, parameters, cycles and memory on a
 //! platform at one uniform precision.
 
-use crate::cost::{CostTable, layer_flash};
+use crate::cost::{CostTable, Costs, layer_flash};
 use crate::escape::terminal_text;
 use crate::graph::{FusedGraph, Graph};
 use crate::platform::Platform;
@@ -10,6 +10,7 @@ use crate::table::{Table, short_name};
 use crate::units::{format_bytes, group_thousands};
 use std::fmt::Write;
 
+/// The precision `inspect` evaluates the network at, and the budget it checks.
 pub struct InspectOptions {
     pub bits: Bits,
     /// Total on-chip memory budget (flash + peak RAM) to check against.
@@ -22,10 +23,35 @@ pub fn inspect(graph: &Graph, platform: &Platform, options: &InspectOptions) -> 
     let table = CostTable::build(&fused, platform);
     let assignment = Assignment::uniform(fused.layers.len(), fused.tensors.len(), options.bits);
     let costs = table.evaluate(&assignment);
-    let ram = table.ram_profile(&assignment);
-    let ms = |cycles: f64| 1e3 * cycles / platform.hardware.clock_hz.value;
-    let b = options.bits;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} on {}, uniform {}-bit weights and activations, {} layers after folding and fusion\n{}: {}\n",
+        terminal_text(&graph.name),
+        platform.name,
+        options.bits,
+        fused.layers.len(),
+        platform.name,
+        platform.description,
+    );
+    let layers = layer_table(graph, &fused, platform, &table, &assignment, &costs);
+    out.push_str(&layers.render());
+    let _ = writeln!(out);
+    out.push_str(&totals(graph, &fused, platform, &costs, options));
+    out
+}
 
+/// One row per fused layer at the uniform `assignment`, and a row of totals.
+fn layer_table(
+    graph: &Graph,
+    fused: &FusedGraph,
+    platform: &Platform,
+    table: &CostTable,
+    assignment: &Assignment,
+    costs: &Costs,
+) -> Table {
+    let ram = table.ram_profile(assignment);
+    let ms = |cycles: f64| 1e3 * cycles / platform.hardware.clock_hz.value;
     let mut t = Table::new(&[
         "#", "layer<", "op<", "input<", "output<", "MACs", "params", "cycles", "ms", "MAC/cyc",
         "flash B", "RAM B", "tiles", "L1",
@@ -36,7 +62,7 @@ pub fn inspect(graph: &Graph, platform: &Platform, options: &InspectOptions) -> 
     .optional("ms")
     .optional("tiles");
     for (i, layer) in fused.layers.iter().enumerate() {
-        let timing = table.timing(i, &assignment);
+        let timing = table.timing(i, assignment);
         let cycles = if costs.weights_in_l3 {
             timing.cycles_l3
         } else {
@@ -61,14 +87,10 @@ pub fn inspect(graph: &Graph, platform: &Platform, options: &InspectOptions) -> 
             } else {
                 "-".into()
             },
-            group_thousands(layer_flash(layer, b, platform)),
+            group_thousands(layer_flash(layer, assignment.weight_bits[i], platform)),
             group_thousands(ram[i]),
             timing.plan.tiles.to_string(),
-            if timing.fits_l1 {
-                "ok".into()
-            } else {
-                "NO".into()
-            },
+            ok(timing.fits_l1),
         ]);
     }
     let macs = graph.total_macs();
@@ -87,25 +109,28 @@ pub fn inspect(graph: &Graph, platform: &Platform, options: &InspectOptions) -> 
         group_thousands(costs.flash),
         group_thousands(costs.ram),
         String::new(),
-        if costs.fits_l1 {
-            "ok".into()
-        } else {
-            "NO".into()
-        },
+        ok(costs.fits_l1),
     ]);
+    t
+}
 
+/// The L1 column: whether a tiling fits.
+fn ok(fits: bool) -> String {
+    if fits { "ok" } else { "NO" }.into()
+}
+
+/// The network's totals under the table: latency, energy, flash, RAM, L1, placement, warnings
+/// and the budget's verdict.
+fn totals(
+    graph: &Graph,
+    fused: &FusedGraph,
+    platform: &Platform,
+    costs: &Costs,
+    options: &InspectOptions,
+) -> String {
+    let b = options.bits;
+    let macs = graph.total_macs();
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{} on {}, uniform {b}-bit weights and activations, {} layers after folding and fusion\n{}: {}\n",
-        terminal_text(&graph.name),
-        platform.name,
-        fused.layers.len(),
-        platform.name,
-        platform.description,
-    );
-    out.push_str(&t.render());
-    let _ = writeln!(out);
     let _ = writeln!(
         out,
         "latency   {} cycles = {:.3} ms at {:.0} MHz ({:.2} MAC/cycle)",

@@ -1,10 +1,23 @@
-//! Human-readable output: terminal tables, the inspection and search reports, and plots.
+//! Presentation: what the flows computed, as terminal text, the results files' frames, JSON
+//! documents and plots. The flows hand their data in; nothing here runs a stage, so `report`
+//! sits below `flow` and imports only the stages whose results it shows.
 
 mod calibration;
+mod display;
+mod frames;
 mod inspect;
+mod json;
 pub mod plot;
 mod search;
+mod tradeoff;
 
 pub use calibration::calibration_report;
+pub use display::{display_unit, display_value};
+pub use frames::{candidates_frame, comparison_frame, tradeoff_frame};
 pub use inspect::{InspectOptions, inspect};
-pub use search::{assignment_table, compare_table, metrics_block, search_report, value_text};
+pub use json::{assignment_json, export_tables};
+pub use search::{PolicySummary, compare_table, search_plot, search_report};
+pub use tradeoff::{
+    Figures, Row, bits_summary, deployment_text, stages_text, tradeoff_markdown, tradeoff_plot,
+    tradeoff_text,
+};

@@ -3,6 +3,7 @@
 
 use crate::escape::plot_text;
 use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use std::path::Path;
 use std::sync::Once;
@@ -250,6 +251,16 @@ pub struct Rect {
 }
 
 impl Rect {
+    /// The box of `w` x `h` pixels with its top left corner at (`x0`, `y0`).
+    fn sized(x0: i32, y0: i32, w: i32, h: i32) -> Rect {
+        Rect {
+            x0,
+            y0,
+            x1: x0 + w,
+            y1: y0 + h,
+        }
+    }
+
     fn overlap(&self, o: &Rect) -> i64 {
         let w = (self.x1.min(o.x1) - self.x0.max(o.x0)).max(0);
         let h = (self.y1.min(o.y1) - self.y0.max(o.y0)).max(0);
@@ -317,12 +328,7 @@ pub fn place_labels(
                 (ax - w / 2, ay - d - h),
                 (ax - w / 2, ay + d),
             ] {
-                let r = Rect {
-                    x0,
-                    y0,
-                    x1: x0 + w,
-                    y1: y0 + h,
-                };
+                let r = Rect::sized(x0, y0, w, h);
                 if !r.inside(&area) {
                     continue;
                 }
@@ -371,53 +377,22 @@ fn draw_tradeoff<DB: DrawingBackend>(
 where
     DB::ErrorType: 'static,
 {
-    let err = |e: &dyn std::fmt::Display| e.to_string();
-    root.fill(&WHITE).map_err(|e| err(&e))?;
+    root.fill(&WHITE).map_err(text)?;
     let body = root
         .titled(&plot_text(&plot.title), ("sans-serif", 20))
-        .map_err(|e| err(&e))?;
+        .map_err(text)?;
     let (body, legend) = body.split_vertically(body.dim_in_pixel().1 as i32 - 34);
     let groups = groups(&plot.networks);
-    let label_font: TextStyle = ("sans-serif", LABEL_FONT).into_font().into();
-    let reference_font: TextStyle = ("sans-serif", 12).into_font().color(&REFERENCE_COLOR);
-    let limit_font: TextStyle = ("sans-serif", 12).into_font().color(&LIMIT_COLOR);
-    let size = |text: &str, font: &TextStyle| -> Result<(i32, i32), String> {
-        let (w, h) = root.estimate_text_size(text, font).map_err(|e| err(&e))?;
-        Ok((w as i32, h as i32))
-    };
     let ys = plot
         .networks
         .iter()
         .map(|n| n.y)
         .chain(plot.y_marks.iter().map(|m| m.0))
         .collect::<Vec<_>>();
-    let (y0, y1) = range(ys.into_iter());
+    let y_range = range(ys.into_iter());
     let areas = body.split_evenly((1, plot.panels.len().max(1)));
     for (k, (panel, area)) in plot.panels.iter().zip(&areas).enumerate() {
-        let xs = plot
-            .networks
-            .iter()
-            .filter_map(|n| n.x.get(k).copied())
-            .chain(panel.x_marks.iter().map(|m| m.0))
-            .collect::<Vec<_>>();
-        let (x0, x1) = range(xs.into_iter());
-        let mut chart = ChartBuilder::on(area)
-            .margin(12)
-            .x_label_area_size(45)
-            .y_label_area_size(60)
-            .build_cartesian_2d(x0..x1, y0..y1)
-            .map_err(|e| err(&e))?;
-        chart
-            .configure_mesh()
-            .x_desc(plot_text(&panel.x_label))
-            .y_desc(plot_text(&plot.y_label))
-            .x_label_formatter(&tick)
-            .y_label_formatter(&tick)
-            .label_style(("sans-serif", 13))
-            .bold_line_style(BLACK.mix(0.08))
-            .light_line_style(WHITE.mix(0.0))
-            .draw()
-            .map_err(|e| err(&e))?;
+        let mut chart = panel_chart(plot, panel, k, area, y_range)?;
         let (px, py) = chart.plotting_area().get_pixel_range();
         let bounds = Rect {
             x0: px.start + 2,
@@ -425,100 +400,250 @@ where
             x1: px.end - 2,
             y1: py.end - 2,
         };
-        // Reference lines: the FP32 accuracy across (dashed), the limits upright.
-        let mut lines: Vec<Segment> = Vec::new();
-        for (y, _) in &plot.y_marks {
-            chart
-                .draw_series(DashedLineSeries::new(
-                    vec![(x0, *y), (x1, *y)],
-                    6,
-                    4,
-                    REFERENCE_COLOR.stroke_width(1),
-                ))
-                .map_err(|e| err(&e))?;
-            let (_, ly) = chart.backend_coord(&(x0, *y));
-            lines.push(((bounds.x0, ly), (bounds.x1, ly)));
+        let mut lines = draw_reference_lines(&mut chart, plot, panel, bounds)?;
+        lines.extend(draw_front(&mut chart, &groups, k)?);
+        let mut markers = draw_markers(&root, &mut chart, &groups, k)?;
+        draw_reference_labels(&root, &chart, plot, panel, bounds, &mut markers.obstacles)?;
+        draw_network_labels(&root, &groups, &markers, &lines, bounds)?;
+    }
+    draw_legend(plot, &legend).map_err(text)?;
+    root.present().map_err(text)
+}
+
+/// A drawing error as the plot's error text.
+fn text(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+/// A trade-off panel's chart: accuracy against the panel's x axis.
+type PanelChart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// The `k`-th panel's axes and mesh, over its networks and limits, sharing `y_range`.
+fn panel_chart<'a, DB: DrawingBackend>(
+    plot: &Tradeoff,
+    panel: &Panel,
+    k: usize,
+    area: &'a DrawingArea<DB, Shift>,
+    (y0, y1): (f64, f64),
+) -> Result<PanelChart<'a, DB>, String>
+where
+    DB::ErrorType: 'static,
+{
+    let xs = plot
+        .networks
+        .iter()
+        .filter_map(|n| n.x.get(k).copied())
+        .chain(panel.x_marks.iter().map(|m| m.0))
+        .collect::<Vec<_>>();
+    let (x0, x1) = range(xs.into_iter());
+    let mut chart = ChartBuilder::on(area)
+        .margin(12)
+        .x_label_area_size(45)
+        .y_label_area_size(60)
+        .build_cartesian_2d(x0..x1, y0..y1)
+        .map_err(text)?;
+    chart
+        .configure_mesh()
+        .x_desc(plot_text(&panel.x_label))
+        .y_desc(plot_text(&plot.y_label))
+        .x_label_formatter(&tick)
+        .y_label_formatter(&tick)
+        .label_style(("sans-serif", 13))
+        .bold_line_style(BLACK.mix(0.08))
+        .light_line_style(WHITE.mix(0.0))
+        .draw()
+        .map_err(text)?;
+    Ok(chart)
+}
+
+/// Reference lines: the FP32 accuracy across (dashed), the limits upright. Returns them in
+/// pixels, for the labels to avoid.
+fn draw_reference_lines<DB: DrawingBackend>(
+    chart: &mut PanelChart<DB>,
+    plot: &Tradeoff,
+    panel: &Panel,
+    bounds: Rect,
+) -> Result<Vec<Segment>, String>
+where
+    DB::ErrorType: 'static,
+{
+    let x_range = chart.x_range();
+    let (y0, y1) = (chart.y_range().start, chart.y_range().end);
+    let mut lines: Vec<Segment> = Vec::new();
+    for (y, _) in &plot.y_marks {
+        chart
+            .draw_series(DashedLineSeries::new(
+                vec![(x_range.start, *y), (x_range.end, *y)],
+                6,
+                4,
+                REFERENCE_COLOR.stroke_width(1),
+            ))
+            .map_err(text)?;
+        let (_, ly) = chart.backend_coord(&(x_range.start, *y));
+        lines.push(((bounds.x0, ly), (bounds.x1, ly)));
+    }
+    for (x, _) in &panel.x_marks {
+        chart
+            .draw_series(LineSeries::new(
+                vec![(*x, y0), (*x, y1)],
+                LIMIT_COLOR.stroke_width(2),
+            ))
+            .map_err(text)?;
+        let (lx, _) = chart.backend_coord(&(*x, y1));
+        lines.push(((lx, bounds.y0), (lx, bounds.y1)));
+    }
+    Ok(lines)
+}
+
+/// The measured Pareto front of the networks that fit, on panel `k`. Returns its segments in
+/// pixels.
+fn draw_front<DB: DrawingBackend>(
+    chart: &mut PanelChart<DB>,
+    groups: &[Group],
+    k: usize,
+) -> Result<Vec<Segment>, String>
+where
+    DB::ErrorType: 'static,
+{
+    let points: Vec<(f64, f64, bool)> = groups
+        .iter()
+        .filter_map(|g| Some((*g.x.get(k)?, g.y, g.fits)))
+        .collect();
+    let front = front(&points);
+    let mut lines = Vec::new();
+    if front.len() > 1 {
+        for pair in front.windows(2) {
+            lines.push((chart.backend_coord(&pair[0]), chart.backend_coord(&pair[1])));
         }
-        for (x, _) in &panel.x_marks {
+        chart
+            .draw_series(LineSeries::new(front, FRONT_COLOR.stroke_width(2)))
+            .map_err(text)?;
+    }
+    Ok(lines)
+}
+
+/// The markers of a panel, for placing their labels: the groups in drawing order (the chosen
+/// one first), each marker's centre and box, and each label block's size.
+struct Markers {
+    order: Vec<usize>,
+    anchors: Vec<(i32, i32)>,
+    sizes: Vec<(i32, i32)>,
+    /// Boxes labels must not cover: the markers, then the reference lines' labels.
+    obstacles: Vec<Rect>,
+}
+
+fn label_font() -> TextStyle<'static> {
+    ("sans-serif", LABEL_FONT).into_font().into()
+}
+
+/// The size in pixels of `text` in `font`.
+fn text_size<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    text: &str,
+    font: &TextStyle,
+) -> Result<(i32, i32), String>
+where
+    DB::ErrorType: 'static,
+{
+    let (w, h) = root
+        .estimate_text_size(text, font)
+        .map_err(|e| e.to_string())?;
+    Ok((w as i32, h as i32))
+}
+
+/// Markers on panel `k`: filled when the network fits, hollow when it does not; the chosen one
+/// ringed.
+fn draw_markers<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    chart: &mut PanelChart<DB>,
+    groups: &[Group],
+    k: usize,
+) -> Result<Markers, String>
+where
+    DB::ErrorType: 'static,
+{
+    let mut order: Vec<usize> = (0..groups.len())
+        .filter(|&i| groups[i].x.len() > k)
+        .collect();
+    order.sort_by_key(|&i| !groups[i].chosen);
+    let mut markers = Markers {
+        order,
+        anchors: Vec::new(),
+        sizes: Vec::new(),
+        obstacles: Vec::new(),
+    };
+    for &i in &markers.order {
+        let g = &groups[i];
+        let p = (g.x[k], g.y);
+        let color = if g.chosen {
+            CHOSEN_COLOR
+        } else if g.fits {
+            FIT_COLOR
+        } else {
+            MISS_COLOR
+        };
+        let style = if g.fits {
+            color.filled()
+        } else {
+            color.stroke_width(2)
+        };
+        chart
+            .draw_series(std::iter::once(Circle::new(p, MARKER, style)))
+            .map_err(text)?;
+        if g.chosen {
             chart
-                .draw_series(LineSeries::new(
-                    vec![(*x, y0), (*x, y1)],
-                    LIMIT_COLOR.stroke_width(2),
-                ))
-                .map_err(|e| err(&e))?;
-            let (lx, _) = chart.backend_coord(&(*x, y1));
-            lines.push(((lx, bounds.y0), (lx, bounds.y1)));
+                .draw_series(std::iter::once(Circle::new(
+                    p,
+                    MARKER + 4,
+                    CHOSEN_COLOR.stroke_width(1),
+                )))
+                .map_err(text)?;
         }
-        // The measured Pareto front of the networks that fit.
-        let points: Vec<(f64, f64, bool)> = groups
-            .iter()
-            .filter_map(|g| Some((*g.x.get(k)?, g.y, g.fits)))
-            .collect();
-        let front = front(&points);
-        if front.len() > 1 {
-            for pair in front.windows(2) {
-                lines.push((chart.backend_coord(&pair[0]), chart.backend_coord(&pair[1])));
-            }
-            chart
-                .draw_series(LineSeries::new(front, FRONT_COLOR.stroke_width(2)))
-                .map_err(|e| err(&e))?;
+        let (cx, cy) = chart.backend_coord(&p);
+        markers.obstacles.push(Rect {
+            x0: cx - MARKER - 4,
+            y0: cy - MARKER - 4,
+            x1: cx + MARKER + 4,
+            y1: cy + MARKER + 4,
+        });
+        markers.anchors.push((cx, cy));
+        let (mut w, mut h) = (0, 0);
+        for line in &g.labels {
+            let (lw, lh) = text_size(root, line, &label_font())?;
+            w = w.max(lw);
+            h += lh + 2;
         }
-        // Markers: filled when the network fits, hollow when it does not; the chosen one ringed.
-        let mut obstacles: Vec<Rect> = Vec::new();
-        let mut anchors = Vec::new();
-        let mut sizes = Vec::new();
-        let mut order: Vec<usize> = (0..groups.len())
-            .filter(|&i| groups[i].x.len() > k)
-            .collect();
-        order.sort_by_key(|&i| !groups[i].chosen);
-        for &i in &order {
-            let g = &groups[i];
-            let p = (g.x[k], g.y);
-            let color = if g.chosen {
-                CHOSEN_COLOR
-            } else if g.fits {
-                FIT_COLOR
-            } else {
-                MISS_COLOR
-            };
-            let style = if g.fits {
-                color.filled()
-            } else {
-                color.stroke_width(2)
-            };
-            chart
-                .draw_series(std::iter::once(Circle::new(p, MARKER, style)))
-                .map_err(|e| err(&e))?;
-            if g.chosen {
-                chart
-                    .draw_series(std::iter::once(Circle::new(
-                        p,
-                        MARKER + 4,
-                        CHOSEN_COLOR.stroke_width(1),
-                    )))
-                    .map_err(|e| err(&e))?;
-            }
-            let (cx, cy) = chart.backend_coord(&p);
-            obstacles.push(Rect {
-                x0: cx - MARKER - 4,
-                y0: cy - MARKER - 4,
-                x1: cx + MARKER + 4,
-                y1: cy + MARKER + 4,
-            });
-            anchors.push((cx, cy));
-            let (mut w, mut h) = (0, 0);
-            for line in &g.labels {
-                let (lw, lh) = size(line, &label_font)?;
-                w = w.max(lw);
-                h += lh + 2;
-            }
-            sizes.push((w, h));
-        }
-        // The reference lines' labels, where no marker is: along the line, above or below.
-        for (y, label) in &plot.y_marks {
-            let text = plot_text(label);
-            let (w, h) = size(&text, &reference_font)?;
-            let (_, ly) = chart.backend_coord(&(x0, *y));
+        markers.sizes.push((w, h));
+    }
+    Ok(markers)
+}
+
+/// The reference lines' labels, where no marker is: along the line, above or below (the
+/// accuracy lines), at the top or the bottom (the limits). Each label becomes an obstacle.
+fn draw_reference_labels<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    chart: &PanelChart<DB>,
+    plot: &Tradeoff,
+    panel: &Panel,
+    bounds: Rect,
+    obstacles: &mut Vec<Rect>,
+) -> Result<(), String>
+where
+    DB::ErrorType: 'static,
+{
+    let reference_font: TextStyle = ("sans-serif", 12).into_font().color(&REFERENCE_COLOR);
+    let limit_font: TextStyle = ("sans-serif", 12).into_font().color(&LIMIT_COLOR);
+    let mut draw = |label: &str, font: &TextStyle, spots: &dyn Fn(i32, i32) -> Vec<Rect>| {
+        let (w, h) = text_size(root, label, font)?;
+        let r = free_spot(&spots(w, h), obstacles, &bounds);
+        root.draw(&Text::new(label.to_string(), (r.x0, r.y0), font.clone()))
+            .map_err(text)?;
+        obstacles.push(r);
+        Ok::<(), String>(())
+    };
+    for (y, label) in &plot.y_marks {
+        let (_, ly) = chart.backend_coord(&(chart.x_range().start, *y));
+        draw(&plot_text(label), &reference_font, &|w, h| {
             let mut spots = Vec::new();
             for x in [
                 bounds.x1 - w - 4,
@@ -526,66 +651,68 @@ where
                 (bounds.x0 + bounds.x1 - w) / 2,
             ] {
                 for y in [ly - h - 3, ly + 5] {
-                    spots.push(Rect {
-                        x0: x,
-                        y0: y,
-                        x1: x + w,
-                        y1: y + h,
-                    });
+                    spots.push(Rect::sized(x, y, w, h));
                 }
             }
-            let r = free_spot(&spots, &obstacles, &bounds);
-            root.draw(&Text::new(text, (r.x0, r.y0), reference_font.clone()))
-                .map_err(|e| err(&e))?;
-            obstacles.push(r);
-        }
-        for (x, label) in &panel.x_marks {
-            let text = plot_text(label);
-            let (w, h) = size(&text, &limit_font)?;
-            let (lx, _) = chart.backend_coord(&(*x, y1));
+            spots
+        })?;
+    }
+    for (x, label) in &panel.x_marks {
+        let (lx, _) = chart.backend_coord(&(*x, chart.y_range().end));
+        draw(&plot_text(label), &limit_font, &|w, h| {
             let mut spots = Vec::new();
             for y in [bounds.y0 + 2, bounds.y1 - h - 2] {
                 for x in [lx + 4, lx - 4 - w] {
-                    spots.push(Rect {
-                        x0: x,
-                        y0: y,
-                        x1: x + w,
-                        y1: y + h,
-                    });
+                    spots.push(Rect::sized(x, y, w, h));
                 }
             }
-            let r = free_spot(&spots, &obstacles, &bounds);
-            root.draw(&Text::new(text, (r.x0, r.y0), limit_font.clone()))
-                .map_err(|e| err(&e))?;
-            obstacles.push(r);
+            spots
+        })?;
+    }
+    Ok(())
+}
+
+/// Labels: one block per point (coinciding networks share it, a name a line), moved apart so
+/// that none covers another or a marker; a leader line when moved away.
+fn draw_network_labels<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    groups: &[Group],
+    markers: &Markers,
+    lines: &[Segment],
+    bounds: Rect,
+) -> Result<(), String>
+where
+    DB::ErrorType: 'static,
+{
+    let boxes = place_labels(
+        &markers.anchors,
+        &markers.sizes,
+        &markers.obstacles,
+        lines,
+        bounds,
+    );
+    for ((&i, r), &(cx, cy)) in markers.order.iter().zip(&boxes).zip(&markers.anchors) {
+        let g = &groups[i];
+        let color = if g.chosen { CHOSEN_COLOR } else { BLACK };
+        let near_x = cx.clamp(r.x0, r.x1);
+        let near_y = cy.clamp(r.y0, r.y1);
+        let distance = (near_x - cx).abs().max((near_y - cy).abs());
+        if distance > MARKER + 10 {
+            root.draw(&PathElement::new(
+                vec![(cx, cy), (near_x, near_y)],
+                REFERENCE_COLOR.stroke_width(1),
+            ))
+            .map_err(text)?;
         }
-        // Labels: one block per point (coinciding networks share it, a name a line), moved
-        // apart so that none covers another or a marker; a leader line when moved away.
-        let boxes = place_labels(&anchors, &sizes, &obstacles, &lines, bounds);
-        for ((&i, r), &(cx, cy)) in order.iter().zip(&boxes).zip(&anchors) {
-            let g = &groups[i];
-            let color = if g.chosen { CHOSEN_COLOR } else { BLACK };
-            let near_x = cx.clamp(r.x0, r.x1);
-            let near_y = cy.clamp(r.y0, r.y1);
-            let distance = (near_x - cx).abs().max((near_y - cy).abs());
-            if distance > MARKER + 10 {
-                root.draw(&PathElement::new(
-                    vec![(cx, cy), (near_x, near_y)],
-                    REFERENCE_COLOR.stroke_width(1),
-                ))
-                .map_err(|e| err(&e))?;
-            }
-            let font = label_font.clone().color(&color);
-            let mut y = r.y0;
-            for line in &g.labels {
-                root.draw(&Text::new(line.clone(), (r.x0, y), font.clone()))
-                    .map_err(|e| err(&e))?;
-                y += size(line, &font)?.1 + 2;
-            }
+        let font = label_font().color(&color);
+        let mut y = r.y0;
+        for line in &g.labels {
+            root.draw(&Text::new(line.clone(), (r.x0, y), font.clone()))
+                .map_err(text)?;
+            y += text_size(root, line, &font)?.1 + 2;
         }
     }
-    draw_legend(plot, &legend).map_err(|e| err(&e))?;
-    root.present().map_err(|e| err(&e))
+    Ok(())
 }
 
 /// What drawing on a backend `DB` returns.

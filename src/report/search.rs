@@ -1,44 +1,32 @@
-//! Text reports of searches and comparisons.
+//! Searches and comparisons as people read them: the chosen assignment per layer, its figures
+//! against the limits, the Pareto set, the policies side by side, and the scatter of the
+//! candidates in objective space.
 
+use super::display::{
+    display_unit, display_value, limits_line, minimized, value_text, weight_bits,
+};
+use super::plot::{Plot, Series};
 use crate::escape::terminal_text;
-use crate::flow::{PolicySummary, display_unit, display_value};
 use crate::graph::Graph;
-use crate::objective::Metric;
+use crate::objective::{Metric, Objective};
 use crate::search::{Candidate, Problem, SearchResult};
 use crate::table::Table;
-use crate::units::{format_bytes, group_thousands};
+use crate::units::group_thousands;
 use std::fmt::Write;
 use std::path::Path;
 
-fn limits_line(problem: &Problem) -> String {
-    if problem.objective.limits.is_empty() {
-        return "no limits".into();
-    }
-    let parts: Vec<String> = problem
-        .objective
-        .limits
-        .iter()
-        .map(|l| format!("{} <= {}", l.metric, value_text(problem, l.metric, l.max)))
-        .collect();
-    parts.join(", ")
-}
-
-/// A metric value with its unit, as users read it.
-pub fn value_text(problem: &Problem, metric: Metric, value: f64) -> String {
-    match metric {
-        Metric::Latency => format!(
-            "{} cycles ({:.3} ms)",
-            group_thousands(value.round() as u64),
-            display_value(problem, metric, value)
-        ),
-        Metric::Flash | Metric::Ram | Metric::Memory => format_bytes(value as u64),
-        Metric::Energy => format!("{:.4} mJ", value * 1e3),
-        Metric::Accuracy => format!("{value:.4e} {}", problem.sensitivity.unit),
-    }
+/// One policy's runs in a comparison, summarised: what the comparison's table and summary
+/// frame present.
+pub struct PolicySummary {
+    pub policy: String,
+    pub runs: Vec<SearchResult>,
+    /// Per run: best primary objective (None when nothing feasible was found).
+    pub best: Vec<Option<f64>>,
+    pub hypervolume: Vec<f64>,
 }
 
 /// The per-layer table of one candidate.
-pub fn assignment_table(problem: &Problem, c: &Candidate) -> String {
+fn assignment_table(problem: &Problem, c: &Candidate) -> String {
     let a = problem.space.decode(&c.genes);
     let ram = problem.table.ram_profile(&a);
     let mut t = Table::new(&[
@@ -78,16 +66,9 @@ pub fn assignment_table(problem: &Problem, c: &Candidate) -> String {
 }
 
 /// The figures of a candidate against the limits.
-pub fn metrics_block(problem: &Problem, c: &Candidate) -> String {
+fn metrics_block(problem: &Problem, c: &Candidate) -> String {
     let mut out = String::new();
-    for metric in [
-        Metric::Latency,
-        Metric::Flash,
-        Metric::Ram,
-        Metric::Memory,
-        Metric::Energy,
-        Metric::Accuracy,
-    ] {
+    for metric in Metric::ALL {
         if metric == Metric::Energy && problem.platform.hardware.energy_per_cycle_j.is_none() {
             continue;
         }
@@ -140,13 +121,7 @@ pub fn search_report(
         problem.platform.name,
         result.policy,
         problem.objective.name,
-        problem
-            .objective
-            .minimize
-            .iter()
-            .map(|m| m.name())
-            .collect::<Vec<_>>()
-            .join(", "),
+        minimized(problem),
         limits_line(problem)
     );
     let _ = writeln!(
@@ -189,13 +164,7 @@ pub fn search_report(
                 "{:.1}",
                 display_value(problem, Metric::Memory, c.metrics.get(Metric::Memory))
             ));
-            let a = problem.space.decode(&c.genes);
-            let bits: Vec<String> = problem
-                .fused
-                .weighted_layers()
-                .map(|(l, _)| a.weight_bits[l].to_string())
-                .collect();
-            row.push(bits.join(""));
+            row.push(weight_bits(problem, &problem.space.decode(&c.genes)).join(""));
             t.row(row);
         }
         let _ = writeln!(out, "\nPareto set ({} points):", result.front.len());
@@ -303,13 +272,7 @@ pub fn compare_table(
         summaries.len(),
         seeds,
         problem.objective.name,
-        problem
-            .objective
-            .minimize
-            .iter()
-            .map(|m| m.name())
-            .collect::<Vec<_>>()
-            .join(", "),
+        minimized(problem),
         limits_line(problem)
     );
     out += &t.render();
@@ -321,4 +284,59 @@ pub fn compare_table(
         let _ = writeln!(out, "ILP optimum: {}", value_text(problem, primary, o));
     }
     out
+}
+
+/// The x and y metrics of a run's plot: the two first objectives, or memory against the
+/// single objective.
+fn plot_axes(objective: &Objective) -> (Metric, Metric) {
+    match objective.minimize.as_slice() {
+        [first, second, ..] => (*second, *first),
+        [only] if *only == Metric::Memory => (Metric::Memory, Metric::Latency),
+        [only] => (Metric::Memory, *only),
+        [] => (Metric::Memory, Metric::Latency),
+    }
+}
+
+/// The scatter of `results` (one series each: the feasible candidates, the front as a line) in
+/// the run's plot axes, with the limits on the x axis.
+pub fn search_plot(problem: &Problem, results: &[&SearchResult], title: String) -> Plot {
+    let (x, y) = plot_axes(&problem.objective);
+    let point = |c: &Candidate| {
+        (
+            display_value(problem, x, c.metrics.get(x)),
+            display_value(problem, y, c.metrics.get(y)),
+        )
+    };
+    let series = results
+        .iter()
+        .map(|r| Series {
+            label: format!("{} (seed {})", r.policy, r.seed),
+            points: r
+                .candidates
+                .iter()
+                .filter(|c| c.feasible())
+                .map(point)
+                .collect(),
+            front: r.front.iter().map(|&i| point(&r.candidates[i])).collect(),
+        })
+        .collect();
+    let x_marks = problem
+        .objective
+        .limits
+        .iter()
+        .filter(|l| l.metric == x)
+        .map(|l| {
+            (
+                display_value(problem, x, l.max),
+                format!("{} limit", l.metric),
+            )
+        })
+        .collect();
+    Plot {
+        title,
+        x_label: display_unit(problem, x),
+        y_label: display_unit(problem, y),
+        series,
+        x_marks,
+    }
 }

@@ -1,14 +1,31 @@
 //! qsearch: per-layer mixed-precision search for neural networks on PULP microcontrollers.
 //!
-//! Data flows one way: [`graph`] (network IR, ONNX, zoo) -> [`cost`] (latency and memory on a
-//! [`platform`]) -> [`search`] (policies over a [`space`] for an [`objective`], with a
-//! [`sensitivity`] table as accuracy proxy) -> fine-tuning -> deployment -> [`report`]. [`flow`]
-//! strings the stages together for the commands; [`results`] writes run folders.
+//! # The pipeline
+//!
+//! Data flows one way, top to bottom; each stage imports only the stages above it:
+//!
+//! ```text
+//! graph    network IR, ONNX import/export, the zoo              graph::load_model
+//! cost     latency and memory per layer on a platform          cost::CostTable
+//! search   policies over a search space for an objective,      search::policy, search::run_policy
+//!          a sensitivity table as the accuracy proxy
+//! train    floating-point training, QAT fine-tuning            train::fit, train::qat::finetune
+//! deploy   integer graph, golden model, C code, DORY and       deploy::integerize,
+//!          Deeploy exports, the bit-exact checks               deploy::codegen::generate
+//! report   tables, frames and plots of what the stages return
+//! ```
+//!
+//! [`flow`] strings the stages together for the commands; each command is one entry point:
+//! [`flow::run_main`] (the main job), [`flow::search`], [`flow::compare`], [`flow::train`],
+//! [`flow::deploy`], [`flow::microbench`], and [`batch`] for sweeps on SLURM. [`flow::prepare`]
+//! turns a model, a platform and limits into the problem a search runs on. [`quant`] holds the
+//! integer arithmetic every stage shares (docs/integer-semantics.md); [`results`] writes run
+//! folders atomically.
 
 pub mod batch;
 pub mod cost;
 pub mod deploy;
-pub mod escape;
+pub(crate) mod escape;
 pub mod exit;
 pub mod flow;
 pub mod fuzz;
@@ -21,8 +38,8 @@ pub mod quant;
 pub mod report;
 pub mod results;
 pub mod search;
-pub mod sensitivity;
-pub mod space;
-pub mod table;
+pub(crate) mod sensitivity;
+pub(crate) mod space;
+pub(crate) mod table;
 pub mod train;
 pub mod units;

@@ -7,7 +7,7 @@ use std::fmt;
 use std::path::Path;
 
 /// The built-in objectives, by name.
-pub const BUILT_IN: &[(&str, &str)] = &[
+pub(crate) const BUILT_IN: &[(&str, &str)] = &[
     ("latency", include_str!("../objectives/latency.toml")),
     ("memory", include_str!("../objectives/memory.toml")),
     ("energy", include_str!("../objectives/energy.toml")),

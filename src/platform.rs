@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The platforms shipped with qsearch, by name.
-pub const BUILT_IN: &[(&str, &str)] = &[
+pub(crate) const BUILT_IN: &[(&str, &str)] = &[
     ("gap8", include_str!("../search_spaces/platforms/gap8.toml")),
     ("gap9", include_str!("../search_spaces/platforms/gap9.toml")),
     (

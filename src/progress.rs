@@ -1,7 +1,7 @@
 //! Progress of long work (training, fine-tuning, measurements, searches, deployment, batch
 //! tasks, microbenchmarks) on standard error, one way for every command: on a terminal a bar
 //! with the elapsed time, the count and an ETA; when standard error goes to a file (a SLURM log,
-//! a pipe) a plain line every [`LOG_INTERVAL`]; nothing after [`set_quiet`] (`--quiet`).
+//! a pipe) a plain line every `LOG_INTERVAL` (10 s); nothing after [`set_quiet`] (`--quiet`).
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle, TermLike};
 use std::io::IsTerminal;

@@ -52,12 +52,16 @@ pub fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), ResultsE
     write_atomic(path, text.as_bytes()).map_err(io_error(path))
 }
 
-pub fn write_text(path: &Path, text: &str) -> Result<(), ResultsError> {
+pub(crate) fn write_text(path: &Path, text: &str) -> Result<(), ResultsError> {
     write_atomic(path, text.as_bytes()).map_err(io_error(path))
 }
 
 /// Writes `frame` as `<stem>.parquet` and `<stem>.csv` in `dir`.
-pub fn write_frame(frame: &mut DataFrame, dir: &Path, stem: &str) -> Result<(), ResultsError> {
+pub(crate) fn write_frame(
+    frame: &mut DataFrame,
+    dir: &Path,
+    stem: &str,
+) -> Result<(), ResultsError> {
     write_parquet(frame, &dir.join(format!("{stem}.parquet")))?;
     let csv = dir.join(format!("{stem}.csv"));
     let mut bytes = Vec::new();
@@ -69,7 +73,7 @@ pub fn write_frame(frame: &mut DataFrame, dir: &Path, stem: &str) -> Result<(), 
 }
 
 /// Writes `frame` as a parquet file.
-pub fn write_parquet(frame: &mut DataFrame, path: &Path) -> Result<(), ResultsError> {
+pub(crate) fn write_parquet(frame: &mut DataFrame, path: &Path) -> Result<(), ResultsError> {
     let mut bytes = Vec::new();
     ParquetWriter::new(&mut bytes)
         .finish(frame)
@@ -84,7 +88,7 @@ pub fn read_parquet(path: &Path) -> Result<DataFrame, ResultsError> {
 }
 
 /// A file-system friendly run name.
-pub fn slug(text: &str) -> String {
+pub(crate) fn slug(text: &str) -> String {
     let s: String = text
         .chars()
         .map(|c| {

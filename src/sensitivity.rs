@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 /// The unit of the built-in noise proxy.
-pub const NOISE_UNIT: &str = "nsr";
+pub(crate) const NOISE_UNIT: &str = "nsr";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SensitivityError {
@@ -54,7 +54,7 @@ pub struct Sensitivity {
 
 /// Relative squared error of per-output-channel symmetric quantization of `weight` (rows of
 /// `row` values) at `bits`: the quantizer fine-tuning and deployment apply.
-pub fn weight_noise(weight: &[f32], row: usize, bits: Bits) -> f64 {
+pub(crate) fn weight_noise(weight: &[f32], row: usize, bits: Bits) -> f64 {
     let (q, scales) = quantize_weights(weight, row, bits.count());
     let (mut noise, mut signal) = (0.0f64, 0.0f64);
     for ((channel, q), &scale) in weight.chunks(row).zip(q.chunks(row)).zip(&scales) {
@@ -87,7 +87,7 @@ struct Stats {
 
 /// `count` seeded inputs uniform in [0, 1), the range of a normalised image, for networks
 /// without calibration data.
-pub fn synthetic_inputs(elements: usize, count: usize, seed: u64) -> Vec<Vec<f32>> {
+pub(crate) fn synthetic_inputs(elements: usize, count: usize, seed: u64) -> Vec<Vec<f32>> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     (0..count)
         .map(|_| (0..elements).map(|_| rng.random_range(0.0..1.0)).collect())
@@ -97,7 +97,7 @@ pub fn synthetic_inputs(elements: usize, count: usize, seed: u64) -> Vec<Vec<f32
 impl Sensitivity {
     /// The noise proxy of `graph`, with activation statistics from `inputs`; `source` says what
     /// the inputs were.
-    pub fn noise_proxy(
+    pub(crate) fn noise_proxy(
         graph: &Graph,
         fused: &FusedGraph,
         inputs: &[Vec<f32>],
@@ -179,7 +179,7 @@ impl Sensitivity {
 
     /// The table as CSV: `kind,name,bits,value,unit` with `kind` = `weight` (by layer) or
     /// `activation` (by buffer).
-    pub fn to_csv(&self, fused: &FusedGraph) -> String {
+    pub(crate) fn to_csv(&self, fused: &FusedGraph) -> String {
         let mut out = String::from("kind,name,bits,value,unit\n");
         for (l, layer) in fused.weighted_layers() {
             for b in Bits::ALL {
@@ -215,7 +215,10 @@ impl Sensitivity {
 
     /// Reads a table written by [`Sensitivity::to_csv`] or by hand: every layer with weights and
     /// every activation buffer needs its three entries, all in one unit.
-    pub fn read_csv(path: &Path, fused: &FusedGraph) -> Result<Sensitivity, SensitivityError> {
+    pub(crate) fn read_csv(
+        path: &Path,
+        fused: &FusedGraph,
+    ) -> Result<Sensitivity, SensitivityError> {
         let name = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|source| SensitivityError::Io {
             path: name.clone(),
@@ -224,7 +227,7 @@ impl Sensitivity {
         Sensitivity::parse_csv(&text, &name, fused)
     }
 
-    pub fn parse_csv(
+    pub(crate) fn parse_csv(
         text: &str,
         path: &str,
         fused: &FusedGraph,

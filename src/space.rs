@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The built-in search spaces, by name.
-pub const BUILT_IN: &[(&str, &str)] = &[
+pub(crate) const BUILT_IN: &[(&str, &str)] = &[
     ("default", include_str!("../search_spaces/default.toml")),
     ("wide", include_str!("../search_spaces/wide.toml")),
 ];
@@ -21,7 +21,7 @@ pub const BUILT_IN: &[(&str, &str)] = &[
 /// Allowed precisions for a kind of layer or one layer.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct BitsOverride {
+pub(crate) struct BitsOverride {
     pub weight_bits: Option<Vec<Bits>>,
     /// Precisions of the layer's output buffer.
     pub activation_bits: Option<Vec<Bits>>,
@@ -30,7 +30,7 @@ pub struct BitsOverride {
 /// Precisions pinned at the ends of the network.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Pins {
+pub(crate) struct Pins {
     /// Weights of the first layer with weights.
     pub first_layer: Option<Bits>,
     /// Weights of the last layer with weights.
@@ -43,7 +43,7 @@ pub struct Pins {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SpaceConfig {
+pub(crate) struct SpaceConfig {
     pub name: String,
     #[serde(default)]
     pub description: String,
@@ -447,7 +447,7 @@ impl Space {
     /// Resolves `config` for `graph` on `platform`: kind and layer overrides, pins, frozen layers,
     /// the platform's precisions and channel alignment, and ties. The weights' variables come
     /// first, then the activation groups'.
-    pub fn resolve(
+    pub(crate) fn resolve(
         config: &SpaceConfig,
         graph: &FusedGraph,
         platform: &Platform,
@@ -486,7 +486,8 @@ impl Space {
     }
 
     /// The choice indices of `a`, if every precision in it is allowed.
-    pub fn encode(&self, a: &Assignment) -> Option<Vec<u8>> {
+    #[cfg(test)]
+    pub(crate) fn encode(&self, a: &Assignment) -> Option<Vec<u8>> {
         self.vars
             .iter()
             .map(|var| {

@@ -11,7 +11,7 @@
 use crate::escape::terminal_text;
 
 /// The width terminal tables are fitted to.
-pub const TERMINAL_WIDTH: usize = 120;
+pub(crate) const TERMINAL_WIDTH: usize = 120;
 
 /// The narrowest a name column is made: `#123 ` and a dozen characters of the name.
 const MIN_NAME_WIDTH: usize = 16;
@@ -67,14 +67,14 @@ impl Table {
 
     /// Marks the column headed `header` as prose: when the table is too wide, its text
     /// continues on the next lines.
-    pub fn wrap(self, header: &str) -> Table {
+    pub(crate) fn wrap(self, header: &str) -> Table {
         self.mark(header, Fit::Wrap)
     }
 
     /// Marks the column headed `header` as one to leave out, after the others marked so, when
     /// shortening names and wrapping text does not make the table fit; a line under the table
     /// names the columns left out.
-    pub fn optional(mut self, header: &str) -> Table {
+    pub(crate) fn optional(mut self, header: &str) -> Table {
         let header = header.trim_end_matches('<');
         if let Some(i) = self.headers.iter().position(|h| h == header) {
             self.drop_order.retain(|&c| c != i);
@@ -100,7 +100,7 @@ impl Table {
     }
 
     /// A separator line before the next row (e.g. before totals).
-    pub fn rule(&mut self) {
+    pub(crate) fn rule(&mut self) {
         self.rows.push(Vec::new());
     }
 
@@ -111,7 +111,7 @@ impl Table {
 
     /// The table fitted to `width` columns, as far as its name, wrapped and optional columns
     /// allow.
-    pub fn render_width(&self, width: usize) -> String {
+    pub(crate) fn render_width(&self, width: usize) -> String {
         let (widths, shown) = self.fit_widths(width);
         let display = self.display_rows(&widths);
         // Shortened names may leave their column narrower than the room it was given.
@@ -280,7 +280,7 @@ fn chars(s: &str) -> usize {
 /// after the first two) and keeps as many of the last scopes as fit (`#12 model/conv2d_13`). A
 /// last scope longer than the room left is cut with `…`. `index` keeps shortened names distinct.
 /// In a table, the scopes that all of a column's shortened names start with are left out too.
-pub fn short_name(name: &str, index: usize, width: usize) -> String {
+pub(crate) fn short_name(name: &str, index: usize, width: usize) -> String {
     shorten(name, index, width, 0)
 }
 

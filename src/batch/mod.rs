@@ -11,10 +11,10 @@ pub mod sweep;
 pub mod task;
 
 pub use local::run_local;
-pub use merge::{Merged, merge};
+pub use merge::merge;
 pub use slurm::{array_ranges, submit};
-pub use status::{Status, TaskState, status};
-pub use sweep::{BudgetKind, Plan, SlurmResources, Sweep, SweepDir, Task, plan};
+pub use status::{Status, status};
+pub use sweep::{Plan, Sweep, SweepDir, Task, plan};
 pub use task::{TaskRun, run_task, tasks_to_submit};
 
 #[derive(Debug, thiserror::Error)]

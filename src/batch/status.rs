@@ -29,7 +29,7 @@ impl TaskState {
     }
 
     /// Whether `submit --missing` runs the task again.
-    pub fn needs_run(&self) -> bool {
+    pub(crate) fn needs_run(&self) -> bool {
         matches!(self, TaskState::Failed(_) | TaskState::Missing)
     }
 }
@@ -95,7 +95,7 @@ impl Status {
     }
 
     /// Tasks that `submit --missing` runs again.
-    pub fn to_run(&self) -> Vec<usize> {
+    pub(crate) fn to_run(&self) -> Vec<usize> {
         self.tasks
             .iter()
             .filter(|(_, s)| s.needs_run())

@@ -248,7 +248,7 @@ impl Sweep {
     }
 
     /// The grid in a fixed order: models, platforms, objectives, budgets, policies, seeds.
-    pub fn expand(&self) -> Vec<Task> {
+    pub(crate) fn expand(&self) -> Vec<Task> {
         let mut tasks = Vec::new();
         for model in &self.models {
             for platform in &self.platforms {
@@ -290,7 +290,7 @@ impl SweepDir {
         }
     }
 
-    pub fn plan_file(&self) -> PathBuf {
+    pub(crate) fn plan_file(&self) -> PathBuf {
         self.root.join("plan.json")
     }
 
@@ -304,7 +304,7 @@ impl SweepDir {
         self.root.join("failed").join(format!("task-{task:05}.txt"))
     }
 
-    pub fn jobs_file(&self) -> PathBuf {
+    pub(crate) fn jobs_file(&self) -> PathBuf {
         self.root.join("jobs.json")
     }
 

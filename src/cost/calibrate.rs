@@ -70,7 +70,7 @@ pub struct Measurement {
 impl Measurement {
     /// Builds a measurement's kernel call from CSV-style geometry.
     #[allow(clippy::too_many_arguments)]
-    pub fn geometry(
+    pub(crate) fn geometry(
         kind: LayerKind,
         input: Shape,
         out_c: usize,
@@ -144,7 +144,10 @@ pub fn read_measurements(path: &Path) -> Result<Vec<Measurement>, CalibrationErr
     parse_measurements(&text, &name)
 }
 
-pub fn parse_measurements(text: &str, path: &str) -> Result<Vec<Measurement>, CalibrationError> {
+pub(crate) fn parse_measurements(
+    text: &str,
+    path: &str,
+) -> Result<Vec<Measurement>, CalibrationError> {
     let mut lines = text
         .lines()
         .enumerate()
@@ -302,14 +305,14 @@ pub struct FitReport {
 }
 
 /// Predicted cycles of every measurement under `params`.
-pub fn predict(params: &CostParams, rows: &[Measurement]) -> Vec<f64> {
+pub(crate) fn predict(params: &CostParams, rows: &[Measurement]) -> Vec<f64> {
     rows.iter()
         .map(|m| call_cycles(params, m.cores, &m.call, m.bits))
         .collect()
 }
 
 /// Mean absolute percentage error of `predicted` against the measurements.
-pub fn mape(predicted: &[f64], rows: &[Measurement]) -> f64 {
+pub(crate) fn mape(predicted: &[f64], rows: &[Measurement]) -> f64 {
     let total: f64 = predicted
         .iter()
         .zip(rows)

@@ -21,7 +21,7 @@ pub struct MemoryPlan {
 
 /// First-fit placement of the buffers by decreasing size, each live from its producer to its
 /// last reader (the network input from the start, the output to the end).
-pub fn plan_memory(graph: &IntGraph) -> MemoryPlan {
+pub(crate) fn plan_memory(graph: &IntGraph) -> MemoryPlan {
     let n = graph.tensors.len();
     let sizes: Vec<usize> = graph
         .tensors

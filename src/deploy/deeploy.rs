@@ -32,7 +32,7 @@
 //! Node, tensor and constant names are neutral (`l3_weight`, `l3_out`); a layer's own name is
 //! its nodes' `doc_string` only, since Deeploy turns names into C identifiers.
 //! `deeploy_generate.py`, written next to the model, runs Deeploy's generation for PULP-open and
-//! Generic and reports what Deeploy read, which [`check_report`] compares with the integer graph.
+//! Generic and reports what Deeploy read, which `check_target` compares with the integer graph.
 
 use super::DeployError;
 use super::integerize::{IntGraph, IntLayer, IntOp, IntTensor};
@@ -641,12 +641,12 @@ fn target_is_pulp(target: Target) -> bool {
 }
 
 /// The generation script that runs next to the export (`deeploy_generate.py`).
-pub const GENERATE_SCRIPT: &str = include_str!("deeploy_generate.py");
+pub(crate) const GENERATE_SCRIPT: &str = include_str!("deeploy_generate.py");
 
 /// The Python interpreter of the project venv, where `scripts/setup.sh` installs
 /// `deeploy-pulp`: `QSEARCH_VENV`, else `~/.cache/qsearch/venv` (`QSEARCH_DEEPLOY_PYTHON` names
 /// another interpreter).
-pub fn python() -> std::path::PathBuf {
+pub(crate) fn python() -> std::path::PathBuf {
     if let Some(python) = std::env::var_os("QSEARCH_DEEPLOY_PYTHON") {
         return python.into();
     }
@@ -1303,7 +1303,7 @@ pub struct DeeployCheck {
     pub targets: Vec<TargetCheck>,
 }
 
-/// Runs `deeploy_generate.py` in `dir` (written by [`write`]) with the project venv's Python,
+/// Runs `deeploy_generate.py` in `dir` (written by [`write()`]) with the project venv's Python,
 /// which generates C for every target into `dir/TARGET/` and writes `dir/deeploy.json`, and
 /// compares what Deeploy read with `graph`. `Ok(None)` when no Python with Deeploy is installed.
 pub fn generate_and_check(

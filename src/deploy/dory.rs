@@ -40,7 +40,7 @@ use prost::Message;
 const OPSET: i64 = 10;
 
 /// DORY's constant and requantization width (`BNRelu_bits`) the export is written for.
-pub const BNRELU_BITS: u32 = 64;
+pub(crate) const BNRELU_BITS: u32 = 64;
 
 /// L2 bytes the written `config.json` reserves for code; edit it there for a larger program.
 const DORY_CODE_RESERVED_BYTES: u32 = 120_000;
@@ -465,7 +465,7 @@ fn in_out_rows(w: &[f64], rows: usize) -> Vec<f64> {
 }
 
 /// The checker that runs next to the export (`check_dory_onnx.py`, written into its folder).
-pub const CHECK_SCRIPT: &str = include_str!("dory_check.py");
+pub(crate) const CHECK_SCRIPT: &str = include_str!("dory_check.py");
 
 /// What the independent check of an export showed.
 pub struct DoryCheck {

@@ -16,7 +16,7 @@ pub fn run(graph: &IntGraph, image: &[u8]) -> Vec<Vec<i32>> {
 }
 
 /// The index of the largest output integer (the first on ties): the predicted class.
-pub fn argmax(values: &[i32]) -> usize {
+pub(crate) fn argmax(values: &[i32]) -> usize {
     let mut best = 0;
     for (i, &v) in values.iter().enumerate() {
         if v > values[best] {

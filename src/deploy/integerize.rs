@@ -26,7 +26,7 @@ pub struct IntTensor {
 
 impl IntTensor {
     /// The window of a global pooling over the buffer.
-    pub fn global_window(&self) -> Window {
+    pub(crate) fn global_window(&self) -> Window {
         Window {
             kernel: [self.shape.h, self.shape.w],
             stride: [1, 1],
@@ -104,7 +104,7 @@ pub struct IntLayer {
 impl IntLayer {
     /// The width (32 or 64) of the narrowest signed integer that holds the requantization
     /// product.
-    pub fn product_bits(&self) -> u32 {
+    pub(crate) fn product_bits(&self) -> u32 {
         if self.product_bound <= i128::from(i32::MAX) {
             32
         } else {
@@ -113,7 +113,7 @@ impl IntLayer {
     }
 
     /// The narrowest C type that holds the accumulator.
-    pub fn acc_type(&self) -> &'static str {
+    pub(crate) fn acc_type(&self) -> &'static str {
         if self.acc_bound <= i64::from(i32::MAX) {
             "int32"
         } else {

@@ -312,7 +312,10 @@ pub fn write_bench(
 
 /// Writes one program per case of the grid under `dir/cases/` (PULP path tiled for `pulp`);
 /// returns the case folders.
-pub fn write_grid(dir: &Path, pulp: PulpConfig) -> Result<Vec<(Case, PathBuf)>, DeployError> {
+pub(crate) fn write_grid(
+    dir: &Path,
+    pulp: PulpConfig,
+) -> Result<Vec<(Case, PathBuf)>, DeployError> {
     grid()
         .into_iter()
         .enumerate()
@@ -359,7 +362,7 @@ pub fn run_on_qemu(dir: &Path) -> Result<String, DeployError> {
 
 /// Runs every case folder on QEMU (in parallel), counting them on `progress`, and returns the
 /// measurements CSV.
-pub fn run_grid(
+pub(crate) fn run_grid(
     cases: &[(Case, PathBuf)],
     progress: &indicatif::ProgressBar,
 ) -> Result<String, DeployError> {

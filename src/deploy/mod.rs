@@ -13,7 +13,7 @@ pub mod microbench;
 pub mod pulp;
 pub mod verify;
 
-pub use integerize::{IntGraph, IntLayer, IntOp, IntTensor, integerize};
+pub use integerize::{IntGraph, IntOp, integerize};
 
 use crate::graph::{Graph, onnx};
 use crate::quant::Quantization;
@@ -59,7 +59,7 @@ pub fn load_finetuned(dir: &Path) -> Result<(Graph, Quantization), DeployError> 
 
 /// The per-layer integer report: precisions, requantization shift, accumulator bound and the
 /// type that provably holds it.
-pub fn overflow_report(graph: &IntGraph) -> String {
+pub(crate) fn overflow_report(graph: &IntGraph) -> String {
     let mut t = Table::new(&[
         "layer<",
         "op<",

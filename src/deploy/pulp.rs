@@ -107,7 +107,7 @@ fn words(bytes: usize) -> usize {
 }
 
 /// The tiling of `layer` for `config`.
-pub fn plan_layer(graph: &IntGraph, layer: &IntLayer, config: PulpConfig) -> LayerTiling {
+pub(crate) fn plan_layer(graph: &IntGraph, layer: &IntLayer, config: PulpConfig) -> LayerTiling {
     let x = &graph.tensors[layer.inputs[0]];
     let y = &graph.tensors[layer.output];
     match &layer.op {

@@ -19,13 +19,14 @@ mod microbench;
 mod search;
 mod train;
 
-pub use deploy::{DeployReport, DeploySettings, deploy};
-pub use main_flow::{MAIN_CALIBRATION_IMAGES, MainReport, MainSettings, run_main};
-pub use microbench::{MicrobenchReport, microbench};
-pub use search::{CompareReport, SearchReport, compare, search};
+pub use deploy::{DeploySettings, deploy};
+pub use main_flow::{MAIN_CALIBRATION_IMAGES, MainSettings, run_main};
+pub use microbench::microbench;
+pub use search::{compare, search};
+pub(crate) use train::cached_model;
 pub use train::{
-    CALIBRATION_IMAGES, Measure, Trained, cached_model, check_fit, checkpoint_files,
-    finetune_assignment, finetune_file, load_checkpoint_model, measured_sensitivity, train,
+    CALIBRATION_IMAGES, Measure, check_fit, checkpoint_files, finetune_assignment, finetune_file,
+    load_checkpoint_model, measured_sensitivity, train,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -91,7 +92,7 @@ pub struct Prepared {
 }
 
 /// FNV-1a over the graph's structure and weights: names the cached sensitivity tables.
-pub fn model_hash(graph: &Graph) -> String {
+pub(crate) fn model_hash(graph: &Graph) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     let mut feed = |bytes: &[u8]| {
         for &b in bytes {
@@ -133,7 +134,7 @@ pub fn prepare(inputs: &Inputs) -> Result<Prepared, FlowError> {
 
 /// [`prepare`] for a network already loaded (e.g. trained), optionally with its sensitivity
 /// table (otherwise `inputs.sensitivity` or the cached noise proxy).
-pub fn prepare_graph(
+pub(crate) fn prepare_graph(
     graph: Graph,
     inputs: &Inputs,
     table: Option<Sensitivity>,

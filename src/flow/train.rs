@@ -95,7 +95,7 @@ pub fn train(
 
 /// The trained floating-point network `model` on `data_spec`, from the cache under
 /// `results/models/` (trained there on first use, resumed if interrupted).
-pub fn cached_model(
+pub(crate) fn cached_model(
     model: &str,
     data_spec: &str,
     config: &TrainConfig,

@@ -7,13 +7,13 @@ pub fn signed_levels(bits: u32) -> i32 {
 }
 
 /// Levels of an unsigned `bits`-bit quantizer, `2^bits - 1` (3, 15, 255).
-pub fn unsigned_levels(bits: u32) -> i32 {
+pub(crate) fn unsigned_levels(bits: u32) -> i32 {
     (1 << bits) - 1
 }
 
 /// The integer an activation's PACT bound maps to: [`signed_levels`] for a signed buffer,
 /// [`unsigned_levels`] for an unsigned one.
-pub fn activation_levels(bits: u32, signed: bool) -> i32 {
+pub(crate) fn activation_levels(bits: u32, signed: bool) -> i32 {
     if signed {
         signed_levels(bits)
     } else {
@@ -24,7 +24,7 @@ pub fn activation_levels(bits: u32, signed: bool) -> i32 {
 /// The whole range `[lo, hi]` of a `bits`-bit integer type: `[-2^(bits-1), 2^(bits-1) - 1]`
 /// signed (one code below the quantizer's levels, as DORY's and Deeploy's clamps allow),
 /// `[0, 2^bits - 1]` unsigned.
-pub fn type_range(bits: u32, signed: bool) -> (i32, i32) {
+pub(crate) fn type_range(bits: u32, signed: bool) -> (i32, i32) {
     if signed {
         let l = 1i32 << (bits - 1);
         (-l, l - 1)
@@ -34,7 +34,7 @@ pub fn type_range(bits: u32, signed: bool) -> (i32, i32) {
 }
 
 /// The number of codes of a `bits`-bit type, `2^bits` (QuantLab's and Deeploy's `n_levels`).
-pub fn code_count(bits: u32) -> i64 {
+pub(crate) fn code_count(bits: u32) -> i64 {
     1 << bits
 }
 

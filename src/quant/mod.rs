@@ -15,12 +15,14 @@ mod quantize;
 mod requant;
 mod rounding;
 
-pub use file::{BufferQuant, LayerBits, Quantization, QuantizationError};
-pub use levels::{activation_levels, code_count, signed_levels, type_range, unsigned_levels};
-pub use pack::{pack, packed_bytes};
-pub use quantize::{
-    MIN_WEIGHT_RANGE, activation_scale, quantize_activation, quantize_weight, quantize_weights,
-    weight_scale,
+pub use file::{BufferQuant, LayerBits, Quantization};
+pub use levels::signed_levels;
+pub(crate) use levels::{activation_levels, code_count, type_range, unsigned_levels};
+pub(crate) use pack::{pack, packed_bytes};
+pub(crate) use quantize::{
+    MIN_WEIGHT_RANGE, activation_scale, quantize_activation, quantize_weights,
 };
-pub use requant::{MULTIPLIER_BITS, Requant, largest_product, multipliers};
-pub use rounding::{Real, round_half_up, rounding_half};
+pub use requant::Requant;
+pub(crate) use requant::largest_product;
+pub use requant::multipliers;
+pub(crate) use rounding::{Real, round_half_up, rounding_half};

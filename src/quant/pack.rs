@@ -3,12 +3,12 @@
 //! same layout).
 
 /// Bytes of `elements` values packed at `bits`.
-pub fn packed_bytes(elements: usize, bits: u32) -> usize {
+pub(crate) fn packed_bytes(elements: usize, bits: u32) -> usize {
     (elements * bits as usize).div_ceil(8)
 }
 
 /// Packs integers at `bits` (two's complement fields, first value in the lowest bits).
-pub fn pack(values: &[i32], bits: u32) -> Vec<u8> {
+pub(crate) fn pack(values: &[i32], bits: u32) -> Vec<u8> {
     let mut out = vec![0u8; packed_bytes(values.len(), bits)];
     let per = (8 / bits) as usize;
     let mask = ((1u32 << bits) - 1) as u8;

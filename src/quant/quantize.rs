@@ -6,22 +6,22 @@ use super::rounding::round_half_up;
 
 /// The floor of a weight channel's largest magnitude, so that an all-zero channel still has a
 /// (tiny) scale.
-pub const MIN_WEIGHT_RANGE: f32 = 1e-12;
+pub(crate) const MIN_WEIGHT_RANGE: f32 = 1e-12;
 
 /// The scale of a weight channel whose largest magnitude is `max_abs`: `max_abs / L` at `bits`.
-pub fn weight_scale(max_abs: f32, bits: u32) -> f32 {
+pub(crate) fn weight_scale(max_abs: f32, bits: u32) -> f32 {
     max_abs.max(MIN_WEIGHT_RANGE) / signed_levels(bits) as f32
 }
 
 /// The integer of weight `w` at `scale`: `clamp(round(w / scale), -L, L)`.
-pub fn quantize_weight(w: f32, scale: f32, bits: u32) -> i8 {
+pub(crate) fn quantize_weight(w: f32, scale: f32, bits: u32) -> i8 {
     let levels = signed_levels(bits) as f32;
     round_half_up(w / scale).clamp(-levels, levels) as i8
 }
 
 /// The per-output-channel symmetric quantization of `weight` (rows of `row` values) at `bits`,
 /// in f32 exactly as the fine-tuning computes it: the integers and each row's scale.
-pub fn quantize_weights(weight: &[f32], row: usize, bits: u32) -> (Vec<i8>, Vec<f32>) {
+pub(crate) fn quantize_weights(weight: &[f32], row: usize, bits: u32) -> (Vec<i8>, Vec<f32>) {
     let mut q = Vec::with_capacity(weight.len());
     let mut scales = Vec::new();
     for channel in weight.chunks(row) {
@@ -35,13 +35,13 @@ pub fn quantize_weights(weight: &[f32], row: usize, bits: u32) -> (Vec<i8>, Vec<
 
 /// The scale of an activation buffer with PACT bound `bound`: the bound maps to the buffer's
 /// [`activation_levels`].
-pub fn activation_scale(bound: f32, bits: u32, signed: bool) -> f64 {
+pub(crate) fn activation_scale(bound: f32, bits: u32, signed: bool) -> f64 {
     f64::from(bound) / f64::from(activation_levels(bits, signed))
 }
 
 /// The integer of the real `x` in a buffer of `scale`: `round(x / scale)` clamped to
 /// `[lo, hi]`.
-pub fn quantize_activation(x: f64, scale: f64, (lo, hi): (i32, i32)) -> i32 {
+pub(crate) fn quantize_activation(x: f64, scale: f64, (lo, hi): (i32, i32)) -> i32 {
     round_half_up(x / scale).clamp(f64::from(lo), f64::from(hi)) as i32
 }
 

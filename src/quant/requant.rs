@@ -18,17 +18,17 @@ pub struct Requant {
 impl Requant {
     /// Whether it maps every value of the integer range `[lo, hi]` to itself (a max pooling
     /// that does not rescale).
-    pub fn preserves(&self, (lo, hi): (i32, i32)) -> bool {
+    pub(crate) fn preserves(&self, (lo, hi): (i32, i32)) -> bool {
         (lo..=hi).all(|v| self.apply(0, i64::from(v)) == v)
     }
 
     /// The multiplier of output channel `channel` (the one for all when there is one).
-    pub fn multiplier_of(&self, channel: usize) -> i64 {
+    pub(crate) fn multiplier_of(&self, channel: usize) -> i64 {
         self.multiplier[channel.min(self.multiplier.len() - 1)]
     }
 
     /// The requantization of `acc` in output channel `channel`.
-    pub fn apply(&self, channel: usize, acc: i64) -> i32 {
+    pub(crate) fn apply(&self, channel: usize, acc: i64) -> i32 {
         let k = self.multiplier_of(channel);
         let y = (k * acc + rounding_half(self.shift)) >> self.shift;
         y.clamp(i64::from(self.lo), i64::from(self.hi)) as i32
@@ -37,11 +37,11 @@ impl Requant {
 
 /// Fraction bits of the requantization multipliers: the largest multiplier of a layer is
 /// scaled into `[2^30, 2^31)`, so it fits int32 and keeps 30 significant bits.
-pub const MULTIPLIER_BITS: u32 = 31;
+pub(crate) const MULTIPLIER_BITS: u32 = 31;
 
 /// The largest requantization product `|k_i| * acc_i + 2^(shift-1)` over the multipliers `k`
 /// and the accumulator bounds they apply to (one bound for all when `acc_bounds` has one).
-pub fn largest_product(k: &[i64], shift: u32, acc_bounds: &[i64]) -> i128 {
+pub(crate) fn largest_product(k: &[i64], shift: u32, acc_bounds: &[i64]) -> i128 {
     k.iter()
         .enumerate()
         .map(|(i, k)| i128::from(k.abs()) * i128::from(acc_bounds[i.min(acc_bounds.len() - 1)]))

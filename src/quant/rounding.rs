@@ -6,7 +6,7 @@ use std::ops::Add;
 
 /// A real value the rounding rule applies to: `f32`, `f64`, or a tensor of them (the
 /// fine-tuning's fake quantization implements it for burn tensors).
-pub trait Real: Sized + Add<Self::Scalar, Output = Self> {
+pub(crate) trait Real: Sized + Add<Self::Scalar, Output = Self> {
     /// The scalar type a value of it adds.
     type Scalar: From<f32>;
     /// The largest integer not above the value (element-wise for a tensor).
@@ -28,12 +28,12 @@ impl Real for f64 {
 }
 
 /// `floor(v + 0.5)`: the rounding of every quantizer and requantization.
-pub fn round_half_up<T: Real>(v: T) -> T {
+pub(crate) fn round_half_up<T: Real>(v: T) -> T {
     (v + T::Scalar::from(0.5)).floor()
 }
 
 /// The rounding term of a division by `2^shift`: `2^(shift-1)`, none for shift 0.
-pub fn rounding_half(shift: u32) -> i64 {
+pub(crate) fn rounding_half(shift: u32) -> i64 {
     if shift == 0 { 0 } else { 1 << (shift - 1) }
 }
 

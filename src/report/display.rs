@@ -8,7 +8,7 @@ use crate::search::Problem;
 use crate::units::{format_bytes, group_thousands};
 
 /// A metric in the unit plots and tables show it in.
-pub fn display_value(problem: &Problem, metric: Metric, value: f64) -> f64 {
+pub(crate) fn display_value(problem: &Problem, metric: Metric, value: f64) -> f64 {
     match metric {
         Metric::Latency => 1e3 * value / problem.platform.hardware.clock_hz.value,
         Metric::Flash | Metric::Ram | Metric::Memory => value / 1e3,
@@ -18,7 +18,7 @@ pub fn display_value(problem: &Problem, metric: Metric, value: f64) -> f64 {
 }
 
 /// The axis or column title of a metric shown with [`display_value`].
-pub fn display_unit(problem: &Problem, metric: Metric) -> String {
+pub(crate) fn display_unit(problem: &Problem, metric: Metric) -> String {
     match metric {
         Metric::Latency => "latency (ms)".into(),
         Metric::Flash => "flash (kB)".into(),

@@ -19,7 +19,7 @@ where
 
 /// One row per candidate of `results`: policy, seed, Pareto and feasibility flags, metrics and
 /// the precisions.
-pub fn candidates_frame(
+pub(crate) fn candidates_frame(
     problem: &Problem,
     results: &[&SearchResult],
 ) -> Result<DataFrame, PolarsError> {
@@ -77,7 +77,7 @@ pub fn candidates_frame(
 
 /// One row per run of a comparison: its best primary objective, the gap to the ILP `optimum`,
 /// hypervolume, evaluations and wall time.
-pub fn comparison_frame(
+pub(crate) fn comparison_frame(
     summaries: &[PolicySummary],
     optimum: Option<f64>,
 ) -> Result<DataFrame, PolarsError> {
@@ -107,7 +107,7 @@ pub fn comparison_frame(
 }
 
 /// One row per network of the main job's trade-off; the figures are empty for FP32.
-pub fn tradeoff_frame(problem: &Problem, rows: &[Row]) -> Result<DataFrame, PolarsError> {
+pub(crate) fn tradeoff_frame(problem: &Problem, rows: &[Row]) -> Result<DataFrame, PolarsError> {
     let figure = |f: fn(&Figures) -> f64| rows.iter().map(move |r| r.figures.as_ref().map(f));
     DataFrame::new_infer_height(vec![
         column("network", rows.iter().map(|r| r.label.clone())),

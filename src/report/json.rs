@@ -9,7 +9,7 @@ use crate::search::{Candidate, Problem};
 use serde_json::json;
 
 /// The chosen precision of every layer and buffer, with the candidate's figures.
-pub fn assignment_json(problem: &Problem, c: &Candidate) -> serde_json::Value {
+pub(crate) fn assignment_json(problem: &Problem, c: &Candidate) -> serde_json::Value {
     let a = problem.space.decode(&c.genes);
     let layers: Vec<serde_json::Value> = problem
         .fused

@@ -7,17 +7,20 @@ mod display;
 mod frames;
 mod inspect;
 mod json;
-pub mod plot;
+pub(crate) mod plot;
 mod search;
 mod tradeoff;
 
 pub use calibration::calibration_report;
-pub use display::{display_unit, display_value};
-pub use frames::{candidates_frame, comparison_frame, tradeoff_frame};
+pub(crate) use display::{display_unit, display_value};
+pub(crate) use frames::{candidates_frame, comparison_frame, tradeoff_frame};
 pub use inspect::{InspectOptions, inspect};
-pub use json::{assignment_json, export_tables};
-pub use search::{PolicySummary, compare_table, search_plot, search_report};
-pub use tradeoff::{
-    Figures, Row, bits_summary, deployment_text, stages_text, tradeoff_markdown, tradeoff_plot,
-    tradeoff_text,
+pub(crate) use json::assignment_json;
+pub use json::export_tables;
+pub use search::PolicySummary;
+pub(crate) use search::{compare_table, search_plot, search_report};
+pub use tradeoff::Figures;
+pub use tradeoff::Row;
+pub(crate) use tradeoff::{
+    bits_summary, deployment_text, stages_text, tradeoff_markdown, tradeoff_plot, tradeoff_text,
 };

@@ -9,13 +9,13 @@ use std::path::Path;
 use std::sync::Once;
 
 /// One set of points: a policy's candidates, with its non-dominated ones drawn as a line.
-pub struct Series {
+pub(crate) struct Series {
     pub label: String,
     pub points: Vec<(f64, f64)>,
     pub front: Vec<(f64, f64)>,
 }
 
-pub struct Plot {
+pub(crate) struct Plot {
     pub title: String,
     pub x_label: String,
     pub y_label: String,
@@ -146,7 +146,7 @@ pub struct Network {
 }
 
 /// One panel of a trade-off figure: its x axis and the limits on it.
-pub struct Panel {
+pub(crate) struct Panel {
     pub x_label: String,
     /// Vertical reference lines (a budget, a latency limit), with their labels.
     pub x_marks: Vec<(f64, String)>,
@@ -155,7 +155,7 @@ pub struct Panel {
 /// Networks in panels that share the y axis (accuracy): a labelled marker per network, hollow
 /// when it does not fit, reference lines, and the measured Pareto front of the networks that
 /// fit (least x, most y).
-pub struct Tradeoff {
+pub(crate) struct Tradeoff {
     pub title: String,
     pub y_label: String,
     pub panels: Vec<Panel>,
@@ -175,7 +175,7 @@ const REFERENCE_COLOR: RGBColor = RGBColor(120, 120, 120);
 const LIMIT_COLOR: RGBColor = RGBColor(148, 20, 20);
 
 /// Writes `<stem>.svg` and `<stem>.png`.
-pub fn write_tradeoff(plot: &Tradeoff, stem: &Path) -> Result<(), String> {
+pub(crate) fn write_tradeoff(plot: &Tradeoff, stem: &Path) -> Result<(), String> {
     register_font();
     let size = (
         TRADEOFF_PANEL.0 * plot.panels.len().max(1) as u32,
@@ -243,7 +243,7 @@ fn front(points: &[(f64, f64, bool)]) -> Vec<(f64, f64)> {
 
 /// A box in pixels: left, top, right, bottom.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Rect {
+pub(crate) struct Rect {
     pub x0: i32,
     pub y0: i32,
     pub x1: i32,
@@ -280,7 +280,7 @@ impl Rect {
 }
 
 /// A drawn line in pixels, from one end to the other.
-pub type Segment = ((i32, i32), (i32, i32));
+pub(crate) type Segment = ((i32, i32), (i32, i32));
 
 trait Crosses {
     fn crosses(&self, r: &Rect) -> bool;
@@ -305,7 +305,7 @@ impl Crosses for Segment {
 /// spot of eight directions, at growing distances, that covers no `obstacle` (markers, other
 /// labels) and crosses as few `lines` (segments) as it can; failing that, the least covered one.
 /// Returns each label's box.
-pub fn place_labels(
+pub(crate) fn place_labels(
     anchors: &[(i32, i32)],
     sizes: &[(i32, i32)],
     obstacles: &[Rect],

@@ -107,7 +107,7 @@ fn metrics_block(problem: &Problem, c: &Candidate) -> String {
 }
 
 /// The report `qsearch search` prints.
-pub fn search_report(
+pub(crate) fn search_report(
     problem: &Problem,
     graph: &Graph,
     result: &SearchResult,
@@ -200,7 +200,7 @@ fn mean_sd(values: &[f64]) -> (f64, f64) {
 }
 
 /// The table `qsearch compare` prints.
-pub fn compare_table(
+pub(crate) fn compare_table(
     problem: &Problem,
     summaries: &[PolicySummary],
     optimum: Option<f64>,
@@ -299,7 +299,7 @@ fn plot_axes(objective: &Objective) -> (Metric, Metric) {
 
 /// The scatter of `results` (one series each: the feasible candidates, the front as a line) in
 /// the run's plot axes, with the limits on the x axis.
-pub fn search_plot(problem: &Problem, results: &[&SearchResult], title: String) -> Plot {
+pub(crate) fn search_plot(problem: &Problem, results: &[&SearchResult], title: String) -> Plot {
     let (x, y) = plot_axes(&problem.objective);
     let point = |c: &Candidate| {
         (

@@ -33,7 +33,7 @@ pub struct Row {
 }
 
 /// A candidate's precisions as a [`Row`] holds them: `w <weight bits> / a <activation bits>`.
-pub fn bits_summary(problem: &Problem, genes: &[u8]) -> String {
+pub(crate) fn bits_summary(problem: &Problem, genes: &[u8]) -> String {
     let a = problem.space.decode(genes);
     let w = weight_bits(problem, &a).concat();
     let x: String = a.activation_bits.iter().map(|b| b.to_string()).collect();
@@ -51,7 +51,7 @@ fn label(row: &Row, index: usize, winner: usize) -> String {
 
 /// The trade-off table under a header naming the network, the platform and the limits, then
 /// `deployment` (see [`deployment_text`]).
-pub fn tradeoff_text(
+pub(crate) fn tradeoff_text(
     problem: &Problem,
     network: &str,
     rows: &[Row],
@@ -142,7 +142,7 @@ fn bits_display(bits: &str) -> String {
 
 /// The lines of a deployment's report that the trade-off report repeats (the checks and the
 /// memory), under the deployment's folder.
-pub fn deployment_text(dir: &Path, deploy_report: &str) -> String {
+pub(crate) fn deployment_text(dir: &Path, deploy_report: &str) -> String {
     let summary: String = deploy_report
         .lines()
         .filter(|l| {
@@ -163,12 +163,12 @@ pub fn deployment_text(dir: &Path, deploy_report: &str) -> String {
 }
 
 /// `report.md`: the trade-off text as a Markdown code block under a title.
-pub fn tradeoff_markdown(text: &str) -> String {
+pub(crate) fn tradeoff_markdown(text: &str) -> String {
     format!("# qsearch main job\n\n{}", markdown_code_block(text))
 }
 
 /// Wall time per stage: printed, kept out of `report.md` so that the report of a run repeats.
-pub fn stages_text(stages: &[(String, f64)]) -> String {
+pub(crate) fn stages_text(stages: &[(String, f64)]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -190,7 +190,12 @@ pub fn stages_text(stages: &[(String, f64)]) -> String {
 /// Accuracy against latency and against memory: a labelled marker per network (hollow when it
 /// does not meet the limits), the FP32 accuracy and the limits as reference lines, and the
 /// measured Pareto front of the networks that fit.
-pub fn tradeoff_plot(problem: &Problem, network: &str, rows: &[Row], winner: usize) -> Tradeoff {
+pub(crate) fn tradeoff_plot(
+    problem: &Problem,
+    network: &str,
+    rows: &[Row],
+    winner: usize,
+) -> Tradeoff {
     let objective = &problem.objective;
     // The memory panel shows the figure a limit is on: the total, flash or RAM.
     let memory = [Metric::Memory, Metric::Flash, Metric::Ram]

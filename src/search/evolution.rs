@@ -19,7 +19,7 @@ use crate::precision::Bits;
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 
-pub struct Nsga2 {
+pub(crate) struct Nsga2 {
     population: usize,
 }
 

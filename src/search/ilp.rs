@@ -25,7 +25,7 @@ use good_lp::{
     WithTimeLimit, variable,
 };
 
-pub struct Ilp {
+pub(crate) struct Ilp {
     pareto_points: usize,
     time_limit: f64,
 }

@@ -22,7 +22,7 @@ use crate::objective::Metric;
 use crate::precision::Bits;
 use crate::space::{Space, VarKind};
 
-pub struct MemoryDriven;
+pub(crate) struct MemoryDriven;
 
 /// Share margin within which the layer nearest the input is preferred (5 percentage points).
 const SHARE_MARGIN: f64 = 0.05;

@@ -6,15 +6,18 @@
 mod evolution;
 mod ilp;
 mod memory_driven;
-pub mod pareto;
+pub(crate) mod pareto;
 mod problem;
 mod random;
 mod rl;
 mod runner;
 mod uniform;
 
-pub use problem::{Candidate, Metrics, Problem};
-pub use runner::{Improvement, Runner, SearchResult, Stop, progress_bar, run_policy};
+pub use problem::Candidate;
+pub use problem::Problem;
+pub use runner::Runner;
+pub use runner::SearchResult;
+pub use runner::{Stop, run_policy};
 
 use std::collections::BTreeMap;
 
@@ -136,7 +139,7 @@ pub fn register_all() -> BTreeMap<&'static str, Constructor> {
 
 /// The policy that proves optimality: the main flow's search and the reference of a
 /// comparison's gap column.
-pub const EXACT_POLICY: &str = "ilp";
+pub(crate) const EXACT_POLICY: &str = "ilp";
 
 /// Whether the policy called `name` depends on the seed (unknown names do not).
 pub fn seeded(name: &str) -> bool {

@@ -4,7 +4,7 @@
 use std::cmp::Ordering;
 
 /// `a` dominates `b`: no worse in every objective and better in one.
-pub fn dominates(a: &[f64], b: &[f64]) -> bool {
+pub(crate) fn dominates(a: &[f64], b: &[f64]) -> bool {
     let mut better = false;
     for (x, y) in a.iter().zip(b) {
         if x > y {
@@ -17,7 +17,7 @@ pub fn dominates(a: &[f64], b: &[f64]) -> bool {
 
 /// Deb's constrained domination: a feasible point beats an infeasible one, the smaller violation
 /// wins between infeasible ones, and plain dominance decides between feasible ones.
-pub fn constrained_dominates(a: (&[f64], f64), b: (&[f64], f64)) -> bool {
+pub(crate) fn constrained_dominates(a: (&[f64], f64), b: (&[f64], f64)) -> bool {
     match (a.1 > 0.0, b.1 > 0.0) {
         (false, true) => true,
         (true, false) => false,
@@ -28,7 +28,7 @@ pub fn constrained_dominates(a: (&[f64], f64), b: (&[f64], f64)) -> bool {
 
 /// Deb et al.'s fast non-dominated sort under constrained domination: the indices of each front,
 /// best front first.
-pub fn non_dominated_fronts(objectives: &[Vec<f64>], violations: &[f64]) -> Vec<Vec<usize>> {
+pub(crate) fn non_dominated_fronts(objectives: &[Vec<f64>], violations: &[f64]) -> Vec<Vec<usize>> {
     let n = objectives.len();
     let mut dominated_by_me: Vec<Vec<usize>> = vec![Vec::new(); n];
     let mut domination_count = vec![0usize; n];
@@ -70,7 +70,7 @@ pub fn non_dominated_fronts(objectives: &[Vec<f64>], violations: &[f64]) -> Vec<
 /// cuboid its neighbours span in every objective; boundary points get infinity.
 // `k` walks the objective columns of row-major points, which an iterator would not make clearer.
 #[allow(clippy::needless_range_loop)]
-pub fn crowding_distance(front: &[usize], objectives: &[Vec<f64>]) -> Vec<f64> {
+pub(crate) fn crowding_distance(front: &[usize], objectives: &[Vec<f64>]) -> Vec<f64> {
     let n = front.len();
     let mut distance = vec![0.0; n];
     if n == 0 {
@@ -97,7 +97,7 @@ pub fn crowding_distance(front: &[usize], objectives: &[Vec<f64>]) -> Vec<f64> {
 }
 
 /// The indices of the points no other point dominates (duplicates kept once).
-pub fn pareto_front(points: &[Vec<f64>]) -> Vec<usize> {
+pub(crate) fn pareto_front(points: &[Vec<f64>]) -> Vec<usize> {
     let mut front: Vec<usize> = Vec::new();
     for (i, p) in points.iter().enumerate() {
         let dominated = points.iter().any(|q| dominates(q, p));
@@ -110,7 +110,7 @@ pub fn pareto_front(points: &[Vec<f64>]) -> Vec<usize> {
 }
 
 /// A set of mutually non-dominated points with a payload, updated one point at a time.
-pub struct Archive<T> {
+pub(crate) struct Archive<T> {
     members: Vec<(Vec<f64>, T)>,
 }
 
@@ -141,11 +141,7 @@ impl<T> Archive<T> {
         self.members.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.members.is_empty()
-    }
-
-    pub fn into_payloads(self) -> Vec<T> {
+    pub(crate) fn into_payloads(self) -> Vec<T> {
         self.members.into_iter().map(|(_, t)| t).collect()
     }
 }
@@ -165,7 +161,7 @@ pub fn hypervolume(points: &[Vec<f64>], reference: &[f64]) -> f64 {
 /// The hypervolume of each front after normalising every objective by the ideal and nadir
 /// points over all `fronts` (so fronts of one problem compare on a common scale), with the
 /// reference point at 1.1 in every objective.
-pub fn normalised_hypervolumes(fronts: &[Vec<Vec<f64>>]) -> Vec<f64> {
+pub(crate) fn normalised_hypervolumes(fronts: &[Vec<Vec<f64>>]) -> Vec<f64> {
     let m = fronts.iter().flatten().map(Vec::len).max().unwrap_or(0);
     let all = || fronts.iter().flatten();
     let ideal: Vec<f64> = (0..m)

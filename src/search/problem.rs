@@ -152,13 +152,13 @@ impl Problem {
     }
 
     /// The narrowest allowed precision everywhere: the smallest flash and RAM possible.
-    pub fn narrowest(&self) -> Candidate {
+    pub(crate) fn narrowest(&self) -> Candidate {
         self.evaluate(&vec![0; self.space.vars.len()])
     }
 
     /// Why no assignment can meet the memory limits: the smallest achievable figure and what
     /// binds it. `None` when the narrowest assignment meets them (other limits may still fail).
-    pub fn memory_infeasibility(&self) -> Option<String> {
+    pub(crate) fn memory_infeasibility(&self) -> Option<String> {
         let narrow = self.narrowest();
         let mut reasons = Vec::new();
         for limit in &self.objective.limits {
@@ -249,7 +249,7 @@ impl Problem {
     }
 
     /// Describes which limits `c` presses against (at 98% or more of the limit).
-    pub fn binding_limits(&self, c: &Candidate) -> Vec<String> {
+    pub(crate) fn binding_limits(&self, c: &Candidate) -> Vec<String> {
         self.objective
             .limits
             .iter()

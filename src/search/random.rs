@@ -6,7 +6,7 @@ use super::pareto::Archive;
 use super::{Outcome, Policy, Runner, SearchError};
 use rand::RngExt;
 
-pub struct RandomSampling;
+pub(crate) struct RandomSampling;
 
 const BATCH: usize = 4096;
 

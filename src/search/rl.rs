@@ -21,7 +21,7 @@ use burn::prelude::*;
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 
-pub struct Ddpg {
+pub(crate) struct Ddpg {
     episodes: usize,
 }
 

@@ -93,7 +93,7 @@ impl<'a> Runner<'a> {
 
     /// Evaluates a population in parallel; the result keeps the population's order. Refused as
     /// a whole when it would overrun the budget or the time is spent.
-    pub fn evaluate_all(&self, population: &[Vec<u8>]) -> Result<Vec<Candidate>, Stop> {
+    pub(crate) fn evaluate_all(&self, population: &[Vec<u8>]) -> Result<Vec<Candidate>, Stop> {
         self.admit(population.len() as u64)?;
         let out: Vec<Candidate> = population.par_iter().map(|g| self.count(g)).collect();
         self.progress.set_position(self.evaluations());
@@ -102,7 +102,7 @@ impl<'a> Runner<'a> {
 
     /// The time a solver may take: its own `limit`, cut to what is left of the wall-time limit;
     /// refused once the time is spent.
-    pub fn solver_time(&self, limit: f64) -> Result<f64, Stop> {
+    pub(crate) fn solver_time(&self, limit: f64) -> Result<f64, Stop> {
         self.admit(0)?;
         Ok(match self.settings.wall_time {
             Some(wall) => limit.min(wall - self.started.elapsed().as_secs_f64()),
@@ -158,7 +158,7 @@ impl<'a> Runner<'a> {
     }
 
     /// Evaluations left of the sampling budget.
-    pub fn budget_left(&self) -> u64 {
+    pub(crate) fn budget_left(&self) -> u64 {
         self.settings.evaluations.saturating_sub(self.evaluations())
     }
 
@@ -209,7 +209,7 @@ impl SearchResult {
 }
 
 /// A progress bar on standard error over the evaluation budget (see [`crate::progress`]).
-pub fn progress_bar(show: bool, total: u64, label: &str) -> ProgressBar {
+pub(crate) fn progress_bar(show: bool, total: u64, label: &str) -> ProgressBar {
     crate::progress::bar(show, label, total, "evaluations")
 }
 

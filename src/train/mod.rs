@@ -6,11 +6,12 @@ pub mod measure;
 pub mod model;
 pub mod presets;
 pub mod qat;
-pub mod trainer;
+pub(crate) mod trainer;
 
 pub use data::DataError;
 pub use data::{Dataset, Split};
-pub use model::{GraphNet, QuantSpec, Ranges};
+pub use model::GraphNet;
+pub use model::{QuantSpec, Ranges};
 pub use trainer::TrainState;
 pub use trainer::{
     Checkpoint, TrainConfig, evaluate, fit, fit_until, predictions, training_device,

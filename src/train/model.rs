@@ -55,7 +55,7 @@ impl QuantSpec {
     }
 
     /// Nothing quantized.
-    pub fn none(fused: &FusedGraph) -> QuantSpec {
+    pub(crate) fn none(fused: &FusedGraph) -> QuantSpec {
         QuantSpec {
             weights: vec![None; fused.layers.len()],
             activations: vec![None; fused.tensors.len()],
@@ -73,7 +73,7 @@ pub struct Ranges {
 /// How a tensor is fake-quantized: its precision, its PACT bound's index, and whether it is
 /// signed (quantized symmetrically) or not (quantized over [0, bound]).
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct ActQuant {
+pub(crate) struct ActQuant {
     pub bits: Bits,
     pub clip: usize,
     pub signed: bool,
@@ -305,7 +305,7 @@ impl GraphNet {
     }
 
     /// Every graph tensor of the forward pass (`None` for those never computed).
-    pub fn forward_all(&self, x: Tensor<4>) -> Vec<Option<Tensor<4>>> {
+    pub(crate) fn forward_all(&self, x: Tensor<4>) -> Vec<Option<Tensor<4>>> {
         let mut values: Vec<Option<Tensor<4>>> = vec![None; self.tensor_count];
         values[self.input] = Some(x);
         for (node, &params) in self.nodes.iter().zip(&self.params) {

@@ -110,7 +110,7 @@ pub fn finetune(
 
 /// Reads an assignment written by `qsearch search` (`assignment.json`): weight bits by layer
 /// name, activation bits by buffer name; every layer with weights and every buffer is needed.
-pub fn read_assignment(path: &Path, fused: &FusedGraph) -> Result<Assignment, TrainError> {
+pub(crate) fn read_assignment(path: &Path, fused: &FusedGraph) -> Result<Assignment, TrainError> {
     let name = path.display().to_string();
     let text = std::fs::read_to_string(path)
         .map_err(|e| TrainError::Config(format!("{name}: cannot read the file: {e}")))?;
@@ -118,7 +118,7 @@ pub fn read_assignment(path: &Path, fused: &FusedGraph) -> Result<Assignment, Tr
 }
 
 /// [`read_assignment`] of a file's text; `name` names it in errors.
-pub fn parse_assignment(
+pub(crate) fn parse_assignment(
     text: &str,
     name: &str,
     fused: &FusedGraph,

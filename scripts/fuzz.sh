@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fuzzes every reader of untrusted input for SECONDS each (default 600) with qsearch's seeded
-# mutation fuzzer (src/fuzz.rs, run by the ignored test `long_run` in tests/fuzz.rs), prints per
+# mutation fuzzer (src/fuzz/, run by the ignored test `long_run` in tests/fuzz.rs), prints per
 # reader the inputs tried, errors, panics and hangs, and writes results/fuzz.json.
 #
 #   scripts/fuzz.sh [SECONDS] [READER,READER,...]

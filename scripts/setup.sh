@@ -18,11 +18,12 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # The project venv (Debian's python3 with python3-venv): Deeploy for the Deeploy export's
-# generation check, pinned in scripts/python-requirements.txt. QSEARCH_VENV moves it; the Rust
-# side finds its interpreter there (QSEARCH_DEEPLOY_PYTHON names another).
+# generation check and the CV32E40P RTL the simulator is built from, pinned in
+# scripts/python-requirements.txt. QSEARCH_VENV moves it; the Rust side finds its interpreter
+# there (QSEARCH_DEEPLOY_PYTHON names another for Deeploy).
 venv="${QSEARCH_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/qsearch/venv}"
 stamp="$venv/.requirements"
-if ! cmp -s scripts/python-requirements.txt "$stamp" || ! "$venv/bin/python" -c 'import Deeploy' 2>/dev/null; then
+if ! cmp -s scripts/python-requirements.txt "$stamp" || ! "$venv/bin/python" -c 'import Deeploy, pythondata_cpu_cv32e40p' 2>/dev/null; then
   echo "setup: installing scripts/python-requirements.txt into $venv"
   if [ -e "$venv" ] && [ ! -f "$venv/pyvenv.cfg" ]; then
     echo "setup: $venv exists and is not a Python venv; move it or set QSEARCH_VENV" >&2

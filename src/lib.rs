@@ -20,9 +20,10 @@
 //! [`flow::deploy`], [`flow::microbench`], and [`batch`] for sweeps on SLURM. [`flow::prepare`]
 //! turns a model, a platform and limits into the problem a search runs on. [`quant`] holds the
 //! integer arithmetic every stage shares (docs/integer-semantics.md); [`results`] writes run
-//! folders atomically.
+//! folders atomically; [`rtl`] compiles C for the CV32E40P and runs it on the core's RTL.
 
 pub mod batch;
+pub(crate) mod cache;
 pub mod cost;
 pub mod deploy;
 pub(crate) mod escape;
@@ -30,6 +31,7 @@ pub mod exit;
 pub mod flow;
 pub mod fuzz;
 pub mod graph;
+pub(crate) mod hash;
 pub mod objective;
 pub mod platform;
 pub mod precision;
@@ -37,6 +39,7 @@ pub mod progress;
 pub mod quant;
 pub mod report;
 pub mod results;
+pub mod rtl;
 pub mod search;
 pub(crate) mod sensitivity;
 pub(crate) mod space;

@@ -650,16 +650,7 @@ pub(crate) fn python() -> std::path::PathBuf {
     if let Some(python) = std::env::var_os("QSEARCH_DEEPLOY_PYTHON") {
         return python.into();
     }
-    let venv = std::env::var_os("QSEARCH_VENV")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::env::var_os("XDG_CACHE_HOME")
-                .map(std::path::PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))
-                .unwrap_or_else(|| ".cache".into())
-                .join("qsearch/venv")
-        });
-    venv.join("bin/python")
+    crate::cache::venv_python()
 }
 
 /// Writes each target's export as `dir/TARGET/network.onnx`, and `deeploy_generate.py` into

@@ -5,15 +5,9 @@ use super::MAX_INPUT_BYTES;
 use super::protobuf::{onnx_mutation, protobuf_mutation};
 use super::text::text_mutation;
 use super::{Style, Target};
+use crate::hash::fnv;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-
-/// A 64-bit FNV-1a hash (stable across runs and platforms, unlike `DefaultHasher`).
-fn fnv(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
 
 /// Input `index` of `target` for `seed`: the seeds as they are first, then mutants.
 pub fn input(target: &Target, seed: u64, index: u64) -> Vec<u8> {

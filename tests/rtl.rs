@@ -1,0 +1,119 @@
+//! Programs on the cycle-accurate CV32E40P (Verilator): a SIMD dot product with its result,
+//! exit code and counters, and every way a run ends badly (trap, cycle limit, not an ELF).
+//! Skipped, with the reason printed, only where the simulator's tools are not installed.
+
+use qsearch::rtl::{Rtl, RtlError, SimConfig};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// The harness, built once for all the tests of this file; `None` when a tool is missing.
+fn rtl() -> Option<&'static Rtl> {
+    static RTL: OnceLock<Option<Rtl>> = OnceLock::new();
+    RTL.get_or_init(|| match Rtl::init() {
+        Ok(rtl) => Some(rtl),
+        Err(RtlError::ToolMissing { tool, install }) => {
+            eprintln!("skipped: {tool} not found; {install}");
+            None
+        }
+        Err(e) => panic!("{e}"),
+    })
+    .as_ref()
+}
+
+fn temp() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("qsearch-rtl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Compiles `tests/fixtures/rtl/NAME.c` into an ELF in the temp folder.
+fn compile(rtl: &Rtl, name: &str) -> PathBuf {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/rtl")
+        .join(format!("{name}.c"));
+    let elf = temp().join(format!("{name}.elf"));
+    rtl.compile(&[&source], &elf).unwrap();
+    elf
+}
+
+#[test]
+fn sdotp_dot_product_runs_and_counts() {
+    let Some(rtl) = rtl() else { return };
+    let elf = compile(rtl, "dot_sdotsp");
+    let out = rtl.run(&elf, &SimConfig::default()).unwrap();
+    assert_eq!(out.exit_code, 0, "{}", out.stdout);
+    let words: Vec<&str> = out.stdout.split_whitespace().collect();
+    assert_eq!(words[..2], ["dot", "-88064"], "{}", out.stdout);
+    let loop_cycles: f64 = words[3].parse().unwrap();
+    // 256 sdotp over 1024 MACs, plus loads, address and loop overhead: 1 to 4 cycles per MAC.
+    let per_mac = loop_cycles / 1024.0;
+    assert!((1.0..4.0).contains(&per_mac), "{per_mac} cycles/MAC");
+    assert!(
+        out.instructions > 1024 && out.instructions <= out.cycles,
+        "{out:?}"
+    );
+    assert!(out.cycles < 100_000, "{out:?}");
+    println!(
+        "1024-element int8 dot product, C loop around cv.sdotsp.b: {per_mac:.2} cycles/MAC \
+         ({loop_cycles} cycles); whole program {} cycles, {} instructions",
+        out.cycles, out.instructions
+    );
+
+    // Wait states on every request slow the same program down.
+    let slow = SimConfig {
+        wait_states: 1,
+        ..SimConfig::default()
+    };
+    let waited = rtl.run(&elf, &slow).unwrap();
+    assert_eq!(waited.instructions, out.instructions);
+    assert!(waited.cycles > out.cycles, "{waited:?} vs {out:?}");
+}
+
+#[test]
+fn illegal_instruction_is_a_trap_with_its_cause() {
+    let Some(rtl) = rtl() else { return };
+    let elf = compile(rtl, "illegal");
+    match rtl.run(&elf, &SimConfig::default()) {
+        Err(e @ RtlError::Trap { mcause: 2, .. }) => {
+            let message = e.to_string();
+            assert!(message.contains("illegal.elf"), "{message}");
+            assert!(message.contains("illegal instruction"), "{message}");
+        }
+        other => panic!("expected a trap with mcause 2, got {other:?}"),
+    }
+}
+
+#[test]
+fn endless_loop_stops_at_the_cycle_limit() {
+    let Some(rtl) = rtl() else { return };
+    let elf = compile(rtl, "spin");
+    let config = SimConfig {
+        max_cycles: 200_000,
+        ..SimConfig::default()
+    };
+    match rtl.run(&elf, &config) {
+        Err(RtlError::CycleLimit { program, cycles }) => {
+            assert_eq!(cycles, 200_000);
+            assert!(program.ends_with("spin.elf"), "{program}");
+        }
+        other => panic!("expected the cycle limit, got {other:?}"),
+    }
+}
+
+#[test]
+fn garbage_is_a_bad_elf() {
+    let Some(rtl) = rtl() else { return };
+    let file = temp().join("garbage.elf");
+    std::fs::write(
+        &file,
+        b"\x7fELF but not really an executable at all........",
+    )
+    .unwrap();
+    match rtl.run(&file, &SimConfig::default()) {
+        Err(RtlError::BadElf { program, reason }) => {
+            assert!(program.ends_with("garbage.elf"), "{program}");
+            assert!(!reason.is_empty());
+        }
+        other => panic!("expected a bad ELF, got {other:?}"),
+    }
+}

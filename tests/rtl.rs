@@ -1,5 +1,6 @@
 //! Programs on the cycle-accurate CV32E40P (Verilator): a SIMD dot product with its result,
-//! exit code and counters, and every way a run ends badly (trap, cycle limit, not an ELF).
+//! exit code and counters, and every way a run ends badly (trap, cycle limit, an access outside
+//! memory, not an ELF).
 //! Skipped, with the reason printed, only where the simulator's tools are not installed.
 
 use qsearch::rtl::{Rtl, RtlError, SimConfig};
@@ -97,6 +98,16 @@ fn endless_loop_stops_at_the_cycle_limit() {
             assert!(program.ends_with("spin.elf"), "{program}");
         }
         other => panic!("expected the cycle limit, got {other:?}"),
+    }
+}
+
+#[test]
+fn store_outside_memory_stops_the_run() {
+    let Some(rtl) = rtl() else { return };
+    let elf = compile(rtl, "stray_store");
+    match rtl.run(&elf, &SimConfig::default()) {
+        Err(RtlError::BadAccess { address, .. }) => assert_eq!(address, 0x2000_0000),
+        other => panic!("expected a bad access, got {other:?}"),
     }
 }
 

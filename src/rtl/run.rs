@@ -153,6 +153,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_child_past_its_timeout_is_killed() {
+        let mut child = Command::new("sleep")
+            .arg("30")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        assert!(wait(&mut child, Duration::from_millis(100)).is_none());
+        assert!(start.elapsed() < Duration::from_secs(5));
+        assert!(child.try_wait().unwrap().is_some(), "the child still runs");
+    }
+
+    #[test]
     fn outcomes_read_from_the_last_harness_line() {
         let out = outcome(
             "p.elf",

@@ -5,6 +5,7 @@
 //! (operation, precisions) combination the network uses.
 
 use super::integerize::{IntGraph, IntLayer, IntOp, IntTensor};
+use super::library;
 use super::pulp::{self, LayerTiling, PulpConfig};
 use crate::escape::{c_comment, c_identifier, c_string_literal};
 use crate::quant::{Requant, pack, packed_bytes};
@@ -131,252 +132,26 @@ fn key(graph: &IntGraph, layer: &IntLayer) -> KernelKey {
     }
 }
 
-const RUNTIME: &str = r#"
-/* Packed integer fields: value i of a buffer at B bits sits in byte i / (8 / B), from bit
-   (i % (8 / B)) * B; signed fields are two's complement. */
-static inline int32_t ld(const uint8_t *p, int32_t i, int bits, int is_signed)
-{
-    int32_t v;
-    if (bits == 8) {
-        return is_signed ? (int32_t)(int8_t)p[i] : (int32_t)p[i];
-    }
-    v = (p[i / (8 / bits)] >> ((i % (8 / bits)) * bits)) & ((1 << bits) - 1);
-    if (is_signed && (v & (1 << (bits - 1)))) {
-        v -= 1 << bits;
-    }
-    return v;
-}
-
-static inline void st(uint8_t *p, int32_t i, int bits, int32_t v)
-{
-    uint8_t mask;
-    int shift;
-    if (bits == 8) {
-        p[i] = (uint8_t)v;
-        return;
-    }
-    shift = (i % (8 / bits)) * bits;
-    mask = (uint8_t)(((1 << bits) - 1) << shift);
-    p[i / (8 / bits)] = (uint8_t)((p[i / (8 / bits)] & ~mask) | (((uint32_t)v << shift) & mask));
-}
-
-/* floor(v / 2^shift), portable for negative v (C leaves >> of negatives to the compiler). */
-static inline int64_t floor_shift(int64_t v, int shift)
-{
-    return v >= 0 ? v >> shift : -((-v - 1) >> shift) - 1;
-}
-
-/* The requantization of docs/integer-semantics.md: clamp((k * acc + 2^(shift-1)) >> shift). */
-static inline int32_t requant(int64_t acc, int32_t k, int shift, int32_t lo, int32_t hi)
-{
-    int64_t half = shift > 0 ? (int64_t)1 << (shift - 1) : 0;
-    int64_t y = floor_shift((int64_t)k * acc + half, shift);
-    return y < lo ? lo : (y > hi ? hi : (int32_t)y);
-}
-"#;
-
-/// The initial value and the step of a pooling kernel's reduction over its window.
-fn reduction(op: &str) -> (&'static str, &'static str) {
-    if op.ends_with("maxpool") {
-        ("INT32_MIN", "if (v > acc) acc = v;")
-    } else {
-        ("0", "acc += v;")
-    }
-}
-
-/// The dot product of `n` packed weights and inputs a conv or linear kernel for `k` accumulates:
-/// scalar, or on the PULP path four lanes per XpulpV2 `sdotp` (their sum fits int32 even where
-/// the accumulator is int64).
-fn dot(k: &KernelKey) -> String {
-    let acc = k.acc_type();
-    let (ib, is) = (k.input.0, k.input.1 as u8);
-    let wb = k.weight_bits;
+/// The definition of the kernel for `k`: its library kernel instantiated at `k`'s precisions
+/// (`kernels/kernels.h`), e.g. `QK_CONV(conv_w4_u8_o8, 4, 8, 0, 8, int32_t)`.
+fn instantiation(k: &KernelKey) -> String {
     let name = k.name();
-    let lanes = if k.input.1 {
-        format!("sdotsp4(lanes_s(x, xi + i, {ib}), lanes_s(w, wi + i, {wb})")
-    } else {
-        format!("sdotusp4(lanes_u(x, xi + i, {ib}), lanes_s(w, wi + i, {wb})")
-    };
-    let step = if k.wide {
-        format!("acc += {lanes}, 0);")
-    } else {
-        format!("acc = {lanes}, acc);")
-    };
-    format!(
-        r#"
-static inline {acc} {name}_dot(const uint8_t *w, int32_t wi, const uint8_t *x, int32_t xi,
-    int32_t n, {acc} acc)
-{{
-    int32_t i = 0;
-#ifdef QSEARCH_PULP
-    for (; i + 4 <= n; i += 4) {{
-        {step}
-    }}
-#endif
-    for (; i < n; i++) {{
-        acc += ({acc})ld(w, wi + i, {wb}, 1) * ld(x, xi + i, {ib}, {is});
-    }}
-    return acc;
-}}
-"#
-    )
-}
-
-/// The C kernel for `k`.
-fn kernel(k: &KernelKey) -> String {
+    let (ib, is) = (k.input.0, k.input.1 as u8);
+    let (ob, acc) = (k.output, k.acc_type());
+    let macro_name = format!("QK_{}", k.op.to_uppercase());
     match k.op {
-        "conv" => conv_kernel(k),
-        "linear" => linear_kernel(k),
-        "maxpool" | "avgpool" => pool_kernel(k),
-        "globalavgpool" | "globalmaxpool" => global_pool_kernel(k),
-        _ => add_kernel(k),
+        "conv" | "linear" => {
+            format!(
+                "{macro_name}({name}, {}, {ib}, {is}, {ob}, {acc})",
+                k.weight_bits
+            )
+        }
+        "add" => format!(
+            "{macro_name}({name}, {ib}, {is}, {}, {}, {ob})",
+            k.other.0, k.other.1 as u8
+        ),
+        _ => format!("{macro_name}({name}, {ib}, {is}, {ob}, {acc})"),
     }
-}
-
-/// A convolution (grouped, depthwise or not) over HWC buffers: per output pixel and channel, the
-/// dot products of the taps inside the input, then the requantization.
-fn conv_kernel(k: &KernelKey) -> String {
-    let acc = k.acc_type();
-    let ob = k.output;
-    let name = k.name();
-    format!(
-        r#"{dot}
-KERNEL void {name}(const uint8_t *x, uint8_t *y, const uint8_t *w, const int32_t *bias,
-    const int32_t *k, int shift, int32_t lo, int32_t hi, const conv_shape *s)
-{{
-    int oy, ox, oc, ky, kx;
-    int cin_g = s->in_c / s->groups, cout_g = s->out_c / s->groups;
-    for (oy = 0; oy < s->out_h; oy++) {{
-        for (ox = 0; ox < s->out_w; ox++) {{
-            for (oc = 0; oc < s->out_c; oc++) {{
-                int g = oc / cout_g;
-                {acc} acc = bias[oc];
-                for (ky = 0; ky < s->kernel_h; ky++) {{
-                    int iy = oy * s->stride_h + ky - s->pad_top;
-                    if (iy < 0 || iy >= s->in_h) continue;
-                    for (kx = 0; kx < s->kernel_w; kx++) {{
-                        int ix = ox * s->stride_w + kx - s->pad_left;
-                        int32_t wbase = ((oc * s->kernel_h + ky) * s->kernel_w + kx) * cin_g;
-                        int32_t xbase = (iy * s->in_w + ix) * s->in_c + g * cin_g;
-                        if (ix < 0 || ix >= s->in_w) continue;
-                        acc = {name}_dot(w, wbase, x, xbase, cin_g, acc);
-                    }}
-                }}
-                st(y, (oy * s->out_w + ox) * s->out_c + oc, {ob}, requant(acc, k[oc], shift, lo, hi));
-            }}
-        }}
-    }}
-}}
-"#,
-        dot = dot(k)
-    )
-}
-
-/// A linear layer: one dot product per output, then the requantization.
-fn linear_kernel(k: &KernelKey) -> String {
-    let acc = k.acc_type();
-    let ob = k.output;
-    let name = k.name();
-    format!(
-        r#"{dot}
-KERNEL void {name}(const uint8_t *x, uint8_t *y, const uint8_t *w, const int32_t *bias,
-    const int32_t *k, int shift, int32_t lo, int32_t hi, int32_t n_in, int32_t n_out)
-{{
-    int32_t o;
-    for (o = 0; o < n_out; o++) {{
-        {acc} acc = {name}_dot(w, o * n_in, x, 0, n_in, bias[o]);
-        st(y, o, {ob}, requant(acc, k[o], shift, lo, hi));
-    }}
-}}
-"#,
-        dot = dot(k)
-    )
-}
-
-/// A max or average pooling: the reduction of the taps inside the input, then the
-/// requantization.
-fn pool_kernel(k: &KernelKey) -> String {
-    let acc = k.acc_type();
-    let (ib, is) = (k.input.0, k.input.1 as u8);
-    let ob = k.output;
-    let name = k.name();
-    let (init, step) = reduction(k.op);
-    format!(
-        r#"
-KERNEL void {name}(const uint8_t *x, uint8_t *y, int32_t k, int shift, int32_t lo, int32_t hi,
-    const conv_shape *s)
-{{
-    int oy, ox, c, ky, kx;
-    for (oy = 0; oy < s->out_h; oy++) {{
-        for (ox = 0; ox < s->out_w; ox++) {{
-            for (c = 0; c < s->out_c; c++) {{
-                {acc} acc = {init};
-                for (ky = 0; ky < s->kernel_h; ky++) {{
-                    int iy = oy * s->stride_h + ky - s->pad_top;
-                    if (iy < 0 || iy >= s->in_h) continue;
-                    for (kx = 0; kx < s->kernel_w; kx++) {{
-                        int ix = ox * s->stride_w + kx - s->pad_left;
-                        {acc} v;
-                        if (ix < 0 || ix >= s->in_w) continue;
-                        v = ld(x, (iy * s->in_w + ix) * s->in_c + c, {ib}, {is});
-                        {step}
-                    }}
-                }}
-                st(y, (oy * s->out_w + ox) * s->out_c + c, {ob}, requant(acc, k, shift, lo, hi));
-            }}
-        }}
-    }}
-}}
-"#
-    )
-}
-
-/// A global max or average pooling: the reduction of every pixel, per channel.
-fn global_pool_kernel(k: &KernelKey) -> String {
-    let acc = k.acc_type();
-    let (ib, is) = (k.input.0, k.input.1 as u8);
-    let ob = k.output;
-    let name = k.name();
-    let (init, step) = reduction(k.op);
-    format!(
-        r#"
-KERNEL void {name}(const uint8_t *x, uint8_t *y, int32_t k, int shift, int32_t lo, int32_t hi,
-    int32_t pixels, int32_t channels)
-{{
-    int32_t p, c;
-    for (c = 0; c < channels; c++) {{
-        {acc} acc = {init};
-        for (p = 0; p < pixels; p++) {{
-            {acc} v = ld(x, p * channels + c, {ib}, {is});
-            {step}
-        }}
-        st(y, c, {ob}, requant(acc, k, shift, lo, hi));
-    }}
-}}
-"#
-    )
-}
-
-/// A residual add: each input rescaled and clamped, then the sum clamped.
-fn add_kernel(k: &KernelKey) -> String {
-    let (ib, is) = (k.input.0, k.input.1 as u8);
-    let ob = k.output;
-    let name = k.name();
-    let (bb, bs) = (k.other.0, k.other.1 as u8);
-    format!(
-        r#"
-KERNEL void {name}(const uint8_t *a, const uint8_t *b, uint8_t *y, int32_t ka, int sa,
-    int32_t kb, int sb, int32_t lo, int32_t hi, int32_t n)
-{{
-    int32_t i;
-    for (i = 0; i < n; i++) {{
-        int64_t sum = (int64_t)requant(ld(a, i, {ib}, {is}), ka, sa, lo, hi)
-            + requant(ld(b, i, {bb}, {bs}), kb, sb, lo, hi);
-        st(y, i, {ob}, requant(sum, 1, 0, lo, hi));
-    }}
-}}
-"#
-    )
 }
 
 fn bytes_array(name: &str, bytes: &[u8]) -> String {
@@ -466,16 +241,16 @@ pub fn generate(graph: &IntGraph, pulp: PulpConfig) -> Project {
     for (l, layer) in graph.layers.iter().enumerate() {
         code.add(graph, &plan, pulp, l, layer);
     }
-    let files = vec![
+    let mut files = vec![
         ("network.h".to_string(), header(graph, &plan)),
         ("network.c".to_string(), source(graph, &plan, pulp, &code)),
-        ("main.c".to_string(), HOST_MAIN.to_string()),
-        ("main_target.c".to_string(), TARGET_MAIN.to_string()),
-        ("Makefile".to_string(), MAKEFILE.to_string()),
-        ("pulp_target.h".to_string(), pulp::TARGET_HEADER.to_string()),
-        ("main_pulp.c".to_string(), pulp::MAIN.to_string()),
-        ("Makefile.pulp".to_string(), pulp::MAKEFILE.to_string()),
     ];
+    files.extend(
+        library::KERNELS
+            .iter()
+            .chain(&library::PROGRAMS)
+            .map(|(name, text)| (name.to_string(), text.to_string())),
+    );
     Project {
         files,
         plan,
@@ -672,47 +447,38 @@ fn source(graph: &IntGraph, plan: &MemoryPlan, pulp: PulpConfig, code: &LayerCod
         .collect();
     let mut source = format!(
         r#"/* {name}: integer network generated by qsearch deploy (see docs/integer-semantics.md).
-   Activation buffers: one arena of {arena} bytes, offsets from a liveness-based allocator. */
-#include <string.h>
+   Activation buffers: one arena of {arena} bytes, offsets from a liveness-based allocator. The
+   kernels and the PULP path's drivers are the kernel library's (kernels.h, pulp_layers.h). */
 #include "network.h"
-
-typedef struct {{
-    int in_c, in_h, in_w, out_c, out_h, out_w;
-    int kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left, groups;
-}} conv_shape;
+#ifdef QSEARCH_PULP
+#ifndef NUM_CORES
+#define NUM_CORES {cores}
+#endif
+#include "pulp_target.h"
+#else
+#include <string.h>
+#endif
+#include "kernels.h"
 
 static uint8_t arena[{arena_alloc}];
 
 const char *const network_layer_names[NETWORK_LAYERS] = {{{names}}};
 const uint32_t network_layer_bytes[NETWORK_LAYERS] = {{{sizes}}};
 
-/* Kernels are compiled once for every layer that calls them, never specialised to one layer's
-   constants, so that their cost is the one the microbenchmarks measure. */
-#if defined(__GNUC__) && !defined(__clang__)
-#define KERNEL static __attribute__((noinline, noclone))
-#elif defined(__GNUC__)
-#define KERNEL static __attribute__((noinline))
-#else
-#define KERNEL static
-#endif
-
 #define LAYER_START(l) do {{ if (trace) trace(-1 - (l), 0, 0); }} while (0)
 #define LAYER_DONE(l, buffer, bytes) do {{ if (trace) trace((l), (buffer), (bytes)); }} while (0)
-{RUNTIME}"#,
+
+/* The kernels the layers call. */
+"#,
         name = c_comment(&graph.name),
         arena = plan.total,
+        cores = pulp.cores,
         arena_alloc = plan.total.max(1),
         names = names.join(", "),
         sizes = sizes.join(", "),
     );
-    let _ = write!(
-        source,
-        "\n#if defined(QSEARCH_PULP) && !defined(NUM_CORES)\n#define NUM_CORES {}\n#endif",
-        pulp.cores
-    );
-    source.push_str(pulp::LANES);
     for k in &code.keys {
-        source.push_str(&kernel(k));
+        let _ = writeln!(source, "{}", instantiation(k));
     }
     source.push('\n');
     source.push_str(&code.data);
@@ -721,7 +487,8 @@ const uint32_t network_layer_bytes[NETWORK_LAYERS] = {{{sizes}}};
         r#"
 #ifdef QSEARCH_PULP
 #define L1_BYTES {l1}
-{runtime}
+#include "pulp_layers.h"
+
 {pulp_data}#endif
 
 void network_run(const uint8_t *input, uint8_t *output, network_trace_fn trace)
@@ -734,7 +501,6 @@ void network_run(const uint8_t *input, uint8_t *output, network_trace_fn trace)
 }}
 "#,
         l1 = pulp.l1_bytes.max(4),
-        runtime = pulp::RUNTIME,
         pulp_data = code.pulp_data,
         pulp_calls = code.pulp_calls,
         calls = code.calls,
@@ -743,122 +509,6 @@ void network_run(const uint8_t *input, uint8_t *output, network_trace_fn trace)
     );
     source
 }
-
-/// The host test program: runs every image of `inputs.bin`, writes every layer's packed output
-/// to `outputs.bin`, prints per-layer checksums of the first image and the time per image.
-const HOST_MAIN: &str = r#"/* Host test program generated by qsearch deploy. Usage: ./network inputs.bin outputs.bin */
-#include <stdio.h>
-#include <stdlib.h>
-#include <time.h>
-#include "network.h"
-
-static FILE *trace_file;
-static uint32_t checksums[NETWORK_LAYERS];
-
-static void trace(int layer, const uint8_t *output, uint32_t bytes)
-{
-    uint32_t h = 2166136261u, i;
-    if (layer < 0) {
-        return;
-    }
-    for (i = 0; i < bytes; i++) {
-        h = (h ^ output[i]) * 16777619u;
-    }
-    checksums[layer] = h;
-    if (fwrite(output, 1, bytes, trace_file) != bytes) {
-        perror("outputs");
-        exit(1);
-    }
-}
-
-int main(int argc, char **argv)
-{
-    static uint8_t image[NETWORK_INPUT_BYTES], output[NETWORK_OUTPUT_BYTES];
-    FILE *in;
-    long images = 0;
-    clock_t started;
-    int l;
-    if (argc != 3) {
-        fprintf(stderr, "usage: %s inputs.bin outputs.bin\n", argv[0]);
-        return 2;
-    }
-    in = fopen(argv[1], "rb");
-    trace_file = fopen(argv[2], "wb");
-    if (!in || !trace_file) {
-        perror("open");
-        return 1;
-    }
-    started = clock();
-    while (fread(image, 1, NETWORK_INPUT_BYTES, in) == NETWORK_INPUT_BYTES) {
-        network_run(image, output, trace);
-        if (images == 0) {
-            for (l = 0; l < NETWORK_LAYERS; l++) {
-                printf("layer %2d %-12s %6u bytes  checksum %08x\n", l, network_layer_names[l],
-                       (unsigned)network_layer_bytes[l], (unsigned)checksums[l]);
-            }
-        }
-        images++;
-    }
-    printf("%ld images, %.1f us per image on the host\n", images,
-           images ? 1e6 * (double)(clock() - started) / CLOCKS_PER_SEC / (double)images : 0.0);
-    fclose(in);
-    return fclose(trace_file) != 0;
-}
-"#;
-
-/// The bare-metal test program: runs the network on the image in `test_input.h` and prints the
-/// packed output in hex (through semihosting on an emulator or a debug probe).
-const TARGET_MAIN: &str = r#"/* Bare-metal test program generated by qsearch deploy: prints the packed output of the
-   network on test_input.h in hex. */
-#include <stdio.h>
-#include "network.h"
-#include "test_input.h"
-
-int main(void)
-{
-    static uint8_t output[NETWORK_OUTPUT_BYTES];
-    int i;
-    network_run(test_input, output, 0);
-    for (i = 0; i < NETWORK_OUTPUT_BYTES; i++) {
-        printf("%02x", output[i]);
-    }
-    printf("\n");
-    return 0;
-}
-"#;
-
-/// Host build and test (`make`), the PULP path emulated on the host (`make network_pulp_emu`),
-/// the rv32imc bare-metal build with picolibc (`make network.elf`) and its run on QEMU's `virt`
-/// machine with semihosting (`make run-qemu`). `Makefile.pulp` builds for the PULP/GAP SDK.
-const MAKEFILE: &str = r#"# Builds of the generated network.
-CC ?= gcc
-CFLAGS ?= -std=c99 -O2 -Wall -Wextra -Werror -pedantic
-
-RV32_CC ?= riscv64-unknown-elf-gcc
-RV32_CFLAGS ?= -march=rv32imc -mabi=ilp32 -Os -std=c99 -Wall -Wextra -Werror
-RV32_LIBC ?= --specs=picolibc.specs --oslib=semihost --crt0=semihost
-# QEMU virt: code and constants from 0x80000000, RAM from 0x80400000.
-RV32_MEMORY ?= -Wl,--defsym=__flash=0x80000000 -Wl,--defsym=__flash_size=0x400000 \
-	-Wl,--defsym=__ram=0x80400000 -Wl,--defsym=__ram_size=0x100000
-
-network: main.c network.c network.h
-	$(CC) $(CFLAGS) -o $@ main.c network.c
-
-# The PULP path on the host: cluster fork, DMA and XpulpV2 dot products emulated in C.
-network_pulp_emu: main.c network.c network.h pulp_target.h
-	$(CC) -std=gnu99 -O2 -Wall -Wextra -Werror -DQSEARCH_PULP -DQSEARCH_PULP_EMULATED \
-		-o $@ main.c network.c
-
-network.elf: main_target.c network.c network.h test_input.h
-	$(RV32_CC) $(RV32_CFLAGS) $(RV32_LIBC) -o $@ main_target.c network.c $(RV32_MEMORY)
-
-run-qemu: network.elf
-	qemu-system-riscv32 -machine virt -cpu rv32 -bios none -nographic -monitor none \
-		-serial none -semihosting-config enable=on -kernel network.elf
-
-clean:
-	rm -f network network_pulp_emu network.elf
-"#;
 
 /// `test_input.h`: one image for the bare-metal test program.
 pub fn test_input_header(image: &[u8]) -> String {

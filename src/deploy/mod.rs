@@ -9,6 +9,7 @@ pub mod dory;
 pub mod golden;
 pub mod integerize;
 mod layout;
+pub mod library;
 pub mod microbench;
 pub mod pulp;
 pub mod verify;

@@ -164,6 +164,13 @@ pub struct DeployArgs {
     /// Deeploy's 8-bit kernels (exact, without the memory saving).
     #[arg(long)]
     pub deeploy_strict: bool,
+    /// Skip the RTL stage (the PULP path on the simulated CV32E40P core, every layer checked and
+    /// timed), which otherwise runs when the simulator's tools are installed.
+    #[arg(long)]
+    pub no_rtl: bool,
+    /// Test images the RTL stage runs.
+    #[arg(long, default_value_t = 10)]
+    pub rtl_images: usize,
     /// Output folder of the C project.
     #[arg(long, short)]
     pub output: PathBuf,
@@ -564,6 +571,7 @@ impl DeployArgs {
             assignment: self.assignment.clone(),
             requant_bits: self.requant_bits,
             deeploy_strict: self.deeploy_strict,
+            rtl_images: (!self.no_rtl).then_some(self.rtl_images),
         }
     }
 }

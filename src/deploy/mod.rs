@@ -12,6 +12,7 @@ mod layout;
 pub mod library;
 pub mod microbench;
 pub mod pulp;
+pub mod rtl;
 pub mod verify;
 
 pub use integerize::{IntGraph, IntOp, integerize};
@@ -32,6 +33,25 @@ pub enum DeployError {
     Io { path: String, message: String },
     #[error("{0}")]
     Build(String),
+    #[error(transparent)]
+    Rtl(#[from] crate::rtl::RtlError),
+    #[error(
+        "on the CV32E40P, image {image}, layer '{layer}' differs from the golden model from byte {byte}: {} where {} was expected",
+        hex_byte(*got),
+        hex_byte(*expected)
+    )]
+    RtlMismatch {
+        image: usize,
+        layer: String,
+        byte: usize,
+        /// The byte the core wrote and the golden model's (`None` past the end of the output).
+        got: Option<u8>,
+        expected: Option<u8>,
+    },
+}
+
+fn hex_byte(b: Option<u8>) -> String {
+    b.map_or_else(|| "nothing".into(), |b| format!("{b:#04x}"))
 }
 
 /// A fine-tuned network as `qsearch finetune` leaves it: `quantized.onnx` (batch norm folded)

@@ -6,22 +6,28 @@ use super::FlowError;
 use crate::cost::CostTable;
 use crate::deploy::codegen::{Project, generate, test_input_header};
 use crate::deploy::pulp::PulpConfig;
+use crate::deploy::rtl::{self, RtlRun};
 use crate::deploy::verify::{cross_check, host_check};
-use crate::deploy::{IntGraph, deeploy, dory, golden, integerize, load_finetuned, overflow_report};
+use crate::deploy::{
+    DeployError, IntGraph, deeploy, dory, golden, integerize, load_finetuned, overflow_report,
+};
 use crate::escape::terminal_text;
 use crate::graph::{FusedGraph, Graph};
 use crate::platform::Platform;
 use crate::precision::{Assignment, Bits};
 use crate::progress::Steps;
-use crate::quant::Quantization;
+use crate::quant::{Quantization, packed_bytes};
 use crate::results::write_text;
-use crate::table::short_name;
+use crate::rtl::{Rtl, RtlError};
+use crate::table::{Table, short_name};
 use crate::train::data;
 use crate::train::{GraphNet, QuantSpec, Ranges, Split, predictions, training_device};
 use crate::units::group_thousands;
 use rayon::prelude::*;
+use serde::Serialize;
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 /// What to deploy and how much to check.
 pub struct DeploySettings {
@@ -38,6 +44,9 @@ pub struct DeploySettings {
     pub requant_bits: u32,
     /// Refuse, rather than carry in bytes, layers below 8 bits in the Deeploy export.
     pub deeploy_strict: bool,
+    /// Test images the PULP path runs on the CV32E40P RTL, every layer checked (`None` skips the
+    /// stage, as does a simulator tool that is not installed).
+    pub rtl_images: Option<usize>,
 }
 
 pub struct DeployReport {
@@ -52,6 +61,9 @@ pub struct DeployReport {
     /// Whether what Deeploy read for every target equals the integer graph (`None` when the
     /// export was refused or Deeploy is not installed).
     pub deeploy_exact: Option<bool>,
+    /// The run on the CV32E40P RTL, every layer of which equalled the golden model (`None` when
+    /// the stage was skipped).
+    pub rtl: Option<RtlRun>,
 }
 
 /// The fake-quantized model of the fine-tuned network, as the fine-tuning last ran it.
@@ -97,7 +109,7 @@ pub fn deploy(
     settings: &DeploySettings,
     out: &Path,
 ) -> Result<DeployReport, FlowError> {
-    let mut steps = Steps::new(true, "deploy", 7);
+    let mut steps = Steps::new(true, "deploy", 8);
     steps.step("integerizing");
     let (graph, quantization) = load_finetuned(finetuned)?;
     let int_graph = integerize(&graph, &quantization, settings.requant_bits)?;
@@ -148,6 +160,17 @@ pub fn deploy(
     steps.step("rv32imc build on QEMU");
     cross_build(&int_graph, &images[0], out, &mut text)?;
     memory_against_cost_model(&graph, &int_graph, &platform, &project, &mut text);
+
+    steps.step("PULP path on the CV32E40P RTL");
+    let rtl_images: Vec<Vec<u8>> = (0..settings.rtl_images.unwrap_or(0).min(test.len()))
+        .map(|i| test.image_hwc(i))
+        .collect();
+    let rtl = if rtl_images.is_empty() {
+        text.push_str("CV32E40P RTL stage: skipped (--no-rtl)\n");
+        None
+    } else {
+        rtl_stage(&graph, &int_graph, &platform, &rtl_images, out, &mut text)?
+    };
     write_text(&out.join("report.txt"), &text)?;
     Ok(DeployReport {
         dir: out.to_path_buf(),
@@ -155,6 +178,7 @@ pub fn deploy(
         agreement,
         bit_exact: (bit_exact, verify),
         deeploy_exact,
+        rtl,
     })
 }
 
@@ -360,6 +384,140 @@ fn memory_against_cost_model(
         group_thousands(project.constant_bytes as u64),
         group_thousands(costs.flash)
     );
+}
+
+/// The cost model's latency of every layer of `int_graph` on one core of `platform` (the
+/// platform with its cluster cut to one core: same kernels, L1 and DMA).
+fn one_core_prediction(graph: &Graph, int_graph: &IntGraph, platform: &Platform) -> Vec<f64> {
+    let mut one_core = platform.clone();
+    one_core.hardware.cores.value = 1.0;
+    let fused = FusedGraph::from_graph(graph);
+    let assignment = assignment_of(int_graph, &fused);
+    let table = CostTable::build(&fused, &one_core);
+    (0..int_graph.layers.len())
+        .map(|l| table.timing(l, &assignment).cycles)
+        .collect()
+}
+
+/// One layer of `rtl.json`: medians over the images, then every image's cycles.
+#[derive(Serialize)]
+struct RtlLayer {
+    layer: String,
+    core_cycles: u64,
+    dma_copy_cycles: u64,
+    predicted_one_core_cycles: f64,
+    ratio: f64,
+    core_cycles_per_image: Vec<u64>,
+    dma_copy_cycles_per_image: Vec<u64>,
+}
+
+/// `rtl.json`: what the RTL stage measured.
+#[derive(Serialize)]
+struct RtlReport {
+    platform: String,
+    images: usize,
+    simulated_cycles: u64,
+    wall_seconds: f64,
+    layers: Vec<RtlLayer>,
+}
+
+/// The RTL stage: the PULP path on the CV32E40P on `images`, every layer compared with the golden
+/// model, and per layer the measured cycles next to the cost model's one-core prediction, written
+/// to `text` and `out/rtl.json`. `None` (said in one line) when a simulator tool is missing.
+fn rtl_stage(
+    graph: &Graph,
+    int_graph: &IntGraph,
+    platform: &Platform,
+    images: &[Vec<u8>],
+    out: &Path,
+    text: &mut String,
+) -> Result<Option<RtlRun>, FlowError> {
+    let started = Instant::now();
+    let rtl = match Rtl::init() {
+        Ok(rtl) => rtl,
+        Err(missing @ RtlError::ToolMissing { .. }) => {
+            let _ = writeln!(text, "CV32E40P RTL stage: skipped: {missing}");
+            return Ok(None);
+        }
+        Err(e) => return Err(DeployError::from(e).into()),
+    };
+    let predicted = one_core_prediction(graph, int_graph, platform);
+    // A wide margin over the model (the kernels may be far slower than the PULP-NN structure it
+    // describes), plus the printing of every layer's output in hex.
+    let printed_bytes: usize = int_graph
+        .layers
+        .iter()
+        .map(|l| {
+            let t = &int_graph.tensors[l.output];
+            packed_bytes(t.shape.elements() as usize, t.bits)
+        })
+        .sum();
+    let cycle_limit =
+        (50.0 * predicted.iter().sum::<f64>()) as u64 + 100 * printed_bytes as u64 + 10_000_000;
+    let run = rtl::run(&rtl, int_graph, images, out, cycle_limit)?;
+    let mut table = Table::new(&[
+        "layer<",
+        "core cycles",
+        "DMA copies",
+        "model, 1 core",
+        "core / model",
+    ])
+    .names("layer");
+    let mut layers = Vec::new();
+    let (mut core_total, mut dma_total, mut model_total) = (0, 0, 0.0);
+    for (l, (layer, &model)) in run.layers.iter().zip(&predicted).enumerate() {
+        let (core, dma) = (rtl::median(&layer.core), rtl::median(&layer.dma));
+        let ratio = core as f64 / model.max(1.0);
+        table.row(vec![
+            short_name(&terminal_text(&layer.name), l, 40),
+            group_thousands(core),
+            group_thousands(dma),
+            group_thousands(model.round() as u64),
+            format!("{ratio:.2}"),
+        ]);
+        (core_total, dma_total, model_total) =
+            (core_total + core, dma_total + dma, model_total + model);
+        layers.push(RtlLayer {
+            layer: layer.name.clone(),
+            core_cycles: core,
+            dma_copy_cycles: dma,
+            predicted_one_core_cycles: model,
+            ratio,
+            core_cycles_per_image: layer.core.clone(),
+            dma_copy_cycles_per_image: layer.dma.clone(),
+        });
+    }
+    table.rule();
+    table.row(vec![
+        "total".into(),
+        group_thousands(core_total),
+        group_thousands(dma_total),
+        group_thousands(model_total.round() as u64),
+        format!("{:.2}", core_total as f64 / model_total.max(1.0)),
+    ]);
+    let wall_seconds = started.elapsed().as_secs_f64();
+    let _ = writeln!(
+        text,
+        "\nPULP path on one CV32E40P (RTL on Verilator, clang-19; every core's share in turn, DMA as copies counted apart): {} images bit-exact at every layer; {} cycles simulated in {wall_seconds:.1} s\nper layer, medians over the images; the model is {}'s cost model with one core:\n{}",
+        run.images,
+        group_thousands(run.simulated_cycles),
+        platform.name,
+        table.render()
+    );
+    let report = RtlReport {
+        platform: platform.name.clone(),
+        images: run.images,
+        simulated_cycles: run.simulated_cycles,
+        wall_seconds,
+        layers,
+    };
+    let json = out.join("rtl.json");
+    let bytes = serde_json::to_vec_pretty(&report).unwrap_or_default();
+    crate::results::write_atomic(&json, &bytes).map_err(|e| DeployError::Io {
+        path: json.display().to_string(),
+        message: e.to_string(),
+    })?;
+    Ok(Some(run))
 }
 
 /// The Deeploy export in `dir` (`TARGET/network.onnx` and `deeploy_generate.py`), and, when the

@@ -503,6 +503,8 @@ fn deploy_chosen(
             assignment: None,
             requant_bits: 64,
             deeploy_strict: false,
+            // The simulated core is `qsearch deploy`'s stage, outside the main flow's time budget.
+            rtl_images: None,
         },
         &dir.join("deploy"),
     )?;

@@ -2,19 +2,23 @@
 //! one) with mixed 2/4/8-bit precisions: integerize, generate C, build it with gcc and check
 //! every layer of every image against the integer golden model (portable C and the PULP path,
 //! emulated, tiled through a small L1); build it for rv32imc and run it
-//! on QEMU; export it for DORY and evaluate the export independently.
+//! on QEMU; export it for DORY and evaluate the export independently; run the PULP path on the
+//! CV32E40P RTL, every layer checked. The kernel library builds and agrees on every target.
 
 use qsearch::deploy::codegen::{generate, test_input_header};
 use qsearch::deploy::pulp::{LayerTiling, PulpConfig};
 use qsearch::deploy::verify::{cross_check, host_check};
-use qsearch::deploy::{IntGraph, IntOp, dory, golden, integerize};
+use qsearch::deploy::{DeployError, IntGraph, IntOp, dory, golden, integerize, rtl};
 use qsearch::graph::{FusedGraph, Graph, LayerKind, onnx};
 use qsearch::quant::{BufferQuant, LayerBits, Quantization};
+use qsearch::rtl::{Rtl, RtlError, SimConfig};
 use qsearch::train::Split;
 use qsearch::train::qat::ranges;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
 
 fn fixture(name: &str) -> Graph {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -556,7 +560,6 @@ fn generic_host_run(
     dir: &Path,
     source: &Path,
 ) -> (usize, usize) {
-    use std::process::Command;
     let lib = source.join("TargetLibraries/Generic");
     let build = dir.join("Generic/host");
     std::fs::create_dir_all(&build).unwrap();
@@ -661,4 +664,208 @@ int main(void) {
         })
         .count();
     (exact, run.stdout.len() / n_out)
+}
+
+/// The CV32E40P simulator, built once for the tests of this file; `None` (the reason printed)
+/// when one of its tools is not installed.
+fn simulator() -> Option<&'static Rtl> {
+    static RTL: OnceLock<Option<Rtl>> = OnceLock::new();
+    RTL.get_or_init(|| match Rtl::init() {
+        Ok(rtl) => Some(rtl),
+        Err(RtlError::ToolMissing { tool, install }) => {
+            eprintln!("skipped: {tool} not found; {install}");
+            None
+        }
+        Err(e) => panic!("{e}"),
+    })
+    .as_ref()
+}
+
+/// The residual and depthwise network with mixed 2/4/8 bits, deployed with a small L1 (tiles),
+/// runs on the CV32E40P bit-exact at every layer of every image, with each layer's cycles; a
+/// difference from the golden model is caught, naming the image, the layer and the byte.
+#[test]
+fn a_residual_depthwise_network_runs_bit_exact_on_the_rtl() {
+    let Some(sim) = simulator() else { return };
+    let graph = residual_depthwise_network();
+    let calibration = random_images(&graph, 32, 1);
+    let quantization = mixed_quantization(&graph, &calibration);
+    let int_graph = integerize(&graph, &quantization, 64).unwrap();
+    let bits: Vec<u32> = int_graph.tensors.iter().map(|t| t.bits).collect();
+    assert!(
+        bits.contains(&2) && bits.contains(&4) && bits.contains(&8),
+        "{bits:?}"
+    );
+    let project = generate(
+        &int_graph,
+        PulpConfig {
+            cores: 8,
+            l1_bytes: 3000,
+        },
+    );
+    let dir = temp("rtl");
+    for (file, content) in &project.files {
+        std::fs::write(dir.join(file), content).unwrap();
+    }
+    let test = random_images(&graph, 2, 2);
+    let images: Vec<Vec<u8>> = (0..test.len()).map(|i| test.image_hwc(i)).collect();
+    let started = std::time::Instant::now();
+    let run = rtl::run(sim, &int_graph, &images, &dir, 50_000_000).unwrap();
+    eprintln!(
+        "{} cycles simulated in {:.1} s",
+        run.simulated_cycles,
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(run.images, 2);
+    assert_eq!(run.layers.len(), int_graph.layers.len());
+    for layer in &run.layers {
+        assert_eq!((layer.core.len(), layer.dma.len()), (2, 2), "{layer:?}");
+        assert!(layer.core.iter().all(|&c| c > 0), "{layer:?}");
+    }
+    // Tiled layers copy their tiles; the copies are counted apart from the layer's computation.
+    assert!(run.layers.iter().any(|l| l.dma[0] > 0));
+
+    // Checked against a golden model whose first layer's biases saturate its outputs, the same
+    // program must fail there, naming the image, the layer and the byte.
+    let mut saturated = int_graph.clone();
+    if let IntOp::Conv { bias, .. } = &mut saturated.layers[0].op {
+        bias.iter_mut().for_each(|b| *b += 1 << 24);
+    }
+    let err = rtl::run(sim, &saturated, &images[..1], &dir, 50_000_000).unwrap_err();
+    let DeployError::RtlMismatch { image, layer, .. } = &err else {
+        panic!("{err}");
+    };
+    assert_eq!(
+        (*image, layer.as_str()),
+        (0, int_graph.layers[0].name.as_str()),
+        "{err}"
+    );
+    assert!(err.to_string().contains("from byte"), "{err}");
+}
+
+/// What a build of `kernels/check.c` printed: its checksum line.
+fn checksum_line(printed: &str) -> String {
+    printed
+        .lines()
+        .find(|l| l.starts_with("checksum "))
+        .unwrap_or_else(|| panic!("no checksum in {printed}"))
+        .to_string()
+}
+
+fn succeeded(out: std::process::Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&[&out.stdout[..], &out.stderr[..]].concat()).into_owned()
+}
+
+/// The kernel library (kernels/) compiles without a warning for every target that exists here
+/// and its kernels compute the same on each: the host portably (gcc -std=c99 -pedantic) and
+/// with the PULP path emulated, rv32imc (riscv64-unknown-elf-gcc, run on QEMU), the PMSIS build
+/// against the SDK's declarations (a syntax check: the SDK's GCC with QK_PULP_BUILTINS is not
+/// installed here) and the CV32E40P with clang-19 (run on the RTL).
+#[test]
+fn the_kernel_library_builds_and_agrees_on_every_target() {
+    let kernels = Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels");
+    let check = kernels.join("check.c");
+    let dir = temp("kernels");
+    let warnings = ["-Wall", "-Wextra", "-Werror"];
+    let mut checksums = Vec::new();
+    for (name, flags) in [
+        ("portable", &["-std=c99", "-pedantic"][..]),
+        (
+            "pulp-emulated",
+            &["-std=gnu99", "-DQSEARCH_PULP", "-DQSEARCH_PULP_EMULATED"][..],
+        ),
+    ] {
+        let exe = dir.join(name);
+        let built = Command::new("gcc")
+            .args(["-O2"])
+            .args(warnings)
+            .args(flags)
+            .arg(&check)
+            .arg("-o")
+            .arg(&exe)
+            .output()
+            .unwrap();
+        succeeded(built, name);
+        let printed = succeeded(Command::new(&exe).output().unwrap(), name);
+        checksums.push((name, checksum_line(&printed)));
+    }
+
+    let elf = dir.join("check-rv32imc.elf");
+    let built = Command::new("riscv64-unknown-elf-gcc")
+        .args(["-march=rv32imc", "-mabi=ilp32", "-Os", "-std=c99"])
+        .args(warnings)
+        .args([
+            "--specs=picolibc.specs",
+            "--oslib=semihost",
+            "--crt0=semihost",
+        ])
+        .arg(&check)
+        .arg("-o")
+        .arg(&elf)
+        .args([
+            "-Wl,--defsym=__flash=0x80000000",
+            "-Wl,--defsym=__flash_size=0x400000",
+            "-Wl,--defsym=__ram=0x80400000",
+            "-Wl,--defsym=__ram_size=0x100000",
+        ])
+        .output()
+        .unwrap();
+    succeeded(built, "rv32imc");
+    let qemu = Command::new("qemu-system-riscv32")
+        .args([
+            "-machine",
+            "virt",
+            "-cpu",
+            "rv32",
+            "-bios",
+            "none",
+            "-nographic",
+        ])
+        .args(["-monitor", "none", "-serial", "none"])
+        .args(["-semihosting-config", "enable=on", "-kernel"])
+        .arg(&elf)
+        .output()
+        .unwrap();
+    checksums.push(("rv32imc", checksum_line(&succeeded(qemu, "QEMU"))));
+
+    let stub = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pmsis");
+    let pmsis = Command::new("riscv64-unknown-elf-gcc")
+        .args(["-march=rv32imc", "-mabi=ilp32", "--specs=picolibc.specs"])
+        .args(["-std=gnu99", "-fsyntax-only", "-DQSEARCH_PULP", "-I"])
+        .arg(&stub)
+        .args(warnings)
+        .arg(&check)
+        .output()
+        .unwrap();
+    succeeded(pmsis, "PMSIS");
+    eprintln!("not built: the PULP/GAP SDK's GCC (QK_PULP_BUILTINS) is not installed here");
+
+    if let Some(sim) = simulator() {
+        // Rtl::compile takes no defines: a wrapper source sets the CV32E40P build's.
+        let wrapper = dir.join("check_cv32e40p.c");
+        std::fs::write(
+            &wrapper,
+            format!(
+                "#define QSEARCH_PULP 1\n#define QSEARCH_PULP_BAREMETAL 1\n#define QK_CV32E40P 1\n#include \"{}\"\n",
+                check.display()
+            ),
+        )
+        .unwrap();
+        let elf = dir.join("check-cv32e40p.elf");
+        sim.compile(&[&wrapper, &kernels.join("freestanding.c")], &elf)
+            .unwrap();
+        let out = sim.run(&elf, &SimConfig::default()).unwrap();
+        assert_eq!(out.exit_code, 0, "{}", out.stdout);
+        checksums.push(("cv32e40p", checksum_line(&out.stdout)));
+    }
+    assert!(
+        checksums.iter().all(|(_, c)| *c == checksums[0].1),
+        "{checksums:?}"
+    );
 }

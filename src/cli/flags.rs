@@ -586,3 +586,25 @@ fn parse_bits(text: &str) -> Result<Bits, String> {
         .and_then(Bits::from_count)
         .ok_or_else(|| format!("'{text}' is not a supported precision; use 2, 4 or 8"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn deploy_settings(extra: &[&str]) -> DeploySettings {
+        let args = ["qsearch", "deploy", "--checkpoint", "ft", "--output", "out"];
+        let cli = Cli::try_parse_from(args.iter().chain(extra)).unwrap();
+        match cli.command {
+            Some(Command::Deploy(args)) => args.settings(),
+            _ => panic!("not the deploy command"),
+        }
+    }
+
+    #[test]
+    fn the_rtl_stage_runs_ten_images_unless_told_otherwise() {
+        assert_eq!(deploy_settings(&[]).rtl_images, Some(10));
+        assert_eq!(deploy_settings(&["--rtl-images", "3"]).rtl_images, Some(3));
+        assert_eq!(deploy_settings(&["--no-rtl"]).rtl_images, None);
+    }
+}

@@ -35,6 +35,9 @@ pub struct RtlRun {
     pub simulated_cycles: u64,
 }
 
+/// Per image, per layer: the layer's cycles (its DMA copies included) and its DMA-copy cycles.
+type Measured = Vec<Vec<(u64, u64)>>;
+
 /// `rtl_images_<share>.h`: the images of one share, numbered from `first`.
 fn images_header(first: usize, images: &[Vec<u8>]) -> String {
     let mut s = format!(
@@ -69,7 +72,7 @@ pub fn run(
 ) -> Result<RtlRun, DeployError> {
     let shares = rayon::current_num_threads().clamp(1, images.len().max(1));
     let per_share = images.len().div_ceil(shares).max(1);
-    let runs: Vec<(Vec<Vec<(u64, u64)>>, u64)> = images
+    let runs: Vec<(Measured, u64)> = images
         .chunks(per_share)
         .enumerate()
         .collect::<Vec<_>>()
@@ -132,14 +135,13 @@ pub fn run(
 }
 
 /// Reads what `main_rtl.c` printed for `images` (numbered from `first`) and compares every
-/// layer's output with the golden model's; returns per image and layer the cycles (DMA copies
-/// included) and the DMA-copy cycles.
+/// layer's output with the golden model's.
 fn compare(
     graph: &IntGraph,
     images: &[Vec<u8>],
     first: usize,
     printed: &str,
-) -> Result<Vec<Vec<(u64, u64)>>, DeployError> {
+) -> Result<Measured, DeployError> {
     let garbled = |what: &str| {
         DeployError::Build(format!(
             "the CV32E40P program printed {what}; its output:\n{}",

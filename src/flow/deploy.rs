@@ -166,7 +166,7 @@ pub fn deploy(
         .map(|i| test.image_hwc(i))
         .collect();
     let rtl = if rtl_images.is_empty() {
-        text.push_str("CV32E40P RTL stage: skipped (--no-rtl)\n");
+        text.push_str("CV32E40P RTL stage: not run (`qsearch deploy` runs it unless --no-rtl)\n");
         None
     } else {
         rtl_stage(&graph, &int_graph, &platform, &rtl_images, out, &mut text)?

@@ -1,8 +1,10 @@
 //! C code generation: a self-contained C99 project computing an [`IntGraph`] exactly as the
 //! golden model does. Weights and activations are packed at their bit width (little-endian
 //! within a byte, `crate::quant::pack`); activation buffers live at fixed offsets of
-//! one arena, placed by a liveness-based first-fit allocator; one kernel is emitted per distinct
-//! (operation, precisions) combination the network uses.
+//! one arena, placed by a liveness-based first-fit allocator; the kernel library's kernels are
+//! instantiated once per distinct (operation, precisions) combination the network uses. What
+//! does not depend on the network (kernels, drivers, programs, Makefiles) is
+//! [`super::library`]'s, written next to the generated `network.h` and `network.c`.
 
 use super::integerize::{IntGraph, IntLayer, IntOp, IntTensor};
 use super::library;
@@ -233,8 +235,9 @@ fn shape_init(
 }
 
 /// Generates the project: `network.h`, `network.c` (portable, and the PULP path tiled for
-/// `pulp`), the host test program `main.c`, the bare-metal one `main_target.c`, the PULP one
-/// `main_pulp.c`, and the Makefiles.
+/// `pulp`), and the kernel library and programs of [`library`]: the host test program `main.c`,
+/// the bare-metal one `main_target.c`, the PULP one `main_pulp.c`, the CV32E40P one `main_rtl.c`
+/// and the Makefiles.
 pub fn generate(graph: &IntGraph, pulp: PulpConfig) -> Project {
     let plan = plan_memory(graph);
     let mut code = LayerCode::default();

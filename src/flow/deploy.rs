@@ -1,6 +1,8 @@
 //! `qsearch deploy`: integerize a fine-tuned network, check the integer golden model against the
 //! fake-quantized model on the test set, generate the C project, build it on the host and check
-//! that it reproduces the golden model byte for byte at every layer.
+//! that it reproduces the golden model byte for byte at every layer; export it for DORY and
+//! Deeploy, build it for rv32imc (QEMU), and run its PULP path on the simulated CV32E40P core,
+//! every layer checked and timed next to the cost model's prediction.
 
 use super::FlowError;
 use crate::cost::CostTable;

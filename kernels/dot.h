@@ -1,12 +1,16 @@
 /* The dot product of n packed signed weights (w_bits) from index wi with n packed inputs
  * (in_bits, in_signed) from index xi, added to acc: on the PULP path four lanes per XpulpV2 sdotp
  * (whose sum fits int32 even where the accumulator is int64), the rest one by one.
- * A generic body of kernels.h, included once per accumulator type QK_ACC. Unlike the others it
- * is not forced inline: the compiler inlines it where it pays (every kernel calls it once); forced
- * into the convolution's loop nest, gcc -Os (the rv32imc microbenchmarks) spends up to 13% more
- * instructions. */
+ * A generic body of kernels.h, included once per accumulator type QK_ACC: forced inline into each
+ * kernel's own dot product (QK_DOT), which fixes its bit widths; whether that one is inlined into
+ * the kernel's loops is the compiler's choice (forced, gcc -Os, the rv32imc microbenchmarks,
+ * spends up to 13% more instructions on a convolution). */
 
-static inline QK_ACC QK_CAT(qk_dot_, QK_ACC)(const uint8_t *w, int32_t wi, int w_bits,
+/* A kernel's own dot product: (w, wi, x, xi, n, acc) with the widths fixed. */
+typedef QK_ACC (*QK_CAT(qk_dot_fn_, QK_ACC))(const uint8_t *w, int32_t wi, const uint8_t *x,
+    int32_t xi, int32_t n, QK_ACC acc);
+
+QK_INLINE QK_ACC QK_CAT(qk_dot_, QK_ACC)(const uint8_t *w, int32_t wi, int w_bits,
     const uint8_t *x, int32_t xi, int in_bits, int in_signed, int32_t n, QK_ACC acc)
 {
     int32_t i = 0;

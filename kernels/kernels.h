@@ -34,21 +34,30 @@
 #include "pool.h"
 #undef QK_ACC
 
+/* name_dot, the dot product of kernel `name` (see dot.h). */
+#define QK_DOT(name, w_bits, in_bits, in_signed, acc)                                           \
+    static inline acc name##_dot(const uint8_t *w, int32_t wi, const uint8_t *x, int32_t xi,    \
+        int32_t n, acc sum)                                                                     \
+    {                                                                                           \
+        return qk_dot_##acc(w, wi, w_bits, x, xi, in_bits, in_signed, n, sum);                  \
+    }
+
 /* conv(x, y, w, bias, k, shift, lo, hi, shape) */
 #define QK_CONV(name, w_bits, in_bits, in_signed, out_bits, acc)                                \
+    QK_DOT(name, w_bits, in_bits, in_signed, acc)                                               \
     QK_KERNEL void name(const uint8_t *x, uint8_t *y, const uint8_t *w, const int32_t *bias,    \
         const int32_t *k, int shift, int32_t lo, int32_t hi, const conv_shape *s)               \
     {                                                                                           \
-        qk_conv_##acc(x, y, w, bias, k, shift, lo, hi, s, w_bits, in_bits, in_signed, out_bits); \
+        qk_conv_##acc(x, y, w, bias, k, shift, lo, hi, s, name##_dot, out_bits);                \
     }
 
 /* linear(x, y, w, bias, k, shift, lo, hi, n_in, n_out) */
 #define QK_LINEAR(name, w_bits, in_bits, in_signed, out_bits, acc)                              \
+    QK_DOT(name, w_bits, in_bits, in_signed, acc)                                               \
     QK_KERNEL void name(const uint8_t *x, uint8_t *y, const uint8_t *w, const int32_t *bias,    \
         const int32_t *k, int shift, int32_t lo, int32_t hi, int32_t n_in, int32_t n_out)       \
     {                                                                                           \
-        qk_linear_##acc(x, y, w, bias, k, shift, lo, hi, n_in, n_out, w_bits, in_bits,          \
-            in_signed, out_bits);                                                               \
+        qk_linear_##acc(x, y, w, bias, k, shift, lo, hi, n_in, n_out, name##_dot, out_bits);    \
     }
 
 /* maxpool / avgpool(x, y, k, shift, lo, hi, shape) */

@@ -326,13 +326,13 @@ fn microbenchmarks_count_kernel_instructions_on_qemu() {
 /// A small network with what Deeploy's frontend must read: a 3x3 convolution, depthwise and
 /// pointwise convolutions, a residual add whose sum stays signed and one followed by ReLU, max
 /// and average pooling, a strided depthwise convolution, global average pooling and a linear
-/// layer.
-fn residual_depthwise_network() -> Graph {
+/// layer; on 16x16 images of `channels` channels.
+fn residual_depthwise_network(channels: usize) -> Graph {
     use qsearch::graph::{
         Activation, BatchNorm, Conv, GraphBuilder, Linear, Op, PoolKind, Shape, Window,
     };
     let mut rng = ChaCha8Rng::seed_from_u64(7);
-    let mut b = GraphBuilder::new("residual-depthwise", "input", Shape::new(3, 16, 16));
+    let mut b = GraphBuilder::new("residual-depthwise", "input", Shape::new(channels, 16, 16));
     let mut conv = |b: &mut GraphBuilder,
                     name: &str,
                     x,
@@ -476,7 +476,7 @@ fn residual_depthwise_network() -> Graph {
 #[test]
 fn deeploy_generates_the_integer_graph() {
     use qsearch::deploy::deeploy::{self, Target};
-    let graph = residual_depthwise_network();
+    let graph = residual_depthwise_network(3);
     let calibration = random_images(&graph, 32, 1);
     let quantization = mixed_quantization(&graph, &calibration);
     let int_graph = integerize(&graph, &quantization, 32).unwrap();
@@ -687,7 +687,7 @@ fn simulator() -> Option<&'static Rtl> {
 #[test]
 fn a_residual_depthwise_network_runs_bit_exact_on_the_rtl() {
     let Some(sim) = simulator() else { return };
-    let graph = residual_depthwise_network();
+    let graph = residual_depthwise_network(3);
     let calibration = random_images(&graph, 32, 1);
     let quantization = mixed_quantization(&graph, &calibration);
     let int_graph = integerize(&graph, &quantization, 64).unwrap();
@@ -868,4 +868,99 @@ fn the_kernel_library_builds_and_agrees_on_every_target() {
         checksums.iter().all(|(_, c)| *c == checksums[0].1),
         "{checksums:?}"
     );
+}
+
+/// An IDX dataset (MNIST's format) of random 16x16 images in `dir`: `test` test images, 2 to train.
+fn idx_dataset(dir: &Path, test: usize) {
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    for (prefix, count) in [("train", 2u32), ("t10k", test as u32)] {
+        let mut images = [0x0803u32, count, 16, 16]
+            .iter()
+            .flat_map(|v| v.to_be_bytes())
+            .collect::<Vec<u8>>();
+        images.extend((0..count * 256).map(|_| rng.random_range(0..=255u8)));
+        let mut labels = [0x0801u32, count]
+            .iter()
+            .flat_map(|v| v.to_be_bytes())
+            .collect::<Vec<u8>>();
+        labels.extend((0..count).map(|_| rng.random_range(0..10u8)));
+        std::fs::write(dir.join(format!("{prefix}-images-idx3-ubyte")), images).unwrap();
+        std::fs::write(dir.join(format!("{prefix}-labels-idx1-ubyte")), labels).unwrap();
+    }
+}
+
+/// `qsearch deploy`'s flow on the residual and depthwise network (one input channel, mixed
+/// 2/4/8 bits) with its RTL stage: every layer of two images bit-exact on the CV32E40P, the
+/// per-layer table next to the cost model and `rtl.json`; with `--no-rtl` (no RTL images) the
+/// stage is not run and says so. Where the simulator's tools are missing, the stage says so in
+/// one line and the deploy goes on.
+#[test]
+fn the_deploy_flow_runs_the_rtl_stage_unless_told_not_to() {
+    use qsearch::flow::{DeploySettings, deploy};
+    let graph = residual_depthwise_network(1);
+    let calibration = random_images(&graph, 16, 1);
+    let quantization = mixed_quantization(&graph, &calibration);
+    let dir = temp("flow-rtl");
+    let finetuned = dir.join("finetuned");
+    std::fs::create_dir_all(&finetuned).unwrap();
+    onnx::export_file(&graph, &finetuned.join("quantized.onnx")).unwrap();
+    std::fs::write(
+        finetuned.join("quantization.json"),
+        serde_json::to_string(&quantization).unwrap(),
+    )
+    .unwrap();
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    idx_dataset(&data, 8);
+    let settings = |rtl_images| DeploySettings {
+        platform: "gap8".into(),
+        data: data.display().to_string(),
+        verify_images: 4,
+        agreement_images: 8,
+        assignment: None,
+        requant_bits: 64,
+        deeploy_strict: false,
+        rtl_images,
+    };
+
+    let out = dir.join("deploy");
+    let report = deploy(&finetuned, &settings(Some(2)), &out).unwrap();
+    assert_eq!(report.bit_exact, (4, 4), "{}", report.text);
+    match (simulator(), &report.rtl) {
+        (Some(_), Some(run)) => {
+            assert_eq!(run.images, 2);
+            assert!(
+                report.text.contains("2 images bit-exact at every layer")
+                    && report.text.contains("core / model"),
+                "{}",
+                report.text
+            );
+            let json: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(out.join("rtl.json")).unwrap())
+                    .unwrap();
+            let layers = json["layers"].as_array().unwrap();
+            assert_eq!(layers.len(), run.layers.len());
+            assert!(
+                layers
+                    .iter()
+                    .all(|l| l["predicted_one_core_cycles"].as_f64() > Some(0.0))
+            );
+        }
+        (None, None) => assert!(
+            report.text.contains("CV32E40P RTL stage: skipped: "),
+            "{}",
+            report.text
+        ),
+        (sim, run) => panic!("simulator {:?}, run {:?}", sim.is_some(), run.is_some()),
+    }
+
+    let out = dir.join("deploy-no-rtl");
+    let report = deploy(&finetuned, &settings(None), &out).unwrap();
+    assert!(report.rtl.is_none());
+    assert!(
+        report.text.contains("CV32E40P RTL stage: not run"),
+        "{}",
+        report.text
+    );
+    assert!(!out.join("rtl.json").exists());
 }

@@ -25,6 +25,10 @@ pub(crate) const BUILT_IN: &[(&str, &str)] = &[
         "rv32imc",
         include_str!("../search_spaces/platforms/rv32imc.toml"),
     ),
+    (
+        "cv32e40p",
+        include_str!("../search_spaces/platforms/cv32e40p.toml"),
+    ),
 ];
 
 /// Kernel cost sets that platform files can name with `kernel_costs = "..."`.

@@ -230,7 +230,7 @@ fn zoo_and_platform_listings() {
     let out = qsearch(&["zoo"]);
     assert!(stdout(&out).contains("zoo:mobilenet-v1") && stdout(&out).contains("zoo:ds-cnn"));
     let out = qsearch(&["platforms"]);
-    for p in ["gap8", "gap9", "pulp-open", "xpulpnn"] {
+    for p in ["gap8", "gap9", "pulp-open", "xpulpnn", "cv32e40p"] {
         assert!(stdout(&out).contains(p), "{}", stdout(&out));
     }
     let out = qsearch(&["platforms", "--show", "gap8"]);

@@ -99,8 +99,8 @@ pub enum Command {
     /// (or local processes), resumable shards, merged results.
     #[command(subcommand)]
     Batch(BatchCommand),
-    /// Write the kernel microbenchmarks that `calibrate` reads; with --run, measure them on QEMU
-    /// and calibrate the platform.
+    /// Write the kernel microbenchmarks that `calibrate` reads; with --run, measure them (QEMU
+    /// for rv32imc, the CV32E40P RTL for XpulpV2 platforms) and calibrate the platform.
     Microbench(MicrobenchArgs),
     /// Integerize a fine-tuned network, generate its C project, build it on the host and verify
     /// it bit-exact against the integer golden model.
@@ -119,18 +119,21 @@ pub enum Command {
 
 #[derive(Args)]
 pub struct MicrobenchArgs {
-    /// The platform to calibrate (its parameters are the starting point).
+    /// The platform to calibrate (its parameters are the starting point). Its isa decides where
+    /// the programs run: rv32imc on QEMU (instructions), xpulpv2 on the CV32E40P RTL (cycles of
+    /// one core).
     #[arg(long, short, default_value = "rv32imc")]
     pub platform: String,
     /// Output folder: cases/ (one program each), measurements.csv, the fitted platform.
     #[arg(long, short)]
     pub output: PathBuf,
-    /// Build and run the programs on QEMU (rv32imc), calibrate on four fifths of the rows
-    /// and report the error on the held-out fifth.
+    /// Build and run the programs, calibrate on four fifths of the rows and report the error on
+    /// the held-out fifth.
     #[arg(long)]
     pub run: bool,
     /// With --run: a fine-tuned network (folder of `qsearch finetune`) whose whole deployed
-    /// instruction count is compared with the calibrated model's prediction.
+    /// count (instructions on QEMU, one core's cycles on the RTL) is compared with the
+    /// calibrated model's prediction.
     #[arg(long)]
     pub network: Option<PathBuf>,
 }

@@ -266,15 +266,21 @@ mod tests {
     }
 
     #[test]
-    fn eight_bit_conv_matches_the_published_peak() {
-        // PULP-NN reaches 15.5 MAC/cycle on 8 cores for a 3x3 32 -> 64 conv on 16x16 (reference
-        // row peak_throughput,GAP8), the figure gap8's cycles per instruction is fitted to.
+    fn eight_bit_conv_splits_over_the_cluster_next_to_the_published_peak() {
+        // PULP-NN reaches 15.5 MAC/cycle on 8 GAP8 cores for a 3x3 conv 32 -> 64 on 16x16
+        // (reference row peak_throughput,GAP8). gap8's per-core parameters are fitted on the
+        // CV32E40P RTL, so that figure is a comparison, printed, and what holds is the split:
+        // 16 output rows on 8 cores are two rows each, nearly 8 times as fast as one core.
         let gap8 = Platform::load("gap8").unwrap();
         let call = conv(32, 64, 16, 3);
         let macs = (64 * 16 * 16 * 32 * 9) as f64;
-        let cycles = call_cycles(&gap8.cost, 8, &call, Precisions::uniform(Bits::B8));
-        let throughput = macs / cycles;
-        assert!((throughput - 15.5).abs() < 0.01, "{throughput}");
+        let b8 = Precisions::uniform(Bits::B8);
+        let one = macs / call_cycles(&gap8.cost, 1, &call, b8);
+        let eight = macs / call_cycles(&gap8.cost, 8, &call, b8);
+        println!(
+            "3x3 conv 32 -> 64 on 16x16, 8 bit: {one:.2} MAC/cycle on one core, {eight:.2} on 8 (PULP-NN on 8 GAP8 cores: 15.5)"
+        );
+        assert!(eight > 7.5 * one && eight < 8.0 * one, "{one} {eight}");
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! The microbenchmark harness: one small program per kernel variant and shape of a grid, each the
-//! generated code of a one-layer network plus a `main` that counts the instructions of the
-//! layer's kernel (`minstret`) and prints the CSV row `qsearch calibrate` reads. On QEMU with
-//! `-icount` the count is exact; on a board or GVSoC the same programs, built with the PULP SDK,
-//! read the cycle counter instead.
+//! generated code of a one-layer network, measured where the platform's cores run it
+//! ([`Target`]). For rv32imc a `main` counts the instructions of the layer's kernel (`minstret`)
+//! on QEMU, where `-icount` makes the count exact, and prints the CSV row `qsearch calibrate`
+//! reads. For XpulpV2 cores the PULP path runs on the CV32E40P RTL in its one-core bare-metal
+//! form (`main_rtl.c`): the layer's cycles minus its DMA copies, its output checked against the
+//! golden model.
 
 use super::DeployError;
 use super::codegen::{generate, test_input_header};
@@ -11,9 +13,75 @@ use super::pulp::PulpConfig;
 use super::verify::{io, make, run_qemu};
 use crate::cost::calibrate::COLUMNS;
 use crate::graph::{LayerKind, Padding, Shape, Window};
-use crate::quant::{Requant, packed_bytes, signed_levels, unsigned_levels};
+use crate::platform::Platform;
+use crate::quant::{Requant, pack, signed_levels, unsigned_levels};
+use crate::rtl::Rtl;
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
+
+/// Where a platform's kernels are measured, by the instruction set of its cores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// rv32imc: the portable kernels' instructions on QEMU (`-icount`, exact and repeatable).
+    Qemu,
+    /// XpulpV2: the PULP path's cycles on one CV32E40P (RTL on Verilator, clang-19).
+    Rtl,
+}
+
+/// L1 of the one-core RTL programs: every layer of the grid, and of a small network, runs from
+/// it untiled (the harness's RAM is 4 MiB).
+pub const RTL_L1_BYTES: usize = 1 << 20;
+
+/// Cycle limit of one case on the RTL: the grid's largest case takes a few million cycles with
+/// the generic kernels; only a program that never ends reaches it (about 20 s of simulation).
+const CASE_CYCLE_LIMIT: u64 = 25_000_000;
+
+impl Target {
+    /// The target that runs `platform`'s kernels, or why none does.
+    pub fn of(platform: &Platform) -> Result<Target, DeployError> {
+        match platform.isa.as_str() {
+            "rv32imc" => Ok(Target::Qemu),
+            "xpulpv2" => Ok(Target::Rtl),
+            isa => Err(DeployError::Build(format!(
+                "platform {}: no microbenchmark target runs isa '{isa}' (rv32imc runs on QEMU, xpulpv2 on the CV32E40P RTL)",
+                platform.name
+            ))),
+        }
+    }
+
+    /// How the programs are tiled: the platform's cluster on QEMU (the portable path ignores
+    /// it); on the RTL one core with the layer in L1, whatever the platform's cluster, so that
+    /// the rows measure one core's kernel (`cores` = 1) and the cluster stays modelled.
+    pub fn pulp_config(self, platform: &Platform) -> PulpConfig {
+        match self {
+            Target::Qemu => PulpConfig::of(platform),
+            Target::Rtl => PulpConfig {
+                cores: 1,
+                l1_bytes: RTL_L1_BYTES,
+            },
+        }
+    }
+
+    /// What the measurement is, for the report.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Target::Qemu => "on QEMU (qemu-system-riscv32 -icount shift=0, minstret)",
+            Target::Rtl => {
+                "on one CV32E40P (RTL on Verilator, clang-19, PULP path bare-metal: mcycle around the layer minus its DMA copies; outputs equal to the golden model)"
+            }
+        }
+    }
+}
+
+/// One written microbenchmark: its CSV row without the measurement, its folder, its network and
+/// input image.
+#[derive(Clone, Debug)]
+pub struct Bench {
+    pub row: String,
+    pub dir: PathBuf,
+    pub graph: IntGraph,
+    pub image: Vec<u8>,
+}
 
 /// One kernel call of the grid.
 #[derive(Clone, Debug, PartialEq)]
@@ -84,15 +152,18 @@ pub fn grid() -> Vec<Case> {
         for &x in &bits {
             for &y in &bits {
                 let b = (w, x, y);
+                // Shapes with the leftovers blocked kernels handle apart: output channels not
+                // a multiple of 4 (6, 13), odd pixel counts (25), reductions not a multiple
+                // of 4, 8 or 16 (9, 20, 90, 100), stride 2 and padding.
                 cases.push(conv(LayerKind::Conv, 8, 8, 16, 3, 1, 1, 1, b));
-                cases.push(conv(LayerKind::Conv, 16, 6, 8, 3, 1, 0, 1, b));
+                cases.push(conv(LayerKind::Conv, 16, 7, 6, 3, 1, 0, 1, b));
                 cases.push(conv(LayerKind::Conv, 4, 9, 8, 5, 2, 2, 1, b));
                 cases.push(conv(LayerKind::Conv, 1, 12, 8, 3, 1, 1, 1, b));
                 // Wide inputs, where the multiply-accumulates outweigh the per-tap overhead.
                 cases.push(conv(LayerKind::Conv, 32, 5, 8, 3, 1, 1, 1, b));
-                cases.push(conv(LayerKind::Pointwise, 32, 4, 16, 1, 1, 0, 1, b));
+                cases.push(conv(LayerKind::Pointwise, 20, 5, 12, 1, 1, 0, 1, b));
                 cases.push(conv(LayerKind::Depthwise, 16, 8, 16, 3, 1, 1, 16, b));
-                cases.push(conv(LayerKind::Linear, 96, 1, 12, 1, 1, 0, 1, b));
+                cases.push(conv(LayerKind::Linear, 90, 1, 13, 1, 1, 0, 1, b));
                 cases.push(conv(LayerKind::Linear, 24, 1, 40, 1, 1, 0, 1, b));
             }
         }
@@ -135,7 +206,7 @@ pub fn case_graph(case: &Case, seed: u64) -> IntGraph {
         scale: 1.0,
     };
     let output = case.output();
-    let mut tensors = vec![tensor("input", case.input, x), tensor("output", output, y)];
+    let tensors = vec![tensor("input", case.input, x), tensor("output", output, y)];
     let mut inputs = vec![0];
     let window = Window {
         kernel: [case.kernel, case.kernel],
@@ -159,9 +230,10 @@ pub fn case_graph(case: &Case, seed: u64) -> IntGraph {
         LayerKind::AvgPool => IntOp::AvgPool { window },
         LayerKind::GlobalAvgPool => IntOp::GlobalAvgPool,
         LayerKind::GlobalMaxPool => IntOp::GlobalMaxPool,
+        // Both operands read the input: the same loads as two buffers of its precision, and a
+        // network the golden model can run.
         LayerKind::Add => {
-            tensors.push(tensor("other", case.input, x));
-            inputs.push(2);
+            inputs.push(0);
             // Each input rescaled by about 1/4, so that their sum spans the output's range.
             let rescale = Requant {
                 multiplier: vec![1 << 29],
@@ -275,15 +347,15 @@ bench.elf: main_bench.c network.c network.h test_input.h case.h
 	$(RV32_CC) $(RV32_CFLAGS) -misa-spec=2.2 $(RV32_LIBC) -o $@ main_bench.c network.c $(RV32_MEMORY)
 "#;
 
-/// Writes the program counting `graph`'s kernel instructions into `dir`; `row` is printed first.
-/// The project's PULP path is tiled for `pulp`.
+/// Writes the project of `graph` with the program counting its kernel instructions into `dir`;
+/// `row` is printed first. The project's PULP path is tiled for `pulp`. Returns the benchmark.
 pub fn write_bench(
     graph: &IntGraph,
     row: &str,
     dir: &Path,
     seed: u64,
     pulp: PulpConfig,
-) -> Result<(), DeployError> {
+) -> Result<Bench, DeployError> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let project = generate(graph, pulp);
     for (name, content) in &project.files {
@@ -294,28 +366,36 @@ pub fn write_bench(
         };
         std::fs::write(dir.join(name), content).map_err(io(dir))?;
     }
+    // The input's values over their whole range, one per element (what the golden model reads),
+    // and packed at the input's width (what the program reads).
     let input = &graph.tensors[graph.input];
-    let bytes = packed_bytes(input.shape.elements() as usize, input.bits);
-    let image: Vec<u8> = values(bytes, 0, 255, seed + 2)
-        .into_iter()
-        .map(|v| v as u8)
-        .collect();
+    let levels = values(
+        input.shape.elements() as usize,
+        0,
+        unsigned_levels(input.bits),
+        seed + 2,
+    );
+    let image: Vec<u8> = levels.iter().map(|&v| v as u8).collect();
     for (name, content) in [
-        ("test_input.h", test_input_header(&image)),
+        (
+            "test_input.h",
+            test_input_header(&pack(&levels, input.bits)),
+        ),
         ("main_bench.c", BENCH_MAIN.to_string()),
         ("case.h", format!("#define CASE_ROW \"{row}\"\n")),
     ] {
         std::fs::write(dir.join(name), content).map_err(io(dir))?;
     }
-    Ok(())
+    Ok(Bench {
+        row: row.to_string(),
+        dir: dir.to_path_buf(),
+        graph: graph.clone(),
+        image,
+    })
 }
 
-/// Writes one program per case of the grid under `dir/cases/` (PULP path tiled for `pulp`);
-/// returns the case folders.
-pub(crate) fn write_grid(
-    dir: &Path,
-    pulp: PulpConfig,
-) -> Result<Vec<(Case, PathBuf)>, DeployError> {
+/// Writes one program per case of the grid under `dir/cases/` (PULP path tiled for `pulp`).
+pub(crate) fn write_grid(dir: &Path, pulp: PulpConfig) -> Result<Vec<Bench>, DeployError> {
     grid()
         .into_iter()
         .enumerate()
@@ -327,8 +407,7 @@ pub(crate) fn write_grid(
                 &case_dir,
                 i as u64,
                 pulp,
-            )?;
-            Ok((case, case_dir))
+            )
         })
         .collect()
 }
@@ -360,20 +439,78 @@ pub fn run_on_qemu(dir: &Path) -> Result<String, DeployError> {
         })
 }
 
-/// Runs every case folder on QEMU (in parallel), counting them on `progress`, and returns the
-/// measurements CSV.
+/// Runs `bench`'s PULP path on one CV32E40P: the layer's cycles without its DMA copies (summed
+/// over the layers of a network), its outputs compared with the golden model's.
+pub fn run_on_rtl(rtl: &Rtl, bench: &Bench, cycle_limit: u64) -> Result<u64, DeployError> {
+    let run = super::rtl::run(
+        rtl,
+        &bench.graph,
+        std::slice::from_ref(&bench.image),
+        &bench.dir,
+        cycle_limit,
+    )?;
+    Ok(run.layers.iter().map(|l| l.core[0]).sum())
+}
+
+/// Measures every benchmark on `target` (in parallel), counting them on `progress`, and returns
+/// the measurements CSV.
 pub(crate) fn run_grid(
-    cases: &[(Case, PathBuf)],
+    benches: &[Bench],
+    target: Target,
     progress: &indicatif::ProgressBar,
 ) -> Result<String, DeployError> {
-    let rows: Vec<String> = cases
+    let rtl = match target {
+        Target::Rtl => Some(Rtl::init()?),
+        Target::Qemu => None,
+    };
+    let rows: Vec<String> = benches
         .par_iter()
-        .map(|(_, dir)| {
-            let row = run_on_qemu(dir);
+        .map(|bench| {
+            let row = match &rtl {
+                Some(rtl) => run_on_rtl(rtl, bench, CASE_CYCLE_LIMIT)
+                    .map(|cycles| format!("{},{cycles}", bench.row)),
+                None => run_on_qemu(&bench.dir),
+            };
             progress.inc(1);
             row
         })
         .collect::<Result<_, _>>()?;
     progress.finish_and_clear();
     Ok(format!("{}\n{}\n", COLUMNS.join(","), rows.join("\n")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_platform_isa_chooses_where_its_kernels_are_measured() {
+        let target = |name: &str| Target::of(&Platform::load(name).unwrap());
+        assert_eq!(target("rv32imc").unwrap(), Target::Qemu);
+        for name in ["cv32e40p", "gap8", "gap9", "pulp-open"] {
+            assert_eq!(target(name).unwrap(), Target::Rtl, "{name}");
+        }
+        let xpulpnn = target("xpulpnn").unwrap_err().to_string();
+        assert!(xpulpnn.contains("isa 'xpulpnn'"), "{xpulpnn}");
+        // On the RTL every platform is measured on one core with its layers in L1.
+        let gap8 = Platform::load("gap8").unwrap();
+        let one_core = Target::Rtl.pulp_config(&gap8);
+        assert_eq!((one_core.cores, one_core.l1_bytes), (1, RTL_L1_BYTES));
+    }
+
+    #[test]
+    fn every_case_is_a_network_the_golden_model_runs() {
+        for (i, case) in grid().iter().enumerate() {
+            let graph = case_graph(case, i as u64);
+            let input = &graph.tensors[graph.input];
+            let image = vec![1u8; input.shape.elements() as usize];
+            let buffers = super::super::golden::run(&graph, &image);
+            assert_eq!(
+                buffers[graph.output].len() as u64,
+                graph.tensors[graph.output].shape.elements(),
+                "{}",
+                case.row()
+            );
+        }
+    }
 }

@@ -61,8 +61,9 @@ fn images_header(first: usize, images: &[Vec<u8>]) -> String {
     s
 }
 
-/// Runs the project written in `dir` on the core on `images`; `cycle_limit` bounds one image's
-/// run (printing included). Every layer's output must equal the golden model's.
+/// Runs the project written in `dir` on the core on `images` (one value per element, packed
+/// here at the input's width); `cycle_limit` bounds one image's run (printing included). Every
+/// layer's output must equal the golden model's.
 pub fn run(
     rtl: &Rtl,
     graph: &IntGraph,
@@ -81,7 +82,17 @@ pub fn run(
             let first = s * per_share;
             let header = dir.join(format!("rtl_images_{s}.h"));
             let program = dir.join(format!("rtl_run_{s}.c"));
-            crate::results::write_atomic(&header, images_header(first, share).as_bytes())
+            let input_bits = graph.tensors[graph.input].bits;
+            let packed: Vec<Vec<u8>> = share
+                .iter()
+                .map(|image| {
+                    pack(
+                        &image.iter().map(|&v| i32::from(v)).collect::<Vec<_>>(),
+                        input_bits,
+                    )
+                })
+                .collect();
+            crate::results::write_atomic(&header, images_header(first, &packed).as_bytes())
                 .map_err(io(&header))?;
             let source = format!(
                 "/* The CV32E40P program on images {first} to {}. */\n\

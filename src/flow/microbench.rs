@@ -1,17 +1,21 @@
-//! `qsearch microbench`: write the kernel microbenchmarks, and with `run`, measure them on QEMU,
-//! calibrate the platform on four fifths of the rows, report the error on the held-out
-//! fifth, and check a whole deployed network's instruction count against the prediction.
+//! `qsearch microbench`: write the kernel microbenchmarks, and with `run`, measure them where the
+//! platform's cores run (QEMU for rv32imc, the CV32E40P RTL for XpulpV2), calibrate the platform
+//! on four fifths of the rows, report the error on the held-out fifth and per kernel, and check
+//! a whole deployed network's count against the prediction.
 
 use super::FlowError;
-use crate::cost::calibrate::{calibrate, mape, parse_measurements, predict};
+use crate::cost::calibrate::{Measurement, calibrate, mape, parse_measurements, predict};
 use crate::cost::{KernelCall, Precisions, call_cycles, inside_taps};
-use crate::deploy::microbench::{run_grid, run_on_qemu, write_bench, write_grid};
-use crate::deploy::pulp::PulpConfig;
+use crate::deploy::microbench::{
+    Bench, Target, run_grid, run_on_qemu, run_on_rtl, write_bench, write_grid,
+};
 use crate::deploy::{IntGraph, IntOp, integerize, load_finetuned};
 use crate::graph::{LayerKind, Shape};
-use crate::platform::Platform;
+use crate::platform::{CostParams, Platform};
 use crate::precision::Bits;
 use crate::results::write_text;
+use crate::rtl::Rtl;
+use crate::table::Table;
 use std::fmt::Write;
 use std::path::Path;
 
@@ -19,7 +23,8 @@ pub struct MicrobenchReport {
     pub text: String,
     /// Held-out MAPE (%) of the calibrated model, when the grid was run.
     pub held_out_mape: Option<f64>,
-    /// The whole network's measured and predicted instructions, when a network was given.
+    /// The whole network's measured and predicted counts (instructions on QEMU, cycles on the
+    /// RTL), when a network was given.
     pub network: Option<(f64, f64)>,
 }
 
@@ -29,8 +34,9 @@ fn held_out(i: usize) -> bool {
     i % 5 == 4
 }
 
-/// Writes the grid under `out`; with `run`, measures and calibrates `platform` from it; with
-/// `network` (a fine-tuned folder), compares the deployed network's count with the prediction.
+/// Writes the grid under `out`; with `run`, measures it on `platform`'s [`Target`] and
+/// calibrates `platform` from it; with `network` (a fine-tuned folder), compares the deployed
+/// network's measured count with the calibrated model's prediction.
 pub fn microbench(
     platform: &str,
     out: &Path,
@@ -38,11 +44,12 @@ pub fn microbench(
     network: Option<&Path>,
 ) -> Result<MicrobenchReport, FlowError> {
     let platform = Platform::load(platform)?;
-    let pulp = PulpConfig::of(&platform);
-    let cases = write_grid(out, pulp)?;
+    let target = Target::of(&platform)?;
+    let pulp = target.pulp_config(&platform);
+    let benches = write_grid(out, pulp)?;
     let mut text = format!(
         "{} microbenchmarks written to {}/cases/ (one program per kernel, shape and precision triple)\n",
-        cases.len(),
+        benches.len(),
         out.display()
     );
     if !run {
@@ -52,8 +59,9 @@ pub fn microbench(
             network: None,
         });
     }
-    let bar = crate::progress::bar(true, "microbench", cases.len() as u64, "programs");
-    let csv = run_grid(&cases, &bar)?;
+    let started = std::time::Instant::now();
+    let bar = crate::progress::bar(true, "microbench", benches.len() as u64, "programs");
+    let csv = run_grid(&benches, target, &bar)?;
     let csv_path = out.join("measurements.csv");
     write_text(&csv_path, &csv)?;
     let rows = parse_measurements(&csv, &csv_path.display().to_string())
@@ -78,9 +86,12 @@ pub fn microbench(
     write_text(&fitted_path, &toml)?;
     let _ = writeln!(
         text,
-        "measured on QEMU (qemu-system-riscv32 -icount shift=0, minstret): {} rows in {}\n\
+        "measured {} in {:.0} s: {} rows in {}\n\
          calibration of {} on {} rows: MAPE {:.1}% -> {:.1}%; written to {}\n\
-         held-out rows ({}, every fifth): MAPE {:.1}% with the prior parameters, {:.1}% calibrated (target <= 10%)",
+         held-out rows ({}, every fifth): MAPE {:.1}% with the prior parameters, {:.1}% calibrated (target <= 10%)\n\
+         residuals of the calibrated model per kernel and weight width (all rows):\n{}",
+        target.describe(),
+        started.elapsed().as_secs_f64(),
         fit.len() + test.len(),
         csv_path.display(),
         platform.name,
@@ -90,32 +101,32 @@ pub fn microbench(
         fitted_path.display(),
         test.len(),
         prior_test,
-        fitted_test
+        fitted_test,
+        residuals(&fitted.cost, &fit, &test).render()
     );
     let network = match network {
         Some(dir) => {
             let (graph, quantization) = load_finetuned(dir)?;
             let int_graph = integerize(&graph, &quantization, 64)?;
-            let bench = out.join("network");
-            write_bench(
+            let bench = write_bench(
                 &int_graph,
                 "network,0,0,0,0,0,0,0,0,0,0,0,0,1",
-                &bench,
+                &out.join("network"),
                 7,
                 pulp,
             )?;
-            let line = run_on_qemu(&bench)?;
-            let measured: f64 = line
-                .rsplit(',')
-                .next()
-                .and_then(|v| v.parse().ok())
-                .ok_or_else(|| FlowError::Input(format!("QEMU printed '{line}'")))?;
+            let measured = measure_network(&bench, target, &fitted)?;
             let predicted = network_prediction(&fitted, &int_graph);
+            let (unit, tolerance) = match target {
+                Target::Qemu => ("instructions", 15),
+                Target::Rtl => ("cycles", 10),
+            };
             let _ = writeln!(
                 text,
-                "whole network {} ({} layers) on QEMU: {measured:.0} instructions measured, {predicted:.0} predicted by the calibrated model ({:+.1}%, target within 15%)",
+                "whole network {} ({} layers) {}: {measured:.0} {unit} measured, {predicted:.0} predicted by the calibrated model ({:+.1}%, target within {tolerance}%)",
                 dir.display(),
                 int_graph.layers.len(),
+                target.describe(),
                 100.0 * (predicted - measured) / measured
             );
             Some((measured, predicted))
@@ -130,7 +141,65 @@ pub fn microbench(
     })
 }
 
-/// The model's instructions for every layer of an integer network, run on one core.
+/// The deployed network's count on `target`: its instructions on QEMU, or on the RTL the sum of
+/// its layers' cycles (DMA copies excluded; every layer checked against the golden model).
+fn measure_network(bench: &Bench, target: Target, fitted: &Platform) -> Result<f64, FlowError> {
+    match target {
+        Target::Qemu => {
+            let line = run_on_qemu(&bench.dir)?;
+            line.rsplit(',')
+                .next()
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| FlowError::Input(format!("QEMU printed '{line}'")))
+        }
+        Target::Rtl => {
+            let rtl = Rtl::init().map_err(crate::deploy::DeployError::from)?;
+            // Twenty times the calibrated model: only a program that never ends reaches it.
+            let limit = 20.0 * network_prediction(fitted, &bench.graph) + 10e6;
+            Ok(run_on_rtl(&rtl, bench, limit as u64)? as f64)
+        }
+    }
+}
+
+/// The calibrated model's error per kernel and weight width: the MAPE over the fit rows and over
+/// the held-out rows, and the largest error of any row.
+fn residuals(cost: &CostParams, fit: &[Measurement], test: &[Measurement]) -> Table {
+    let key = |m: &Measurement| format!("{} w{}", m.kernel, m.bits.weight.count());
+    let mut keys: Vec<String> = fit.iter().chain(test).map(key).collect();
+    keys.sort();
+    keys.dedup();
+    let errors = |rows: &[Measurement], k: &str| -> Vec<f64> {
+        let rows: Vec<Measurement> = rows.iter().filter(|m| key(m) == k).cloned().collect();
+        predict(cost, &rows)
+            .iter()
+            .zip(&rows)
+            .map(|(p, m)| 100.0 * (p - m.cycles) / m.cycles)
+            .collect()
+    };
+    let mean_abs = |e: &[f64]| match e.len() {
+        0 => "-".to_string(),
+        n => format!("{:.1}%", e.iter().map(|v| v.abs()).sum::<f64>() / n as f64),
+    };
+    let mut table = Table::new(&["kernel<", "rows", "fit MAPE", "held-out MAPE", "worst row"]);
+    for k in keys {
+        let (in_fit, held) = (errors(fit, &k), errors(test, &k));
+        let worst = in_fit
+            .iter()
+            .chain(&held)
+            .copied()
+            .fold(0.0f64, |w, e| if e.abs() > w.abs() { e } else { w });
+        table.row(vec![
+            k,
+            (in_fit.len() + held.len()).to_string(),
+            mean_abs(&in_fit),
+            mean_abs(&held),
+            format!("{worst:+.1}%"),
+        ]);
+    }
+    table
+}
+
+/// The model's count for every layer of an integer network, run on one core, summed.
 fn network_prediction(platform: &Platform, graph: &IntGraph) -> f64 {
     graph
         .layers

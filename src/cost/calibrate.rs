@@ -282,6 +282,13 @@ pub(crate) fn parse_measurements(
     Ok(rows)
 }
 
+/// Whether the `row`-th measurement (from 0) of a microbenchmark grid is held out of the fit:
+/// every fifth (five is prime to the grid's period, so the held-out rows cover every kernel and
+/// shape).
+pub(crate) fn held_out(row: usize) -> bool {
+    row % 5 == 4
+}
+
 /// One row's measured and predicted cycles.
 #[derive(Clone, Debug)]
 pub struct RowFit {
@@ -486,6 +493,46 @@ pub fn calibrate(
 mod tests {
     use super::*;
     use rand::{RngExt, SeedableRng};
+
+    #[test]
+    fn cv32e40p_parameters_are_the_fit_of_its_rtl_measurements() {
+        let csv = include_str!("../../search_spaces/platforms/measurements/cv32e40p-rtl.csv");
+        let rows = parse_measurements(csv, "cv32e40p-rtl.csv").unwrap();
+        let (test, fit): (Vec<_>, Vec<_>) = rows
+            .into_iter()
+            .enumerate()
+            .partition(|(i, _)| held_out(*i));
+        let strip = |rows: Vec<(usize, Measurement)>| -> Vec<Measurement> {
+            rows.into_iter().map(|(_, m)| m).collect()
+        };
+        let (fit, test) = (strip(fit), strip(test));
+        let cv32e40p = Platform::load("cv32e40p").unwrap();
+        let fit_mape = mape(&predict(&cv32e40p.cost, &fit), &fit);
+        let held_out_mape = mape(&predict(&cv32e40p.cost, &test), &test);
+        println!(
+            "cv32e40p on its RTL measurements: MAPE {fit_mape:.1}% on {} fit rows, {held_out_mape:.1}% on {} held-out rows",
+            fit.len(),
+            test.len()
+        );
+        // The fitted parameters' sources quote these figures.
+        let quoted = format!("MAPE {fit_mape:.1}%, held-out {held_out_mape:.1}%");
+        let fitted = cv32e40p.cost.entries();
+        let fitted: Vec<_> = fitted
+            .iter()
+            .filter(|(_, p)| p.source.starts_with("fit:"))
+            .collect();
+        assert!(fitted.len() > 30);
+        for (name, p) in fitted {
+            assert!(
+                p.source.contains(&quoted),
+                "{name}: {} ({quoted})",
+                p.source
+            );
+        }
+        // Refitting from them moves the fit-row error by little: they are the fit's optimum.
+        let (_, report) = calibrate(&cv32e40p, &fit, "again").unwrap();
+        assert!(report.mape_after > fit_mape - 0.5, "{}", report.mape_after);
+    }
 
     /// Kernel calls over a grid of geometries and precisions.
     fn grid() -> Vec<(KernelCall, Precisions)> {

@@ -4,7 +4,7 @@
 //! a whole deployed network's count against the prediction.
 
 use super::FlowError;
-use crate::cost::calibrate::{Measurement, calibrate, mape, parse_measurements, predict};
+use crate::cost::calibrate::{Measurement, calibrate, held_out, mape, parse_measurements, predict};
 use crate::cost::{KernelCall, Precisions, call_cycles, inside_taps};
 use crate::deploy::microbench::{
     Bench, Target, run_grid, run_on_qemu, run_on_rtl, write_bench, write_grid,
@@ -26,12 +26,6 @@ pub struct MicrobenchReport {
     /// The whole network's measured and predicted counts (instructions on QEMU, cycles on the
     /// RTL), when a network was given.
     pub network: Option<(f64, f64)>,
-}
-
-/// Every fifth row is held out of the fit (five is prime to the grid's period, so the held-out
-/// rows cover every kernel and shape).
-fn held_out(i: usize) -> bool {
-    i % 5 == 4
 }
 
 /// Writes the grid under `out`; with `run`, measures it on `platform`'s [`Target`] and

@@ -27,14 +27,14 @@
 #define QK_CONV_K(s) ((s)->kernel_h * (s)->kernel_w * ((s)->in_c / (s)->groups))
 #define QK_CONV_BLOCKED_SCRATCH(s) (QK_BLOCK_PIXELS * QK_ROW_BYTES(QK_CONV_K(s)))
 
-/* The activation row of output pixel `pixel` for group g: its receptive field unpacked into row
+/* The activation row of output pixel (oy, ox) for group g: its receptive field unpacked into row
  * (padding taps as zeros) and chunk-permuted for WB, or the pixel's own input where that is the
- * row already. */
+ * row already. `s` is the caller's local copy of the shape: through a pointer, the compiler
+ * would reload every field after each byte stored into the row (bytes may alias anything). */
 static inline __attribute__((always_inline)) const uint8_t *qk_im2col(uint8_t *row,
-    const uint8_t *x, const conv_shape *s, int32_t pixel, int g, int wb, int ib, int is)
+    const uint8_t *x, const conv_shape *s, int cin_g, int oy, int ox, int g, int wb, int ib,
+    int is)
 {
-    int cin_g = s->in_c / s->groups;
-    int oy = pixel / s->out_w, ox = pixel % s->out_w;
     int ky, kx, i;
     uint8_t *dst = row;
     if (wb == 8 && ib == 8 && s->kernel_h == 1 && s->kernel_w == 1 && s->stride_h == 1
@@ -54,7 +54,7 @@ static inline __attribute__((always_inline)) const uint8_t *qk_im2col(uint8_t *r
             }
         }
     }
-    qk_permute_chunks(row, QK_CONV_K(s) / QK_CHUNK(wb), wb);
+    qk_permute_chunks(row, s->kernel_h * s->kernel_w * cin_g / QK_CHUNK(wb), wb);
     return row;
 }
 
@@ -69,13 +69,16 @@ static inline __attribute__((always_inline)) void qk_conv_channels(uint8_t *y, c
     int r, p;
     for (; oc + QK_BLOCK_ROWS <= oc_end; oc += QK_BLOCK_ROWS) {
         int32_t acc[QK_BLOCK_ROWS][QK_BLOCK_PIXELS];
+        QK_UNROLL
         for (r = 0; r < QK_BLOCK_ROWS; r++) {
+            QK_UNROLL
             for (p = 0; p < pixels; p++) {
                 acc[r][p] = bias[oc + r];
             }
         }
         qk_mm_block(acc, w + oc * row_bytes, row_bytes, a, words, QK_BLOCK_ROWS, pixels, wb, is);
         qk_mm_tail(acc, w, oc, kk, a, words * QK_CHUNK(wb), QK_BLOCK_ROWS, pixels, wb, is);
+        QK_UNROLL
         for (p = 0; p < pixels; p++) {
             qk_store_block(y, (first + p) * out_c + oc, acc, p, QK_BLOCK_ROWS, k + oc, shift, lo,
                 hi, ob);
@@ -83,11 +86,13 @@ static inline __attribute__((always_inline)) void qk_conv_channels(uint8_t *y, c
     }
     for (; oc < oc_end; oc++) {
         int32_t acc[QK_BLOCK_ROWS][QK_BLOCK_PIXELS];
+        QK_UNROLL
         for (p = 0; p < pixels; p++) {
             acc[0][p] = bias[oc];
         }
         qk_mm_block(acc, w + oc * row_bytes, row_bytes, a, words, 1, pixels, wb, is);
         qk_mm_tail(acc, w, oc, kk, a, words * QK_CHUNK(wb), 1, pixels, wb, is);
+        QK_UNROLL
         for (p = 0; p < pixels; p++) {
             qk_store_block(y, (first + p) * out_c + oc, acc, p, 1, k + oc, shift, lo, hi, ob);
         }
@@ -96,31 +101,41 @@ static inline __attribute__((always_inline)) void qk_conv_channels(uint8_t *y, c
 
 static inline __attribute__((always_inline)) void qk_conv_blocked(const uint8_t *x, uint8_t *y,
     const uint8_t *w, const int32_t *bias, const int32_t *k, int shift, int32_t lo, int32_t hi,
-    const conv_shape *s, uint8_t *scratch, int wb, int ib, int is, int ob)
+    const conv_shape *shape, uint8_t *scratch, int wb, int ib, int is, int ob)
 {
-    const int32_t kk = QK_CONV_K(s), pixels = s->out_h * s->out_w;
-    const int cout_g = s->out_c / s->groups;
+    const conv_shape s = *shape;
+    const int cin_g = s.in_c / s.groups, cout_g = s.out_c / s.groups;
+    const int32_t kk = s.kernel_h * s.kernel_w * cin_g;
     uint8_t *second = scratch + QK_ROW_BYTES(kk);
-    int32_t p;
-    int g;
+    int g, oy, ox;
     if (kk * wb % 8 != 0) {
-        qk_conv_fallback(x, y, w, bias, k, shift, lo, hi, s, wb, ib, is, ob);
+        qk_conv_fallback(x, y, w, bias, k, shift, lo, hi, shape, wb, ib, is, ob);
         return;
     }
-    for (g = 0; g < s->groups; g++) {
-        int oc = g * cout_g;
-        for (p = 0; p + 2 <= pixels; p += 2) {
+    for (g = 0; g < s.groups; g++) {
+        const int oc = g * cout_g;
+        int32_t p = 0;
+        /* Pixels in pairs, (oy, ox) and the next one, which may start the next row. */
+        for (oy = 0, ox = 0; p + 2 <= s.out_h * s.out_w; p += 2) {
             const uint8_t *a[QK_BLOCK_PIXELS];
-            a[0] = qk_im2col(scratch, x, s, p, g, wb, ib, is);
-            a[1] = qk_im2col(second, x, s, p + 1, g, wb, ib, is);
-            qk_conv_channels(y, w, bias, k, shift, lo, hi, s->out_c, p, a, oc, oc + cout_g, kk,
-                2, wb, is, ob);
+            a[0] = qk_im2col(scratch, x, &s, cin_g, oy, ox, g, wb, ib, is);
+            if (++ox == s.out_w) {
+                ox = 0;
+                oy++;
+            }
+            a[1] = qk_im2col(second, x, &s, cin_g, oy, ox, g, wb, ib, is);
+            if (++ox == s.out_w) {
+                ox = 0;
+                oy++;
+            }
+            qk_conv_channels(y, w, bias, k, shift, lo, hi, s.out_c, p, a, oc, oc + cout_g, kk, 2,
+                wb, is, ob);
         }
-        if (p < pixels) {
+        if (p < s.out_h * s.out_w) {
             const uint8_t *a[QK_BLOCK_PIXELS];
-            a[0] = a[1] = qk_im2col(scratch, x, s, p, g, wb, ib, is);
-            qk_conv_channels(y, w, bias, k, shift, lo, hi, s->out_c, p, a, oc, oc + cout_g, kk,
-                1, wb, is, ob);
+            a[0] = a[1] = qk_im2col(scratch, x, &s, cin_g, oy, ox, g, wb, ib, is);
+            qk_conv_channels(y, w, bias, k, shift, lo, hi, s.out_c, p, a, oc, oc + cout_g, kk, 1,
+                wb, is, ob);
         }
     }
 }

@@ -28,8 +28,10 @@
 
 static inline __attribute__((always_inline)) void qk_depthwise(const uint8_t *x, uint8_t *y,
     const uint8_t *w, const int32_t *bias, const int32_t *k, int shift, int32_t lo, int32_t hi,
-    const conv_shape *s, uint8_t *scratch, int wb, int ib, int is, int ob)
+    const conv_shape *shape, uint8_t *scratch, int wb, int ib, int is, int ob)
 {
+    /* A local copy: through the pointer, every byte stored would reload the fields. */
+    const conv_shape copy = *shape, *s = &copy;
     const int row = QK_DW_ROW(s), plane_w = QK_DW_PLANE_W(s), plane_h = QK_DW_PLANE_H(s);
     const int words = row / 4, taps = s->kernel_h * s->kernel_w;
     uint8_t *plane = scratch, *kern = scratch + QK_ROW_BYTES(plane_w * plane_h);

@@ -29,6 +29,7 @@ static inline __attribute__((always_inline)) void qk_linear_neurons(uint8_t *y, 
     int r;
     for (; o + rows <= n_out; o += rows) {
         int32_t acc[QK_BLOCK_ROWS][QK_BLOCK_PIXELS];
+        QK_UNROLL
         for (r = 0; r < rows; r++) {
             acc[r][0] = bias[o + r];
         }

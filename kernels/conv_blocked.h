@@ -29,8 +29,7 @@
 
 /* The activation row of output pixel (oy, ox) for group g: its receptive field unpacked into row
  * (padding taps as zeros) and chunk-permuted for WB, or the pixel's own input where that is the
- * row already. `s` is the caller's local copy of the shape: through a pointer, the compiler
- * would reload every field after each byte stored into the row (bytes may alias anything). */
+ * row already. `s` is the caller's local copy of the shape. */
 static inline __attribute__((always_inline)) const uint8_t *qk_im2col(uint8_t *row,
     const uint8_t *x, const conv_shape *s, int cin_g, int oy, int ox, int g, int wb, int ib,
     int is)
@@ -61,7 +60,7 @@ static inline __attribute__((always_inline)) const uint8_t *qk_im2col(uint8_t *r
 /* Output channels [oc, oc_end) of `pixels` (1 or 2) consecutive output pixels from `first`,
  * whose activation rows are a[]: blocks of 4 channels, then the leftover ones. */
 static inline __attribute__((always_inline)) void qk_conv_channels(uint8_t *y, const uint8_t *w,
-    const int32_t *bias, const int32_t *k, int shift, int32_t lo, int32_t hi, int out_c,
+    const int32_t *bias, const int32_t *k, int shift, int wide, int32_t lo, int32_t hi, int out_c,
     int32_t first, const uint8_t *const a[QK_BLOCK_PIXELS], int oc, int oc_end, int32_t kk,
     int pixels, int wb, int is, int ob)
 {
@@ -80,8 +79,8 @@ static inline __attribute__((always_inline)) void qk_conv_channels(uint8_t *y, c
         qk_mm_tail(acc, w, oc, kk, a, words * QK_CHUNK(wb), QK_BLOCK_ROWS, pixels, wb, is);
         QK_UNROLL
         for (p = 0; p < pixels; p++) {
-            qk_store_block(y, (first + p) * out_c + oc, acc, p, QK_BLOCK_ROWS, k + oc, shift, lo,
-                hi, ob);
+            qk_store_block(y, (first + p) * out_c + oc, acc, p, QK_BLOCK_ROWS, k + oc, shift, wide,
+                lo, hi, ob);
         }
     }
     for (; oc < oc_end; oc++) {
@@ -94,7 +93,45 @@ static inline __attribute__((always_inline)) void qk_conv_channels(uint8_t *y, c
         qk_mm_tail(acc, w, oc, kk, a, words * QK_CHUNK(wb), 1, pixels, wb, is);
         QK_UNROLL
         for (p = 0; p < pixels; p++) {
-            qk_store_block(y, (first + p) * out_c + oc, acc, p, 1, k + oc, shift, lo, hi, ob);
+            qk_store_block(y, (first + p) * out_c + oc, acc, p, 1, k + oc, shift, wide, lo, hi,
+                ob);
+        }
+    }
+}
+
+/* Every group's output pixels, in pairs and an odd last one. `s` is a local copy of the shape. */
+static inline __attribute__((always_inline)) void qk_conv_pixels(const uint8_t *x, uint8_t *y,
+    const uint8_t *w, const int32_t *bias, const int32_t *k, int shift, int wide, int32_t lo,
+    int32_t hi, const conv_shape *s, uint8_t *scratch, int wb, int ib, int is, int ob)
+{
+    const int cin_g = s->in_c / s->groups, cout_g = s->out_c / s->groups;
+    const int32_t kk = s->kernel_h * s->kernel_w * cin_g, pixels = s->out_h * s->out_w;
+    uint8_t *second = scratch + QK_ROW_BYTES(kk);
+    int g, oy, ox;
+    for (g = 0; g < s->groups; g++) {
+        const int oc = g * cout_g;
+        int32_t p = 0;
+        /* (oy, ox) is pixel p; the second of a pair may start the next row. */
+        for (oy = 0, ox = 0; p + 2 <= pixels; p += 2) {
+            const uint8_t *a[QK_BLOCK_PIXELS];
+            a[0] = qk_im2col(scratch, x, s, cin_g, oy, ox, g, wb, ib, is);
+            if (++ox == s->out_w) {
+                ox = 0;
+                oy++;
+            }
+            a[1] = qk_im2col(second, x, s, cin_g, oy, ox, g, wb, ib, is);
+            if (++ox == s->out_w) {
+                ox = 0;
+                oy++;
+            }
+            qk_conv_channels(y, w, bias, k, shift, wide, lo, hi, s->out_c, p, a, oc, oc + cout_g,
+                kk, 2, wb, is, ob);
+        }
+        if (p < pixels) {
+            const uint8_t *a[QK_BLOCK_PIXELS];
+            a[0] = a[1] = qk_im2col(scratch, x, s, cin_g, oy, ox, g, wb, ib, is);
+            qk_conv_channels(y, w, bias, k, shift, wide, lo, hi, s->out_c, p, a, oc, oc + cout_g,
+                kk, 1, wb, is, ob);
         }
     }
 }
@@ -103,41 +140,14 @@ static inline __attribute__((always_inline)) void qk_conv_blocked(const uint8_t 
     const uint8_t *w, const int32_t *bias, const int32_t *k, int shift, int32_t lo, int32_t hi,
     const conv_shape *shape, uint8_t *scratch, int wb, int ib, int is, int ob)
 {
+    /* A local copy: through the pointer, every byte im2col stores would reload the fields. */
     const conv_shape s = *shape;
-    const int cin_g = s.in_c / s.groups, cout_g = s.out_c / s.groups;
-    const int32_t kk = s.kernel_h * s.kernel_w * cin_g;
-    uint8_t *second = scratch + QK_ROW_BYTES(kk);
-    int g, oy, ox;
-    if (kk * wb % 8 != 0) {
+    if (s.kernel_h * s.kernel_w * (s.in_c / s.groups) * wb % 8 != 0) {
         qk_conv_fallback(x, y, w, bias, k, shift, lo, hi, shape, wb, ib, is, ob);
         return;
     }
-    for (g = 0; g < s.groups; g++) {
-        const int oc = g * cout_g;
-        int32_t p = 0;
-        /* Pixels in pairs, (oy, ox) and the next one, which may start the next row. */
-        for (oy = 0, ox = 0; p + 2 <= s.out_h * s.out_w; p += 2) {
-            const uint8_t *a[QK_BLOCK_PIXELS];
-            a[0] = qk_im2col(scratch, x, &s, cin_g, oy, ox, g, wb, ib, is);
-            if (++ox == s.out_w) {
-                ox = 0;
-                oy++;
-            }
-            a[1] = qk_im2col(second, x, &s, cin_g, oy, ox, g, wb, ib, is);
-            if (++ox == s.out_w) {
-                ox = 0;
-                oy++;
-            }
-            qk_conv_channels(y, w, bias, k, shift, lo, hi, s.out_c, p, a, oc, oc + cout_g, kk, 2,
-                wb, is, ob);
-        }
-        if (p < s.out_h * s.out_w) {
-            const uint8_t *a[QK_BLOCK_PIXELS];
-            a[0] = a[1] = qk_im2col(scratch, x, &s, cin_g, oy, ox, g, wb, ib, is);
-            qk_conv_channels(y, w, bias, k, shift, lo, hi, s.out_c, p, a, oc, oc + cout_g, kk, 1,
-                wb, is, ob);
-        }
-    }
+    QK_UNSWITCH_SHIFT(shift, qk_conv_pixels(x, y, w, bias, k, shift, wide, lo, hi, &s, scratch,
+        wb, ib, is, ob));
 }
 
 #define QK_CONV_BLOCKED(name, WB, IB, IS, OB)                                                    \

@@ -21,7 +21,7 @@
 
 /* Neurons [o, n_out) in blocks of `rows` (4, then 1 for the leftovers). */
 static inline __attribute__((always_inline)) void qk_linear_neurons(uint8_t *y, const uint8_t *w,
-    const int32_t *bias, const int32_t *k, int shift, int32_t lo, int32_t hi,
+    const int32_t *bias, const int32_t *k, int shift, int wide, int32_t lo, int32_t hi,
     const uint8_t *const a[QK_BLOCK_PIXELS], int32_t n_in, int32_t o, int32_t n_out, int rows,
     int wb, int is, int ob)
 {
@@ -35,7 +35,7 @@ static inline __attribute__((always_inline)) void qk_linear_neurons(uint8_t *y, 
         }
         qk_mm_block(acc, w + o * row_bytes, row_bytes, a, words, rows, 1, wb, is);
         qk_mm_tail(acc, w, o, n_in, a, words * QK_CHUNK(wb), rows, 1, wb, is);
-        qk_store_block(y, o, acc, 0, rows, k + o, shift, lo, hi, ob);
+        qk_store_block(y, o, acc, 0, rows, k + o, shift, wide, lo, hi, ob);
     }
 }
 
@@ -56,9 +56,9 @@ static inline __attribute__((always_inline)) void qk_linear_blocked(const uint8_
         qk_permute_chunks(scratch, n_in / QK_CHUNK(wb), wb);
         a[0] = a[1] = scratch;
     }
-    qk_linear_neurons(y, w, bias, k, shift, lo, hi, a, n_in, 0, blocked, QK_BLOCK_ROWS, wb, is,
-        ob);
-    qk_linear_neurons(y, w, bias, k, shift, lo, hi, a, n_in, blocked, n_out, 1, wb, is, ob);
+    QK_UNSWITCH_SHIFT(shift, (qk_linear_neurons(y, w, bias, k, shift, wide, lo, hi, a, n_in, 0,
+        blocked, QK_BLOCK_ROWS, wb, is, ob), qk_linear_neurons(y, w, bias, k, shift, wide, lo, hi,
+        a, n_in, blocked, n_out, 1, wb, is, ob)));
 }
 
 #define QK_LINEAR_BLOCKED(name, WB, IB, IS, OB)                                                  \

@@ -147,9 +147,11 @@ static inline __attribute__((always_inline)) void qk_mm_tail(
  * and more (the usual case: the integerizer takes the largest shift that keeps k below 2^31)
  * the result is the high word shifted, which always fits int32; below 32 it is the two words
  * shifted, saturating to the bound on its side when it does not fit int32. (>> of a negative
- * int is arithmetic in GNU C, which every target's compiler is.) */
+ * int is arithmetic in GNU C, which every target's compiler is.) `wide` is shift >= 32, which
+ * kernels make a compile-time constant (QK_UNSWITCH_SHIFT) so that the choice is not made per
+ * output. */
 static inline __attribute__((always_inline)) int32_t qk_requant_words(int32_t acc, int32_t k,
-    int shift, int32_t lo, int32_t hi)
+    int shift, int wide, int32_t lo, int32_t hi)
 {
     const uint64_t half = shift > 0 ? (uint64_t)1 << (shift - 1) : 0;
     const uint32_t half_low = (uint32_t)half, half_high = (uint32_t)(half >> 32);
@@ -157,7 +159,7 @@ static inline __attribute__((always_inline)) int32_t qk_requant_words(int32_t ac
     uint32_t low = (uint32_t)product, sum = low + half_low;
     int32_t high = (int32_t)((uint32_t)(product >> 32) + half_high + (sum < low));
     int32_t y;
-    if (shift >= 32) {
+    if (wide) {
         y = high >> (shift - 32);
     } else {
         int32_t y_high = high >> shift;
@@ -167,20 +169,35 @@ static inline __attribute__((always_inline)) int32_t qk_requant_words(int32_t ac
             return y_high < 0 ? lo : hi;
         }
     }
-    return y < lo ? lo : (y > hi ? hi : y);
+    /* min then max: cv.min and cv.max on the core, no branches */
+    y = y > hi ? hi : y;
+    return y < lo ? lo : y;
 }
+
+/* Runs CALL (an expression using `wide`) with wide a constant 1 or 0 as shift >= 32: the kernel's
+ * loops twice, each with its requantization free of the test. */
+#define QK_UNSWITCH_SHIFT(shift, CALL)                                                           \
+    do {                                                                                         \
+        if ((shift) >= 32) {                                                                     \
+            const int wide = 1;                                                                  \
+            CALL;                                                                                \
+        } else {                                                                                 \
+            const int wide = 0;                                                                  \
+            CALL;                                                                                \
+        }                                                                                        \
+    } while (0)
 
 /* Requantizes `n` consecutive outputs of channels c.. (acc[r][p] for r < n) and stores them as
  * values at index first.. of y; whole bytes at once where the run starts on a byte. */
 static inline __attribute__((always_inline)) void qk_store_block(uint8_t *y, int32_t first,
     int32_t acc[QK_BLOCK_ROWS][QK_BLOCK_PIXELS], int p, int n, const int32_t *k, int shift,
-    int32_t lo, int32_t hi, int ob)
+    int wide, int32_t lo, int32_t hi, int ob)
 {
     int32_t v[QK_BLOCK_ROWS];
     int r;
     QK_UNROLL
     for (r = 0; r < n; r++) {
-        v[r] = qk_requant_words(acc[r][p], k[r], shift, lo, hi);
+        v[r] = qk_requant_words(acc[r][p], k[r], shift, wide, lo, hi);
     }
     if (ob < 8 && n == QK_BLOCK_ROWS && first % (8 / ob) == 0) {
         uint32_t mask = (1u << ob) - 1, bits = 0;

@@ -22,11 +22,13 @@ static inline __attribute__((always_inline)) void qk_unpack_run(uint8_t *dst, co
     const uint8_t *p;
     int32_t i = 0;
     if (bits == 8) {
-        for (; i + 4 <= n; i += 4) {
-            qk_st32(dst + i, qk_ld32(src + first + i));
+        const uint8_t *from = src + first;
+        uint8_t *end = dst + n;
+        for (; dst + 4 <= end; dst += 4, from += 4) {
+            qk_st32(dst, qk_ld32(from));
         }
-        for (; i < n; i++) {
-            dst[i] = src[first + i];
+        while (dst < end) {
+            *dst++ = *from++;
         }
         return;
     }

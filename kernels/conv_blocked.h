@@ -64,7 +64,7 @@ static inline __attribute__((always_inline)) void qk_conv_channels(uint8_t *y, c
     int32_t first, const uint8_t *const a[QK_BLOCK_PIXELS], int oc, int oc_end, int32_t kk,
     int pixels, int wb, int is, int ob)
 {
-    const int32_t row_bytes = kk * wb / 8, words = kk / QK_CHUNK(wb);
+    const int32_t row_bytes = kk * wb / 8;
     int r, p;
     for (; oc + QK_BLOCK_ROWS <= oc_end; oc += QK_BLOCK_ROWS) {
         int32_t acc[QK_BLOCK_ROWS][QK_BLOCK_PIXELS];
@@ -75,8 +75,7 @@ static inline __attribute__((always_inline)) void qk_conv_channels(uint8_t *y, c
                 acc[r][p] = bias[oc + r];
             }
         }
-        qk_mm_block(acc, w + oc * row_bytes, row_bytes, a, words, QK_BLOCK_ROWS, pixels, wb, is);
-        qk_mm_tail(acc, w, oc, kk, a, words * QK_CHUNK(wb), QK_BLOCK_ROWS, pixels, wb, is);
+        qk_mm_block(acc, w + oc * row_bytes, row_bytes, a, kk, QK_BLOCK_ROWS, pixels, wb, is);
         QK_UNROLL
         for (p = 0; p < pixels; p++) {
             qk_store_block(y, (first + p) * out_c + oc, acc, p, QK_BLOCK_ROWS, k + oc, shift, wide,
@@ -89,8 +88,7 @@ static inline __attribute__((always_inline)) void qk_conv_channels(uint8_t *y, c
         for (p = 0; p < pixels; p++) {
             acc[0][p] = bias[oc];
         }
-        qk_mm_block(acc, w + oc * row_bytes, row_bytes, a, words, 1, pixels, wb, is);
-        qk_mm_tail(acc, w, oc, kk, a, words * QK_CHUNK(wb), 1, pixels, wb, is);
+        qk_mm_block(acc, w + oc * row_bytes, row_bytes, a, kk, 1, pixels, wb, is);
         QK_UNROLL
         for (p = 0; p < pixels; p++) {
             qk_store_block(y, (first + p) * out_c + oc, acc, p, 1, k + oc, shift, wide, lo, hi,

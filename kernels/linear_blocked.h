@@ -25,7 +25,7 @@ static inline __attribute__((always_inline)) void qk_linear_neurons(uint8_t *y, 
     const uint8_t *const a[QK_BLOCK_PIXELS], int32_t n_in, int32_t o, int32_t n_out, int rows,
     int wb, int is, int ob)
 {
-    const int32_t row_bytes = n_in * wb / 8, words = n_in / QK_CHUNK(wb);
+    const int32_t row_bytes = n_in * wb / 8;
     int r;
     for (; o + rows <= n_out; o += rows) {
         int32_t acc[QK_BLOCK_ROWS][QK_BLOCK_PIXELS];
@@ -33,8 +33,7 @@ static inline __attribute__((always_inline)) void qk_linear_neurons(uint8_t *y, 
         for (r = 0; r < rows; r++) {
             acc[r][0] = bias[o + r];
         }
-        qk_mm_block(acc, w + o * row_bytes, row_bytes, a, words, rows, 1, wb, is);
-        qk_mm_tail(acc, w, o, n_in, a, words * QK_CHUNK(wb), rows, 1, wb, is);
+        qk_mm_block(acc, w + o * row_bytes, row_bytes, a, n_in, rows, 1, wb, is);
         qk_store_block(y, o, acc, 0, rows, k + o, shift, wide, lo, hi, ob);
     }
 }

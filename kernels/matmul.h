@@ -62,15 +62,18 @@ static inline __attribute__((always_inline)) int32_t qk_act(const uint8_t *row, 
         : "memory")
 #endif
 
-/* acc[r][p] += weight row r . activation row p over the first `words` weight words of each row
- * (words * QK_CHUNK(wb) values), for r < rows and p < pixels (compile-time constants after
- * inlining). One word of each activation row per weight slot, loaded once for all rows. */
+/* acc[r][p] += weight row r . activation row p over kk values, for r < rows and p < pixels
+ * (compile-time constants after inlining): whole weight words with sdotp, one word of each
+ * activation row per weight slot loaded once for all rows; then the values short of a word
+ * scalar, from where the word loop left the pointers (so that no other pointer to them stays
+ * live across the loop). */
 static inline __attribute__((always_inline)) void qk_mm_block(
     int32_t acc[QK_BLOCK_ROWS][QK_BLOCK_PIXELS], const uint8_t *w, int32_t row_bytes,
-    const uint8_t *const a[QK_BLOCK_PIXELS], int32_t words, int rows, int pixels, int wb,
+    const uint8_t *const a[QK_BLOCK_PIXELS], int32_t kk, int rows, int pixels, int wb,
     int x_signed)
 {
     const int slots = 8 / wb;
+    const int32_t words = kk / QK_CHUNK(wb);
     const uint8_t *wp[QK_BLOCK_ROWS], *ap[QK_BLOCK_PIXELS];
     int32_t j;
     int r, p, t;
@@ -92,93 +95,76 @@ static inline __attribute__((always_inline)) void qk_mm_block(
                 QK_MM4X2_W8_LOOP("cv.sdotusp.b");
             }
         }
-        return;
-    }
+    } else
 #endif
-    for (j = 0; j < words; j++) {
-        uint32_t x[QK_BLOCK_PIXELS][4];
-        QK_UNROLL
-        for (p = 0; p < pixels; p++) {
+    {
+        for (j = 0; j < words; j++) {
+            uint32_t x[QK_BLOCK_PIXELS][4];
             QK_UNROLL
-            for (t = 0; t < slots; t++) {
-                x[p][t] = qk_ld32(ap[p] + 4 * t);
-            }
-            ap[p] += 4 * slots;
-        }
-        QK_UNROLL
-        for (r = 0; r < rows; r++) {
-            uint32_t packed = qk_ld32(wp[r]);
-            wp[r] += 4;
-            QK_UNROLL
-            for (t = 0; t < slots; t++) {
-                uint32_t lanes = qk_lanes_s(packed, wb, t);
+            for (p = 0; p < pixels; p++) {
                 QK_UNROLL
-                for (p = 0; p < pixels; p++) {
-                    acc[r][p] = qk_dot4(x[p][t], lanes, x_signed, acc[r][p]);
+                for (t = 0; t < slots; t++) {
+                    x[p][t] = qk_ld32(ap[p] + 4 * t);
+                }
+                ap[p] += 4 * slots;
+            }
+            QK_UNROLL
+            for (r = 0; r < rows; r++) {
+                uint32_t packed = qk_ld32(wp[r]);
+                wp[r] += 4;
+                QK_UNROLL
+                for (t = 0; t < slots; t++) {
+                    uint32_t lanes = qk_lanes_s(packed, wb, t);
+                    QK_UNROLL
+                    for (p = 0; p < pixels; p++) {
+                        acc[r][p] = qk_dot4(x[p][t], lanes, x_signed, acc[r][p]);
+                    }
                 }
             }
         }
     }
-}
-
-/* acc[r][p] += the products of values [from, k) of weight row first_row + r (value index
- * (first_row + r) * k + i of w) and activation row p: the part of K short of a whole word. */
-static inline __attribute__((always_inline)) void qk_mm_tail(
-    int32_t acc[QK_BLOCK_ROWS][QK_BLOCK_PIXELS], const uint8_t *w, int32_t first_row, int32_t k,
-    const uint8_t *const a[QK_BLOCK_PIXELS], int32_t from, int rows, int pixels, int wb,
-    int x_signed)
-{
-    int32_t i;
-    int r, p;
-    for (i = from; i < k; i++) {
+    for (j = 0; j < kk - words * QK_CHUNK(wb); j++) {
         QK_UNROLL
         for (r = 0; r < rows; r++) {
-            int32_t wv = qk_load(w, (first_row + r) * k + i, wb, 1);
+            int32_t wv = qk_load(wp[r], j, wb, 1);
             QK_UNROLL
             for (p = 0; p < pixels; p++) {
-                acc[r][p] += wv * qk_act(a[p], i, x_signed);
+                acc[r][p] += wv * qk_act(ap[p], j, x_signed);
             }
         }
     }
 }
 
-/* qk_requant of an int32 accumulator, for shifts 0 to 62 (the integerizer's range), in 32-bit
- * words: k * acc as mul/mulh, + 2^(shift-1) with a carry, then the floor shift. At shifts of 32
- * and more (the usual case: the integerizer takes the largest shift that keeps k below 2^31)
- * the result is the high word shifted, which always fits int32; below 32 it is the two words
- * shifted, saturating to the bound on its side when it does not fit int32. (>> of a negative
- * int is arithmetic in GNU C, which every target's compiler is.) `wide` is shift >= 32, which
- * kernels make a compile-time constant (QK_UNSWITCH_SHIFT) so that the choice is not made per
- * output. */
+/* qk_requant of an int32 accumulator, for shifts 0 to 62 (the integerizer's range). `wide` says
+ * shift >= 33, the usual case (the integerizer takes the largest shift that keeps k below 2^31);
+ * kernels make it a compile-time constant (QK_UNSWITCH_SHIFT) so that the choice is not made per
+ * output. Then only the high word of k * acc matters: with k * acc = H * 2^32 + L,
+ * floor((k * acc + 2^(shift-1)) / 2^shift) = (H + 2^(shift-33)) >> (shift - 32) since L < 2^32,
+ * and |H| < 2^30 leaves room for the addition: one mulh, an add and a shift. Other shifts take
+ * the 64-bit path. (>> of a negative value is arithmetic in GNU C, which every target's compiler
+ * is.) */
 static inline __attribute__((always_inline)) int32_t qk_requant_words(int32_t acc, int32_t k,
     int shift, int wide, int32_t lo, int32_t hi)
 {
-    const uint64_t half = shift > 0 ? (uint64_t)1 << (shift - 1) : 0;
-    const uint32_t half_low = (uint32_t)half, half_high = (uint32_t)(half >> 32);
-    int64_t product = (int64_t)k * acc;
-    uint32_t low = (uint32_t)product, sum = low + half_low;
-    int32_t high = (int32_t)((uint32_t)(product >> 32) + half_high + (sum < low));
     int32_t y;
     if (wide) {
-        y = high >> (shift - 32);
+        int32_t high = (int32_t)(((int64_t)k * acc) >> 32);
+        y = (high + (1 << (shift - 33))) >> (shift - 32);
     } else {
-        int32_t y_high = high >> shift;
-        /* (high << 1) << (31 - shift): high << (32 - shift) without a shift by 32 at 0. */
-        y = (int32_t)((sum >> shift) | (((uint32_t)high << 1) << (31 - shift)));
-        if (y_high != y >> 31) {
-            return y_high < 0 ? lo : hi;
-        }
+        int64_t half = shift > 0 ? (int64_t)1 << (shift - 1) : 0;
+        int64_t v = ((int64_t)k * acc + half) >> shift;
+        y = v > hi ? hi : (v < lo ? lo : (int32_t)v);
     }
     /* min then max: cv.min and cv.max on the core, no branches */
     y = y > hi ? hi : y;
     return y < lo ? lo : y;
 }
 
-/* Runs CALL (an expression using `wide`) with wide a constant 1 or 0 as shift >= 32: the kernel's
+/* Runs CALL (an expression using `wide`) with wide a constant 1 or 0 as shift >= 33: the kernel's
  * loops twice, each with its requantization free of the test. */
 #define QK_UNSWITCH_SHIFT(shift, CALL)                                                           \
     do {                                                                                         \
-        if ((shift) >= 32) {                                                                     \
+        if ((shift) >= 33) {                                                                     \
             const int wide = 1;                                                                  \
             CALL;                                                                                \
         } else {                                                                                 \

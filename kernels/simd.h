@@ -5,9 +5,10 @@
  *  - otherwise (the host, rv32imc): the same operations in portable C, bit for bit.
  * Four 8-bit lanes travel in a uint32_t, lane 0 in the low byte (a little-endian word load).
  *
- * Besides the dot products: qk_ld32/qk_st32 (words at any byte address), and the lane shifts
- * qk_sll4/qk_sra4 that unpack sub-byte values to 8-bit lanes (qk_lanes_s). Shift amounts must be
- * compile-time constants after inlining: the CV32E40P encodes them as immediates. */
+ * Besides the dot products: qk_ld32/qk_st32/qk_copy_words (words at any byte address), and the
+ * lane shifts qk_sll4/qk_sra4 that unpack sub-byte values to 8-bit lanes (qk_lanes_s). Shift
+ * amounts must be compile-time constants after inlining: the CV32E40P encodes them as
+ * immediates. */
 #ifndef QSEARCH_KERNELS_SIMD_H
 #define QSEARCH_KERNELS_SIMD_H
 
@@ -56,6 +57,29 @@ static inline __attribute__((always_inline)) uint32_t qk_sra4(uint32_t v, int n)
     default: break;
     }
     return v;
+}
+
+/* Copies `words` words from src to dst (any alignment): two per step of a hardware loop (see
+ * kernels/matmul.h for cv.setup's encoding), each loaded word stored two instructions later. */
+static inline __attribute__((always_inline)) void qk_copy_words(uint8_t *dst, const uint8_t *src,
+    int32_t words)
+{
+    uint32_t a, b;
+    if (words >= 2) {
+        __asm__ volatile(".balign 4\n\t.option push\n\t.option norvc\n\t"
+                         ".insn i 0x2b, 4, x14, %[n], 5\n\t"
+                         "cv.lw %[a], (%[s]), 4\n\t"
+                         "cv.lw %[b], (%[s]), 4\n\t"
+                         "cv.sw %[a], (%[d]), 4\n\t"
+                         "cv.sw %[b], (%[d]), 4\n\t"
+                         ".option pop"
+                         : [d] "+r"(dst), [s] "+r"(src), [a] "=&r"(a), [b] "=&r"(b)
+                         : [n] "r"(words / 2)
+                         : "memory");
+    }
+    if (words % 2) {
+        *(qk_word *)dst = *(const qk_word *)src;
+    }
 }
 
 #elif defined(QK_PULP_BUILTINS)
@@ -138,6 +162,15 @@ static inline uint32_t qk_sra4(uint32_t v, int n)
     return r;
 }
 
+#endif
+
+#if !defined(QK_CV32E40P)
+static inline void qk_copy_words(uint8_t *dst, const uint8_t *src, int32_t words)
+{
+    for (; words > 0; words--, dst += 4, src += 4) {
+        *(qk_word *)dst = *(const qk_word *)src;
+    }
+}
 #endif
 
 /* The word at p, which may be misaligned. */

@@ -22,13 +22,9 @@ static inline __attribute__((always_inline)) void qk_unpack_run(uint8_t *dst, co
     const uint8_t *p;
     int32_t i = 0;
     if (bits == 8) {
-        const uint8_t *from = src + first;
-        uint8_t *end = dst + n;
-        for (; dst + 4 <= end; dst += 4, from += 4) {
-            qk_st32(dst, qk_ld32(from));
-        }
-        while (dst < end) {
-            *dst++ = *from++;
+        qk_copy_words(dst, src + first, n / 4);
+        for (i = n / 4 * 4; i < n; i++) {
+            dst[i] = src[first + i];
         }
         return;
     }

@@ -117,7 +117,7 @@ fn deploys_bit_exact(graph: &Graph, name: &str, requant_bits: u32) -> (IntGraph,
     let project = generate(&int_graph, pulp);
     let tiles = |t: &LayerTiling| match t {
         LayerTiling::Rows { tiles, .. } | LayerTiling::Neurons { tiles, .. } => *tiles,
-        LayerTiling::L2 => 0,
+        LayerTiling::L2 { .. } => 0,
     };
     assert!(
         project.tiling.iter().any(|(_, t)| tiles(t) > 2),

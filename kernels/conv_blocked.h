@@ -41,7 +41,13 @@ static inline __attribute__((always_inline)) const uint8_t *qk_im2col(uint8_t *r
         return x + (oy * s->in_w + ox) * s->in_c + g * cin_g;
     }
     for (ky = 0; ky < s->kernel_h; ky++) {
-        int iy = oy * s->stride_h + ky - s->pad_top;
+        int iy = oy * s->stride_h + ky - s->pad_top, ix = ox * s->stride_w - s->pad_left;
+        /* Without groups, a kernel row wholly inside the input is one run of the input. */
+        if (s->groups == 1 && iy >= 0 && iy < s->in_h && ix >= 0 && ix + s->kernel_w <= s->in_w) {
+            qk_unpack_run(dst, x, (iy * s->in_w + ix) * s->in_c, s->kernel_w * cin_g, ib, is);
+            dst += s->kernel_w * cin_g;
+            continue;
+        }
         for (kx = 0; kx < s->kernel_w; kx++, dst += cin_g) {
             int ix = ox * s->stride_w + kx - s->pad_left;
             if (iy < 0 || iy >= s->in_h || ix < 0 || ix >= s->in_w) {
@@ -65,6 +71,7 @@ static inline __attribute__((always_inline)) void qk_conv_channels(uint8_t *y, c
     int pixels, int wb, int is, int ob)
 {
     const int32_t row_bytes = kk * wb / 8;
+    int32_t kv[QK_BLOCK_ROWS];
     int r, p;
     for (; oc + QK_BLOCK_ROWS <= oc_end; oc += QK_BLOCK_ROWS) {
         int32_t acc[QK_BLOCK_ROWS][QK_BLOCK_PIXELS];
@@ -76,10 +83,16 @@ static inline __attribute__((always_inline)) void qk_conv_channels(uint8_t *y, c
             }
         }
         qk_mm_block(acc, w + oc * row_bytes, row_bytes, a, kk, QK_BLOCK_ROWS, pixels, wb, is);
+        /* The multipliers loaded once for both pixels: past the first pixel's byte stores, the
+         * compiler would load them again (bytes may alias them). */
+        QK_UNROLL
+        for (r = 0; r < QK_BLOCK_ROWS; r++) {
+            kv[r] = k[oc + r];
+        }
         QK_UNROLL
         for (p = 0; p < pixels; p++) {
-            qk_store_block(y, (first + p) * out_c + oc, acc, p, QK_BLOCK_ROWS, k + oc, shift, wide,
-                lo, hi, ob);
+            qk_store_block(y, (first + p) * out_c + oc, acc, p, QK_BLOCK_ROWS, kv, shift, wide, lo,
+                hi, ob);
         }
     }
     for (; oc < oc_end; oc++) {

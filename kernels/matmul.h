@@ -60,6 +60,42 @@ static inline __attribute__((always_inline)) int32_t qk_act(const uint8_t *row, 
           [w2] "=&r"(t[4]), [w3] "=&r"(t[5])                                                     \
         : [n] "r"(words)                                                                         \
         : "memory")
+/* The same step at 4-bit weights: each weight word unpacked to its two slots (low nibbles:
+ * shift left then arithmetic right by 4; high nibbles: arithmetic right by 4) against the two
+ * activation words of each pixel that the chunk permutation put in slot order. 36 instructions
+ * per 64 MAC (4 weight and 4 activation loads, 12 lane shifts, 16 sdotp), no load stalls. */
+#define QK_MM4X2_W4_ROW(DOT, W, L, C0, C1)                                                       \
+    "cv.sll.sci.b %[" L "], %[" W "], 4\n\t"                                                     \
+    "cv.sra.sci.b %[" W "], %[" W "], 4\n\t"                                                     \
+    "cv.sra.sci.b %[" L "], %[" L "], 4\n\t"                                                     \
+    DOT " %[" C0 "], %[x00], %[" L "]\n\t"                                                       \
+    DOT " %[" C1 "], %[x10], %[" L "]\n\t"                                                       \
+    DOT " %[" C0 "], %[x01], %[" W "]\n\t"                                                       \
+    DOT " %[" C1 "], %[x11], %[" W "]\n\t"
+#define QK_MM4X2_W4_LOOP(DOT)                                                                    \
+    __asm__ volatile(".balign 4\n\t.option push\n\t.option norvc\n\t"                            \
+        ".insn i 0x2b, 4, x14, %[n], 37\n\t"                                                     \
+        "cv.lw %[x00], (%[a0]), 4\n\t"                                                           \
+        "cv.lw %[x01], (%[a0]), 4\n\t"                                                           \
+        "cv.lw %[x10], (%[a1]), 4\n\t"                                                           \
+        "cv.lw %[x11], (%[a1]), 4\n\t"                                                           \
+        "cv.lw %[wa], (%[p0]), 4\n\t"                                                            \
+        "cv.lw %[wb], (%[p1]), 4\n\t"                                                            \
+        QK_MM4X2_W4_ROW(DOT, "wa", "la", "c00", "c01")                                           \
+        "cv.lw %[wa], (%[p2]), 4\n\t"                                                            \
+        QK_MM4X2_W4_ROW(DOT, "wb", "lb", "c10", "c11")                                           \
+        "cv.lw %[wb], (%[p3]), 4\n\t"                                                            \
+        QK_MM4X2_W4_ROW(DOT, "wa", "la", "c20", "c21")                                           \
+        QK_MM4X2_W4_ROW(DOT, "wb", "lb", "c30", "c31")                                           \
+        ".option pop"                                                                            \
+        : [c00] "+r"(acc[0][0]), [c01] "+r"(acc[0][1]), [c10] "+r"(acc[1][0]),                   \
+          [c11] "+r"(acc[1][1]), [c20] "+r"(acc[2][0]), [c21] "+r"(acc[2][1]),                   \
+          [c30] "+r"(acc[3][0]), [c31] "+r"(acc[3][1]), [p0] "+r"(wp[0]), [p1] "+r"(wp[1]),      \
+          [p2] "+r"(wp[2]), [p3] "+r"(wp[3]), [a0] "+r"(ap[0]), [a1] "+r"(ap[1]),                \
+          [x00] "=&r"(t[0]), [x01] "=&r"(t[1]), [x10] "=&r"(t[2]), [x11] "=&r"(t[3]),            \
+          [wa] "=&r"(t[4]), [wb] "=&r"(t[5]), [la] "=&r"(t[6]), [lb] "=&r"(t[7])                 \
+        : [n] "r"(words)                                                                         \
+        : "memory")
 #endif
 
 /* acc[r][p] += weight row r . activation row p over kk values, for r < rows and p < pixels
@@ -93,6 +129,15 @@ static inline __attribute__((always_inline)) void qk_mm_block(
                 QK_MM4X2_W8_LOOP("cv.sdotsp.b");
             } else {
                 QK_MM4X2_W8_LOOP("cv.sdotusp.b");
+            }
+        }
+    } else if (wb == 4 && rows == 4 && pixels == 2) {
+        uint32_t t[8];
+        if (words > 0) {
+            if (x_signed) {
+                QK_MM4X2_W4_LOOP("cv.sdotsp.b");
+            } else {
+                QK_MM4X2_W4_LOOP("cv.sdotusp.b");
             }
         }
     } else

@@ -3,7 +3,12 @@
  * double buffering: the next tile's input loads while the cores compute this one. The runtime
  * calls (cluster fork, DMA, core id) are pulp_target.h's; the kernels are kernels.h's, called
  * through the descriptors the generated network.c defines per layer, before which it defines
- * L1_BYTES. */
+ * L1_BYTES.
+ *
+ * A layer on a blocked kernel (conv_blocked.h, depthwise.h, linear_blocked.h) gives each core
+ * its own scratch area of `scratch_bytes` (a multiple of 4) from `scratch`: a tiled layer's are
+ * the first NUM_CORES * scratch_bytes of L1, its tiles after them; an untiled layer's are at
+ * the start of L1 or, where L1 cannot hold them, in a static buffer of network.c. */
 #ifndef QSEARCH_KERNELS_PULP_LAYERS_H
 #define QSEARCH_KERNELS_PULP_LAYERS_H
 
@@ -15,16 +20,22 @@ L1_DATA static uint8_t l1[L1_BYTES] __attribute__((aligned(4), unused));
 
 typedef void (*conv_kernel)(const uint8_t *, uint8_t *, const uint8_t *, const int32_t *,
     const int32_t *, int, int32_t, int32_t, const conv_shape *);
+typedef void (*blocked_conv_kernel)(const uint8_t *, uint8_t *, const uint8_t *,
+    const int32_t *, const int32_t *, int, int32_t, int32_t, const conv_shape *, uint8_t *);
 typedef void (*pool_kernel)(const uint8_t *, uint8_t *, int32_t, int, int32_t, int32_t,
     const conv_shape *);
 typedef void (*linear_kernel)(const uint8_t *, uint8_t *, const uint8_t *, const int32_t *,
     const int32_t *, int, int32_t, int32_t, int32_t, int32_t);
+typedef void (*blocked_linear_kernel)(const uint8_t *, uint8_t *, const uint8_t *,
+    const int32_t *, const int32_t *, int, int32_t, int32_t, int32_t, int32_t, uint8_t *);
 typedef void (*add_kernel)(const uint8_t *, const uint8_t *, uint8_t *, int32_t, int, int32_t,
     int, int32_t, int32_t, int32_t);
 
-/* A convolution or pooling: `tile_rows` output rows per tile (0: straight from L2). */
+/* A convolution (a generic or a blocked kernel) or pooling: `tile_rows` output rows per tile
+   (0: straight from L2). */
 typedef struct {
     conv_kernel conv;
+    blocked_conv_kernel blocked;
     pool_kernel pool;
     const uint8_t *w;
     const int32_t *bias, *k;
@@ -34,22 +45,33 @@ typedef struct {
     const conv_shape *s;
     uint32_t in_row, out_row, w_bytes;
     int tile_rows, cores, weights_in_l1;
+    uint8_t *scratch;
+    uint32_t scratch_bytes;
 } windowed_layer;
 
 /* A linear layer: `tile` output neurons per weight tile (0: straight from L2). */
 typedef struct {
     linear_kernel f;
+    blocked_linear_kernel blocked;
     const uint8_t *w;
     const int32_t *bias, *k;
     int shift;
     int32_t lo, hi, n_in, n_out;
     int w_bits, in_bits, out_bits;
     int32_t tile;
+    uint8_t *scratch;
+    uint32_t scratch_bytes;
 } linear_layer;
 
 DRIVER uint32_t words(uint32_t bytes)
 {
     return (bytes + 3u) & ~3u;
+}
+
+/* This core's scratch area of a blocked kernel. */
+DRIVER uint8_t *core_scratch(uint8_t *scratch, uint32_t bytes)
+{
+    return scratch + (uint32_t)CORE_ID() * bytes;
 }
 
 /* This core's share [first, last) of n items split across `cores` cores in multiples of
@@ -86,7 +108,10 @@ DRIVER void windowed_worker(void *arg)
     s.out_h = last - first;
     s.pad_top -= first * s.stride_h;
     y = j->y + (uint32_t)first * l->out_row;
-    if (l->conv) {
+    if (l->blocked) {
+        l->blocked(j->x, y, j->w, l->bias, l->k, l->shift, l->lo, l->hi, &s,
+            core_scratch(l->scratch, l->scratch_bytes));
+    } else if (l->conv) {
         l->conv(j->x, y, j->w, l->bias, l->k, l->shift, l->lo, l->hi, &s);
     } else {
         l->pool(j->x, y, l->k0, l->shift, l->lo, l->hi, &s);
@@ -128,10 +153,11 @@ DRIVER void run_windowed(const windowed_layer *l, const uint8_t *x, uint8_t *y)
         cluster_fork(windowed_worker, &job);
         return;
     }
+    at = NUM_CORES * l->scratch_bytes;
     if (l->weights_in_l1) {
-        DMA_IN(l1, l->w, l->w_bytes, &w_cmd);
-        job.w = l1;
-        at = words(l->w_bytes);
+        DMA_IN(l1 + at, l->w, l->w_bytes, &w_cmd);
+        job.w = l1 + at;
+        at += words(l->w_bytes);
     }
     in_bytes = (uint32_t)((l->tile_rows - 1) * s->stride_h + s->kernel_h);
     if (in_bytes > (uint32_t)s->in_h) in_bytes = (uint32_t)s->in_h;
@@ -187,12 +213,20 @@ DRIVER void linear_worker(void *arg)
     const linear_job *j = (const linear_job *)arg;
     const linear_layer *l = j->l;
     int32_t a, b;
+    uint8_t *y;
+    const uint8_t *w;
     if (!core_share(j->count, 8, NUM_CORES, &a, &b)) {
         return;
     }
-    l->f(j->x, j->y + (uint32_t)(j->first + a) * (uint32_t)l->out_bits / 8u,
-        j->w + (uint32_t)a * (uint32_t)l->n_in * (uint32_t)l->w_bits / 8u,
-        l->bias + j->first + a, l->k + j->first + a, l->shift, l->lo, l->hi, l->n_in, b - a);
+    y = j->y + (uint32_t)(j->first + a) * (uint32_t)l->out_bits / 8u;
+    w = j->w + (uint32_t)a * (uint32_t)l->n_in * (uint32_t)l->w_bits / 8u;
+    if (l->blocked) {
+        l->blocked(j->x, y, w, l->bias + j->first + a, l->k + j->first + a, l->shift, l->lo,
+            l->hi, l->n_in, b - a, core_scratch(l->scratch, l->scratch_bytes));
+    } else {
+        l->f(j->x, y, w, l->bias + j->first + a, l->k + j->first + a, l->shift, l->lo, l->hi,
+            l->n_in, b - a);
+    }
 }
 
 DRIVER void run_linear(const linear_layer *l, const uint8_t *x, uint8_t *y)
@@ -201,7 +235,7 @@ DRIVER void run_linear(const linear_layer *l, const uint8_t *x, uint8_t *y)
     uint32_t x_bytes = ((uint32_t)l->n_in * (uint32_t)l->in_bits + 7u) / 8u;
     uint32_t y_bytes = ((uint32_t)l->n_out * (uint32_t)l->out_bits + 7u) / 8u;
     uint32_t w_tile = ((uint32_t)l->tile * (uint32_t)l->n_in * (uint32_t)l->w_bits + 7u) / 8u;
-    uint8_t *w[2];
+    uint8_t *w[2], *local;
     dma_cmd in_cmd, w_cmd;
     int32_t first;
     int t = 0;
@@ -215,12 +249,14 @@ DRIVER void run_linear(const linear_layer *l, const uint8_t *x, uint8_t *y)
         cluster_fork(linear_worker, &job);
         return;
     }
-    job.x = l1;
-    job.y = l1 + words(x_bytes);
+    /* The cores' scratch areas, then the input and output vectors and the weight tiles. */
+    local = l1 + NUM_CORES * l->scratch_bytes;
+    job.x = local;
+    job.y = local + words(x_bytes);
     w[0] = job.y + words(y_bytes);
     w[1] = w[0] + words(w_tile);
     memset(job.y, 0, y_bytes);
-    DMA_IN(l1, x, x_bytes, &in_cmd);
+    DMA_IN(local, x, x_bytes, &in_cmd);
     DMA_IN(w[0], l->w, l->tile < l->n_out ? w_tile : ((uint32_t)l->n_out * (uint32_t)l->n_in * (uint32_t)l->w_bits + 7u) / 8u, &w_cmd);
     DMA_WAIT(&in_cmd);
     DMA_WAIT(&w_cmd);

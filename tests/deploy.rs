@@ -117,7 +117,7 @@ fn deploys_bit_exact(graph: &Graph, name: &str, requant_bits: u32) -> (IntGraph,
     let project = generate(&int_graph, pulp);
     let tiles = |t: &LayerTiling| match t {
         LayerTiling::Rows { tiles, .. } | LayerTiling::Neurons { tiles, .. } => *tiles,
-        LayerTiling::L2 => 0,
+        LayerTiling::L2 { .. } => 0,
     };
     assert!(
         project.tiling.iter().any(|(_, t)| tiles(t) > 2),
@@ -278,6 +278,143 @@ fn hostile_names_stay_data_in_generated_code() {
 #[test]
 fn a_depthwise_separable_network_deploys_bit_exact() {
     deploys_bit_exact(&fixture("torch_dscnn.onnx"), "torch_dscnn", 64);
+}
+
+/// A chain of 27 layers with weights at `weight_bits`: 9 convolutions (3x3, 5x5 stride 2,
+/// pointwise, padded or not, channel counts that leave blocks and weight rows that need the
+/// scalar fallback), 9 depthwise and 9 linear layers, each kind through every (input, output)
+/// pair of activation bits in {2, 4, 8}; every other activation signed. On 13x13 images of 6
+/// channels.
+fn precision_chain(weight_bits: u32) -> IntGraph {
+    use qsearch::deploy::microbench::{Case, case_graph};
+    use qsearch::graph::Shape;
+    // Every pair of {8, 4, 2} once, each pair starting where the last ended.
+    let activations = [8u32, 8, 4, 4, 2, 2, 8, 2, 4, 8];
+    // (kind, out_c, kernel, stride, pad) of the convolutions, depthwise and linear layers.
+    let convs = [
+        (LayerKind::Conv, 6, 3, 1, 1),
+        (LayerKind::Conv, 10, 3, 2, 1),
+        (LayerKind::Pointwise, 5, 1, 1, 0),
+        (LayerKind::Conv, 7, 3, 1, 0),
+        (LayerKind::Conv, 6, 5, 2, 2),
+        (LayerKind::Pointwise, 9, 1, 1, 0),
+        (LayerKind::Conv, 6, 3, 1, 1),
+        (LayerKind::Conv, 12, 3, 1, 1),
+        (LayerKind::Conv, 8, 3, 1, 1),
+    ];
+    let mut layers: Vec<(LayerKind, usize, usize, usize, usize)> = convs.to_vec();
+    layers.extend((0..9).map(|i| (LayerKind::Depthwise, 8, 3, 1 + (i == 8) as usize, 1)));
+    layers.extend([12, 20, 9, 16, 7, 24, 8, 13, 10].map(|n| (LayerKind::Linear, n, 1, 1, 0)));
+    let mut graph = IntGraph {
+        name: format!("chain-w{weight_bits}"),
+        tensors: Vec::new(),
+        layers: Vec::new(),
+        input: 0,
+        output: 0,
+    };
+    let mut shape = Shape::new(6, 13, 13);
+    for (i, &(kind, out_c, kernel, stride, pad)) in layers.iter().enumerate() {
+        let (x, y) = (activations[i % 9], activations[i % 9 + 1]);
+        let input = if kind == LayerKind::Linear {
+            Shape::new(shape.elements() as usize, 1, 1)
+        } else {
+            shape
+        };
+        let case = Case {
+            kind,
+            input,
+            out_c,
+            kernel,
+            stride,
+            pad,
+            groups: if kind == LayerKind::Depthwise {
+                out_c
+            } else {
+                1
+            },
+            bits: (weight_bits, x, y),
+        };
+        let mut one = case_graph(&case, i as u64);
+        let signed = i % 2 == 1;
+        if signed {
+            let half = 1 << (y - 1);
+            one.layers[0].requant.lo = -half;
+            one.layers[0].requant.hi = half - 1;
+        }
+        one.tensors[1].signed = signed;
+        one.tensors[1].name = format!("t{}", i + 1);
+        if i == 0 {
+            graph.tensors.push(one.tensors[0].clone());
+        }
+        shape = one.tensors[1].shape;
+        graph.tensors.push(one.tensors[1].clone());
+        let mut layer = one.layers[0].clone();
+        layer.name = format!("l{i}");
+        layer.inputs = vec![i];
+        layer.output = i + 1;
+        graph.layers.push(layer);
+    }
+    graph.output = graph.layers.len();
+    graph
+}
+
+/// Every precision triple the search may choose, signed and unsigned inputs, leftover channels
+/// and pixels, stride 2 and padding go through the PULP path's blocked kernels (or their scalar
+/// fallback) bit-exact: on the host, emulated with a small L1 (tiles, per-core scratch), and on
+/// the CV32E40P; the generated code instantiates the blocked kernels for every layer.
+#[test]
+fn every_precision_triple_runs_bit_exact_on_the_blocked_kernels() {
+    use qsearch::deploy::pulp::blocked_kernel;
+    for weight_bits in [8, 4, 2] {
+        let graph = precision_chain(weight_bits);
+        assert!(
+            graph
+                .layers
+                .iter()
+                .all(|l| blocked_kernel(&graph, l).is_some())
+        );
+        let project = generate(
+            &graph,
+            PulpConfig {
+                cores: 8,
+                l1_bytes: 2000,
+            },
+        );
+        let dir = temp(&format!("chain-w{weight_bits}"));
+        for (file, content) in &project.files {
+            std::fs::write(dir.join(file), content).unwrap();
+        }
+        let network = std::fs::read_to_string(dir.join("network.c")).unwrap();
+        for op in ["QK_CONV_BLOCKED(", "QK_DEPTHWISE(", "QK_LINEAR_BLOCKED("] {
+            assert!(network.contains(op), "{op} missing");
+        }
+        assert!(
+            project.tiling.iter().any(|(_, t)| t.scratch() > 0),
+            "{:?}",
+            project.tiling
+        );
+        let mut rng = ChaCha8Rng::seed_from_u64(u64::from(weight_bits));
+        let images: Vec<Vec<u8>> = (0..3)
+            .map(|_| {
+                (0..6 * 13 * 13)
+                    .map(|_| rng.random_range(0..=255u8))
+                    .collect()
+            })
+            .collect();
+        for program in ["network", "network_pulp_emu"] {
+            let check = host_check(&graph, &images, &dir, program).unwrap();
+            assert_eq!(
+                (check.exact, check.total),
+                (3, 3),
+                "w{weight_bits} {program}: {:?}",
+                check.first_mismatch
+            );
+        }
+        if let Some(sim) = simulator() {
+            let run = rtl::run(sim, &graph, &images[..1], &dir, 50_000_000).unwrap();
+            assert_eq!(run.layers.len(), graph.layers.len());
+        }
+    }
 }
 
 /// Zoo networks with what the fixtures lack: strided and projected residual stacks (resnet8),

@@ -1,6 +1,7 @@
 //! Programs on the cycle-accurate CV32E40P (Verilator): a SIMD dot product with its result,
 //! exit code and counters, and every way a run ends badly (trap, cycle limit, an access outside
-//! memory, not an ELF).
+//! memory, not an ELF), and the blocked kernels of `kernels/` at every precision triple against a
+//! scalar reference, on the core and (portable C) on the host.
 //! Skipped, with the reason printed, only where the simulator's tools are not installed.
 
 use qsearch::rtl::{Rtl, RtlError, SimConfig};
@@ -126,5 +127,62 @@ fn garbage_is_a_bad_elf() {
             assert!(!reason.is_empty());
         }
         other => panic!("expected a bad ELF, got {other:?}"),
+    }
+}
+
+/// Runs `tests/fixtures/rtl/kernels_wN.c` on the core: the blocked kernels at weight bits N,
+/// every input and output precision, shapes with leftovers, against the scalar reference.
+fn blocked_kernels_on_the_core(weight_bits: u32) {
+    let Some(rtl) = rtl() else { return };
+    let elf = compile(rtl, &format!("kernels_w{weight_bits}"));
+    let out = rtl.run(&elf, &SimConfig::default()).unwrap();
+    assert_eq!(out.exit_code, 0, "{}", out.stdout);
+    assert_eq!(out.stdout.trim(), "ok 198", "{}", out.stdout);
+}
+
+#[test]
+fn blocked_kernels_with_8_bit_weights_match_the_reference_on_the_core() {
+    blocked_kernels_on_the_core(8);
+}
+
+#[test]
+fn blocked_kernels_with_4_bit_weights_match_the_reference_on_the_core() {
+    blocked_kernels_on_the_core(4);
+}
+
+#[test]
+fn blocked_kernels_with_2_bit_weights_match_the_reference_on_the_core() {
+    blocked_kernels_on_the_core(2);
+}
+
+/// The same checks built for the host with gcc: the portable C of `kernels/simd.h`, bit for bit.
+/// Skipped, with the reason printed, where gcc is not installed.
+#[test]
+fn blocked_kernels_match_the_reference_on_the_host() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rtl");
+    for weight_bits in [8, 4, 2] {
+        let exe = temp().join(format!("kernels_w{weight_bits}_host"));
+        let built = std::process::Command::new("gcc")
+            .args(["-std=gnu99", "-O2", "-Wall", "-Wextra", "-Werror", "-o"])
+            .arg(&exe)
+            .arg(fixtures.join(format!("kernels_w{weight_bits}.c")))
+            .output();
+        let built = match built {
+            Ok(built) => built,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                eprintln!("skipped: gcc not found; install the Debian package gcc");
+                return;
+            }
+            Err(e) => panic!("gcc: {e}"),
+        };
+        assert!(
+            built.status.success(),
+            "{}",
+            String::from_utf8_lossy(&built.stderr)
+        );
+        let run = std::process::Command::new(&exe).output().unwrap();
+        let stdout = String::from_utf8_lossy(&run.stdout);
+        assert!(run.status.success(), "w{weight_bits}: {stdout}");
+        assert_eq!(stdout.trim(), "ok 198", "w{weight_bits}");
     }
 }

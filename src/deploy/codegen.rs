@@ -2,7 +2,8 @@
 //! golden model does. Weights and activations are packed at their bit width (little-endian
 //! within a byte, `crate::quant::pack`); activation buffers live at fixed offsets of
 //! one arena, placed by a liveness-based first-fit allocator; the kernel library's kernels are
-//! instantiated once per distinct (operation, precisions) combination the network uses. What
+//! instantiated once per distinct (operation, precisions) combination the network uses, on the
+//! PULP path the blocked ones where [`pulp::blocked_kernel`] says so. What
 //! does not depend on the network (kernels, drivers, programs, Makefiles) is
 //! [`super::library`]'s, written next to the generated `network.h` and `network.c`.
 
@@ -135,13 +136,17 @@ fn key(graph: &IntGraph, layer: &IntLayer) -> KernelKey {
 }
 
 /// The definition of the kernel for `k`: its library kernel instantiated at `k`'s precisions
-/// (`kernels/kernels.h`), e.g. `QK_CONV(conv_w4_u8_o8, 4, 8, 0, 8, int32_t)`.
+/// (`kernels/kernels.h`), e.g. `QK_CONV(conv_w4_u8_o8, 4, 8, 0, 8, int32_t)` or, a blocked
+/// kernel, `QK_CONV_BLOCKED(conv_blocked_w4_u8_o8, 4, 8, 0, 8)`.
 fn instantiation(k: &KernelKey) -> String {
     let name = k.name();
     let (ib, is) = (k.input.0, k.input.1 as u8);
     let (ob, acc) = (k.output, k.acc_type());
     let macro_name = format!("QK_{}", k.op.to_uppercase());
     match k.op {
+        "conv_blocked" | "depthwise" | "linear_blocked" => {
+            format!("{macro_name}({name}, {}, {ib}, {is}, {ob})", k.weight_bits)
+        }
         "conv" | "linear" => {
             format!(
                 "{macro_name}({name}, {}, {ib}, {is}, {ob}, {acc})",
@@ -265,8 +270,9 @@ pub fn generate(graph: &IntGraph, pulp: PulpConfig) -> Project {
 /// The per-layer parts of `network.c`, gathered layer after layer.
 #[derive(Default)]
 struct LayerCode {
-    /// The kernels the layers call.
+    /// The kernels the layers call on the portable path and on the PULP path.
     keys: BTreeSet<KernelKey>,
+    pulp_keys: BTreeSet<KernelKey>,
     /// Constants: packed weights, biases, multipliers and shapes.
     data: String,
     /// The portable path's calls.
@@ -291,14 +297,29 @@ impl LayerCode {
     ) {
         let k = key(graph, layer);
         let kname = k.name();
+        let pulp_key = match pulp::blocked_kernel(graph, layer) {
+            Some(blocked) => KernelKey {
+                op: blocked.op(),
+                ..k.clone()
+            },
+            None => k.clone(),
+        };
+        let pulp_kname = pulp_key.name();
         self.keys.insert(k);
+        self.pulp_keys.insert(pulp_key);
         let id = format!("l{l}_{}", c_identifier(&layer.name));
         let buf = |t: usize| format!("(arena + {})", plan.offsets[t]);
         let (x, y) = (buf(layer.inputs[0]), buf(layer.output));
         let other = layer.inputs.get(1).map(|&t| buf(t)).unwrap_or_default();
         let layer_tiling = pulp::plan_layer(graph, layer, pulp);
-        let (data_p, call_p) =
-            pulp::layer_call(graph, layer, &layer_tiling, &kname, &id, (&x, &y, &other));
+        let (data_p, call_p) = pulp::layer_call(
+            graph,
+            layer,
+            &layer_tiling,
+            &pulp_kname,
+            &id,
+            (&x, &y, &other),
+        );
         self.pulp_data.push_str(&data_p);
         self.tiling.push((layer.name.clone(), layer_tiling));
         let bytes = plan.sizes[layer.output];
@@ -457,6 +478,9 @@ fn source(graph: &IntGraph, plan: &MemoryPlan, pulp: PulpConfig, code: &LayerCod
 #ifndef NUM_CORES
 #define NUM_CORES {cores}
 #endif
+#if NUM_CORES > {cores}
+#error "the L1 plan reserves scratch areas for {cores} cores"
+#endif
 #include "pulp_target.h"
 #else
 #include <string.h>
@@ -471,7 +495,8 @@ const uint32_t network_layer_bytes[NETWORK_LAYERS] = {{{sizes}}};
 #define LAYER_START(l) do {{ if (trace) trace(-1 - (l), 0, 0); }} while (0)
 #define LAYER_DONE(l, buffer, bytes) do {{ if (trace) trace((l), (buffer), (bytes)); }} while (0)
 
-/* The kernels the layers call. */
+/* The kernels the layers call: on the PULP path, the blocked ones for the layers that
+   accumulate in int32. */
 "#,
         name = c_comment(&graph.name),
         arena = plan.total,
@@ -480,10 +505,15 @@ const uint32_t network_layer_bytes[NETWORK_LAYERS] = {{{sizes}}};
         names = names.join(", "),
         sizes = sizes.join(", "),
     );
+    source.push_str("#ifdef QSEARCH_PULP\n");
+    for k in &code.pulp_keys {
+        let _ = writeln!(source, "{}", instantiation(k));
+    }
+    source.push_str("#else\n");
     for k in &code.keys {
         let _ = writeln!(source, "{}", instantiation(k));
     }
-    source.push('\n');
+    source.push_str("#endif\n\n");
     source.push_str(&code.data);
     let _ = write!(
         source,
@@ -491,7 +521,7 @@ const uint32_t network_layer_bytes[NETWORK_LAYERS] = {{{sizes}}};
 #ifdef QSEARCH_PULP
 #define L1_BYTES {l1}
 #include "pulp_layers.h"
-
+{scratch_l2}
 {pulp_data}#endif
 
 void network_run(const uint8_t *input, uint8_t *output, network_trace_fn trace)
@@ -504,6 +534,13 @@ void network_run(const uint8_t *input, uint8_t *output, network_trace_fn trace)
 }}
 "#,
         l1 = pulp.l1_bytes.max(4),
+        scratch_l2 = match pulp::scratch_l2_bytes(code.tiling.iter().map(|(_, t)| t), pulp.cores) {
+            0 => String::new(),
+            bytes => format!(
+                "/* The cores' scratch areas of the untiled layers whose areas L1 cannot hold. */\nstatic uint8_t {}[{bytes}] __attribute__((aligned(4)));\n",
+                pulp::SCRATCH_L2
+            ),
+        },
         pulp_data = code.pulp_data,
         pulp_calls = code.pulp_calls,
         calls = code.calls,

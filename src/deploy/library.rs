@@ -8,7 +8,7 @@
 //! runs on its own (tests/deploy.rs compiles it for every target).
 
 /// The kernel library, by file name (the names the sources include each other by).
-pub const KERNELS: [(&str, &str); 14] = [
+pub const KERNELS: [(&str, &str); 20] = [
     ("kernels.h", include_str!("../../kernels/kernels.h")),
     ("attributes.h", include_str!("../../kernels/attributes.h")),
     ("packed.h", include_str!("../../kernels/packed.h")),
@@ -20,6 +20,18 @@ pub const KERNELS: [(&str, &str); 14] = [
     ("linear.h", include_str!("../../kernels/linear.h")),
     ("pool.h", include_str!("../../kernels/pool.h")),
     ("add.h", include_str!("../../kernels/add.h")),
+    (
+        "conv_blocked.h",
+        include_str!("../../kernels/conv_blocked.h"),
+    ),
+    ("depthwise.h", include_str!("../../kernels/depthwise.h")),
+    (
+        "linear_blocked.h",
+        include_str!("../../kernels/linear_blocked.h"),
+    ),
+    ("matmul.h", include_str!("../../kernels/matmul.h")),
+    ("unpack.h", include_str!("../../kernels/unpack.h")),
+    ("fallback.h", include_str!("../../kernels/fallback.h")),
     ("pulp_target.h", include_str!("../../kernels/pulp_target.h")),
     ("pulp_layers.h", include_str!("../../kernels/pulp_layers.h")),
     (

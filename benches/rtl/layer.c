@@ -1,0 +1,135 @@
+/* One layer of `cargo bench --bench rtl` on the CV32E40P: the blocked kernel and the scalar
+ * reference loop (kernels/fallback.h: the generic kernels' loops at the same precisions) on the
+ * same random operands, each timed with mcycle, outputs compared byte for byte. Prints
+ * "blocked CYCLES reference CYCLES mismatches N".
+ *
+ * The including file defines WB, IB, IS, OB, KIND (CONV, DEPTHWISE or LINEAR), the output range
+ * LO..HI, K_BASE (about the multiplier that maps the accumulators onto it at shift 40) and the
+ * layer's geometry: SHAPE (a conv_shape initializer) for the windowed kinds, N_IN and N_OUT for LINEAR. */
+#define QK_CV32E40P
+#include "qsearch_rtl.h"
+#include "../../kernels/conv_blocked.h"
+#include "../../kernels/depthwise.h"
+#include "../../kernels/linear_blocked.h"
+
+#define CONV 0
+#define DEPTHWISE 1
+#define LINEAR 2
+
+void *memset(void *d, int c, unsigned long n);
+void *memcpy(void *d, const void *s, unsigned long n);
+void *memset(void *d, int c, unsigned long n)
+{
+    volatile uint8_t *p = d;
+    while (n--) *p++ = (uint8_t)c;
+    return d;
+}
+void *memcpy(void *d, const void *s, unsigned long n)
+{
+    volatile uint8_t *p = d;
+    const uint8_t *q = s;
+    while (n--) *p++ = *q++;
+    return d;
+}
+
+#if KIND == LINEAR
+#define IN_VALUES N_IN
+#define OUT_VALUES N_OUT
+#define CHANNELS N_OUT
+#define WEIGHTS (N_IN * N_OUT)
+#define SCRATCH QK_LINEAR_BLOCKED_SCRATCH(N_IN)
+int32_t n_in = N_IN, n_out = N_OUT;
+#else
+/* Not const: the kernel must not see the geometry at compile time, as a generated network's
+ * call does not. */
+conv_shape shape = SHAPE;
+#define IN_VALUES (shape.in_h * shape.in_w * shape.in_c)
+#define OUT_VALUES (shape.out_h * shape.out_w * shape.out_c)
+#define CHANNELS (shape.out_c)
+#define WEIGHTS (shape.out_c * QK_CONV_K(&shape))
+#if KIND == DEPTHWISE
+#define SCRATCH QK_DEPTHWISE_SCRATCH(&shape)
+#else
+#define SCRATCH QK_CONV_BLOCKED_SCRATCH(&shape)
+#endif
+#endif
+
+/* Sized for the largest benchmark layer. */
+/* Word-aligned, as a deployment places weights and buffers: misaligned words cost a cycle more. */
+static uint8_t x[32768] __attribute__((aligned(4))), w[65536] __attribute__((aligned(4)));
+static uint8_t y[32768] __attribute__((aligned(4))), want[32768] __attribute__((aligned(4)));
+static uint8_t scratch[65536] __attribute__((aligned(4)));
+static int32_t bias[1024], k[1024];
+/* The requantization's parameters, also out of the compiler's sight; a shift above 32 as the
+ * integerizer chooses them (the largest that keeps k below 2^31). */
+int shift = 40;
+int32_t lo = LO, hi = HI;
+
+#if KIND == LINEAR
+static QK_LINEAR_BLOCKED(blocked, WB, IB, IS, OB)
+static __attribute__((noinline)) void reference(void)
+{
+    qk_linear_fallback(x, want, w, bias, k, shift, lo, hi, n_in, n_out, WB, IB, IS, OB);
+}
+static __attribute__((noinline)) void run_blocked(void)
+{
+    blocked(x, y, w, bias, k, shift, lo, hi, n_in, n_out, scratch);
+}
+#else
+#if KIND == DEPTHWISE
+static QK_DEPTHWISE(blocked, WB, IB, IS, OB)
+#else
+static QK_CONV_BLOCKED(blocked, WB, IB, IS, OB)
+#endif
+static __attribute__((noinline)) void reference(void)
+{
+    qk_conv_fallback(x, want, w, bias, k, shift, lo, hi, &shape, WB, IB, IS, OB);
+}
+static __attribute__((noinline)) void run_blocked(void)
+{
+    blocked(x, y, w, bias, k, shift, lo, hi, &shape, scratch);
+}
+#endif
+
+int main(void)
+{
+    uint32_t seed = 1, start, blocked_cycles, reference_cycles;
+    int32_t i, mismatches = 0;
+    if ((uint32_t)SCRATCH > sizeof scratch || (uint32_t)(IN_VALUES * IB / 8) > sizeof x
+        || (uint32_t)(WEIGHTS * WB / 8) > sizeof w || (uint32_t)OUT_VALUES > sizeof y) {
+        rtl_puts("buffers too small\n");
+        return 2;
+    }
+    for (i = 0; i < (int32_t)sizeof x; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        x[i] = (uint8_t)(seed >> 24);
+    }
+    for (i = 0; i < (int32_t)sizeof w; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        w[i] = (uint8_t)(seed >> 16);
+    }
+    for (i = 0; i < CHANNELS; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        bias[i] = (int32_t)(seed >> 20) - 2048;
+        k[i] = K_BASE + (int32_t)(seed >> 8);
+    }
+    /* Out-of-line calls between the counter reads (asm volatile orders only against other
+     * volatile operations): nothing of either loop moves out of its window. */
+    start = rtl_cycles();
+    run_blocked();
+    blocked_cycles = rtl_cycles() - start;
+    start = rtl_cycles();
+    reference();
+    reference_cycles = rtl_cycles() - start;
+    for (i = 0; i < (OUT_VALUES * OB + 7) / 8; i++) {
+        mismatches += y[i] != want[i];
+    }
+    rtl_puts("blocked ");
+    rtl_putd((int32_t)blocked_cycles);
+    rtl_puts(" reference ");
+    rtl_putd((int32_t)reference_cycles);
+    rtl_puts(" mismatches ");
+    rtl_putd(mismatches);
+    rtl_putc('\n');
+    return mismatches != 0;
+}

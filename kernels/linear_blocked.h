@@ -1,0 +1,71 @@
+/* Linear layer blocked over neurons: the input unpacked once (one byte per value, chunk-permuted
+ * for sub-byte weights; 8-bit inputs and weights read in place), then 4 neurons per step against
+ * it (matmul.h), leftover neurons one at a time.
+ *
+ * QK_LINEAR_BLOCKED(name, WB, IB, IS, OB) defines
+ *   void name(const uint8_t *x, uint8_t *y, const uint8_t *w, const int32_t *bias,
+ *             const int32_t *k, int shift, int32_t lo, int32_t hi, int32_t n_in, int32_t n_out,
+ *             uint8_t *scratch);
+ * the generic linear kernel's call plus `scratch`: QK_LINEAR_BLOCKED_SCRATCH(n_in) bytes,
+ * word-aligned. Falls back to the scalar loop (fallback.h) where a neuron's weights do not start
+ * on a byte (n_in * WB not a multiple of 8). */
+#ifndef QSEARCH_KERNELS_LINEAR_BLOCKED_H
+#define QSEARCH_KERNELS_LINEAR_BLOCKED_H
+
+#include <stdint.h>
+#include "fallback.h"
+#include "matmul.h"
+#include "unpack.h"
+
+#define QK_LINEAR_BLOCKED_SCRATCH(n_in) QK_ROW_BYTES(n_in)
+
+/* Neurons [o, n_out) in blocks of `rows` (4, then 1 for the leftovers). */
+static inline __attribute__((always_inline)) void qk_linear_neurons(uint8_t *y, const uint8_t *w,
+    const int32_t *bias, const int32_t *k, int shift, int wide, int32_t lo, int32_t hi,
+    const uint8_t *const a[QK_BLOCK_PIXELS], int32_t n_in, int32_t o, int32_t n_out, int rows,
+    int wb, int is, int ob)
+{
+    const int32_t row_bytes = n_in * wb / 8;
+    int r;
+    for (; o + rows <= n_out; o += rows) {
+        int32_t acc[QK_BLOCK_ROWS][QK_BLOCK_PIXELS];
+        QK_UNROLL
+        for (r = 0; r < rows; r++) {
+            acc[r][0] = bias[o + r];
+        }
+        qk_mm_block(acc, w + o * row_bytes, row_bytes, a, n_in, rows, 1, wb, is);
+        qk_store_block(y, o, acc, 0, rows, k + o, shift, wide, lo, hi, ob);
+    }
+}
+
+static inline __attribute__((always_inline)) void qk_linear_blocked(const uint8_t *x, uint8_t *y,
+    const uint8_t *w, const int32_t *bias, const int32_t *k, int shift, int32_t lo, int32_t hi,
+    int32_t n_in, int32_t n_out, uint8_t *scratch, int wb, int ib, int is, int ob)
+{
+    const uint8_t *a[QK_BLOCK_PIXELS];
+    int32_t blocked = n_out / QK_BLOCK_ROWS * QK_BLOCK_ROWS;
+    if (n_in * wb % 8 != 0) {
+        qk_linear_fallback(x, y, w, bias, k, shift, lo, hi, n_in, n_out, wb, ib, is, ob);
+        return;
+    }
+    if (wb == 8 && ib == 8) {
+        a[0] = a[1] = x;
+    } else {
+        qk_unpack_run(scratch, x, 0, n_in, ib, is);
+        qk_permute_chunks(scratch, n_in / QK_CHUNK(wb), wb);
+        a[0] = a[1] = scratch;
+    }
+    QK_UNSWITCH_SHIFT(shift, (qk_linear_neurons(y, w, bias, k, shift, wide, lo, hi, a, n_in, 0,
+        blocked, QK_BLOCK_ROWS, wb, is, ob), qk_linear_neurons(y, w, bias, k, shift, wide, lo, hi,
+        a, n_in, blocked, n_out, 1, wb, is, ob)));
+}
+
+#define QK_LINEAR_BLOCKED(name, WB, IB, IS, OB)                                                  \
+    void name(const uint8_t *x, uint8_t *y, const uint8_t *w, const int32_t *bias,               \
+        const int32_t *k, int shift, int32_t lo, int32_t hi, int32_t n_in, int32_t n_out,        \
+        uint8_t *scratch)                                                                        \
+    {                                                                                            \
+        qk_linear_blocked(x, y, w, bias, k, shift, lo, hi, n_in, n_out, scratch, WB, IB, IS, OB); \
+    }
+
+#endif

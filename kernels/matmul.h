@@ -1,0 +1,251 @@
+/* The register-blocked core every fast kernel shares: up to 4 weight rows (output channels or
+ * neurons) against up to 2 unpacked activation rows (pixels), 8 int32 accumulators, one sdotp per
+ * 4 weights and pixel; then the requantization and the store of the block's outputs.
+ *
+ * Weight rows are packed at `wb` bits (row r starts at byte r * row_bytes); activation rows hold
+ * one byte per value (kernels/unpack.h), chunk-permuted for sub-byte weights. */
+#ifndef QSEARCH_KERNELS_MATMUL_H
+#define QSEARCH_KERNELS_MATMUL_H
+
+#include <stdint.h>
+#include "packed.h"
+#include "simd.h"
+#include "unpack.h"
+
+#define QK_BLOCK_ROWS 4
+#define QK_BLOCK_PIXELS 2
+
+/* Loops over a block's rows, pixels and slots unrolled, so that its accumulators and words stay
+ * in registers instead of stack arrays. */
+#define QK_UNROLL _Pragma("GCC unroll 4")
+
+/* The activation value a row holds at byte k. */
+static inline __attribute__((always_inline)) int32_t qk_act(const uint8_t *row, int32_t k,
+    int x_signed)
+{
+    return x_signed ? (int32_t)(int8_t)row[k] : (int32_t)row[k];
+}
+
+#if defined(QK_CV32E40P)
+/* The 8-bit 4x2 step as a hardware loop (cv.setup, which LLVM 19 cannot assemble: encoded with
+ * .insn as the decoder reads it: opcode 0x2b, funct3 4, bits 11:8 0111, bit 7 the loop (0), rs1
+ * the count, imm the end as (end - pc) / 4). The 14 instructions per 32 MAC are 4 weight and 2
+ * activation loads with post-increment and 8 sdotp, each loaded word used two or more
+ * instructions later so that no load stalls. The core wants the loop's start and end on words
+ * and no compressed instructions in its body, which also makes the body's length known (14
+ * words: end = pc + 15 * 4). */
+#define QK_MM4X2_W8_LOOP(DOT)                                                                    \
+    __asm__ volatile(".balign 4\n\t.option push\n\t.option norvc\n\t"                            \
+        ".insn i 0x2b, 4, x14, %[n], 15\n\t"                                                     \
+        "cv.lw %[x0], (%[a0]), 4\n\t"                                                            \
+        "cv.lw %[w0], (%[p0]), 4\n\t"                                                            \
+        "cv.lw %[x1], (%[a1]), 4\n\t"                                                            \
+        "cv.lw %[w1], (%[p1]), 4\n\t"                                                            \
+        DOT " %[c00], %[x0], %[w0]\n\t"                                                          \
+        DOT " %[c01], %[x1], %[w0]\n\t"                                                          \
+        "cv.lw %[w2], (%[p2]), 4\n\t"                                                            \
+        DOT " %[c10], %[x0], %[w1]\n\t"                                                          \
+        DOT " %[c11], %[x1], %[w1]\n\t"                                                          \
+        "cv.lw %[w3], (%[p3]), 4\n\t"                                                            \
+        DOT " %[c20], %[x0], %[w2]\n\t"                                                          \
+        DOT " %[c21], %[x1], %[w2]\n\t"                                                          \
+        DOT " %[c30], %[x0], %[w3]\n\t"                                                          \
+        DOT " %[c31], %[x1], %[w3]\n\t"                                                          \
+        ".option pop"                                                                            \
+        : [c00] "+r"(acc[0][0]), [c01] "+r"(acc[0][1]), [c10] "+r"(acc[1][0]),                   \
+          [c11] "+r"(acc[1][1]), [c20] "+r"(acc[2][0]), [c21] "+r"(acc[2][1]),                   \
+          [c30] "+r"(acc[3][0]), [c31] "+r"(acc[3][1]), [p0] "+r"(wp[0]), [p1] "+r"(wp[1]),      \
+          [p2] "+r"(wp[2]), [p3] "+r"(wp[3]), [a0] "+r"(ap[0]), [a1] "+r"(ap[1]),                \
+          [x0] "=&r"(t[0]), [x1] "=&r"(t[1]), [w0] "=&r"(t[2]), [w1] "=&r"(t[3]),                \
+          [w2] "=&r"(t[4]), [w3] "=&r"(t[5])                                                     \
+        : [n] "r"(words)                                                                         \
+        : "memory")
+/* The same step at 4-bit weights: each weight word unpacked to its two slots (low nibbles:
+ * shift left then arithmetic right by 4; high nibbles: arithmetic right by 4) against the two
+ * activation words of each pixel that the chunk permutation put in slot order. 36 instructions
+ * per 64 MAC (4 weight and 4 activation loads, 12 lane shifts, 16 sdotp), no load stalls. */
+#define QK_MM4X2_W4_ROW(DOT, W, L, C0, C1)                                                       \
+    "cv.sll.sci.b %[" L "], %[" W "], 4\n\t"                                                     \
+    "cv.sra.sci.b %[" W "], %[" W "], 4\n\t"                                                     \
+    "cv.sra.sci.b %[" L "], %[" L "], 4\n\t"                                                     \
+    DOT " %[" C0 "], %[x00], %[" L "]\n\t"                                                       \
+    DOT " %[" C1 "], %[x10], %[" L "]\n\t"                                                       \
+    DOT " %[" C0 "], %[x01], %[" W "]\n\t"                                                       \
+    DOT " %[" C1 "], %[x11], %[" W "]\n\t"
+#define QK_MM4X2_W4_LOOP(DOT)                                                                    \
+    __asm__ volatile(".balign 4\n\t.option push\n\t.option norvc\n\t"                            \
+        ".insn i 0x2b, 4, x14, %[n], 37\n\t"                                                     \
+        "cv.lw %[x00], (%[a0]), 4\n\t"                                                           \
+        "cv.lw %[x01], (%[a0]), 4\n\t"                                                           \
+        "cv.lw %[x10], (%[a1]), 4\n\t"                                                           \
+        "cv.lw %[x11], (%[a1]), 4\n\t"                                                           \
+        "cv.lw %[wa], (%[p0]), 4\n\t"                                                            \
+        "cv.lw %[wb], (%[p1]), 4\n\t"                                                            \
+        QK_MM4X2_W4_ROW(DOT, "wa", "la", "c00", "c01")                                           \
+        "cv.lw %[wa], (%[p2]), 4\n\t"                                                            \
+        QK_MM4X2_W4_ROW(DOT, "wb", "lb", "c10", "c11")                                           \
+        "cv.lw %[wb], (%[p3]), 4\n\t"                                                            \
+        QK_MM4X2_W4_ROW(DOT, "wa", "la", "c20", "c21")                                           \
+        QK_MM4X2_W4_ROW(DOT, "wb", "lb", "c30", "c31")                                           \
+        ".option pop"                                                                            \
+        : [c00] "+r"(acc[0][0]), [c01] "+r"(acc[0][1]), [c10] "+r"(acc[1][0]),                   \
+          [c11] "+r"(acc[1][1]), [c20] "+r"(acc[2][0]), [c21] "+r"(acc[2][1]),                   \
+          [c30] "+r"(acc[3][0]), [c31] "+r"(acc[3][1]), [p0] "+r"(wp[0]), [p1] "+r"(wp[1]),      \
+          [p2] "+r"(wp[2]), [p3] "+r"(wp[3]), [a0] "+r"(ap[0]), [a1] "+r"(ap[1]),                \
+          [x00] "=&r"(t[0]), [x01] "=&r"(t[1]), [x10] "=&r"(t[2]), [x11] "=&r"(t[3]),            \
+          [wa] "=&r"(t[4]), [wb] "=&r"(t[5]), [la] "=&r"(t[6]), [lb] "=&r"(t[7])                 \
+        : [n] "r"(words)                                                                         \
+        : "memory")
+#endif
+
+/* acc[r][p] += weight row r . activation row p over kk values, for r < rows and p < pixels
+ * (compile-time constants after inlining): whole weight words with sdotp, one word of each
+ * activation row per weight slot loaded once for all rows; then the values short of a word
+ * scalar, from where the word loop left the pointers (so that no other pointer to them stays
+ * live across the loop). */
+static inline __attribute__((always_inline)) void qk_mm_block(
+    int32_t acc[QK_BLOCK_ROWS][QK_BLOCK_PIXELS], const uint8_t *w, int32_t row_bytes,
+    const uint8_t *const a[QK_BLOCK_PIXELS], int32_t kk, int rows, int pixels, int wb,
+    int x_signed)
+{
+    const int slots = 8 / wb;
+    const int32_t words = kk / QK_CHUNK(wb);
+    const uint8_t *wp[QK_BLOCK_ROWS], *ap[QK_BLOCK_PIXELS];
+    int32_t j;
+    int r, p, t;
+    QK_UNROLL
+    for (r = 0; r < rows; r++) {
+        wp[r] = w + r * row_bytes;
+    }
+    QK_UNROLL
+    for (p = 0; p < pixels; p++) {
+        ap[p] = a[p];
+    }
+#if defined(QK_CV32E40P)
+    if (wb == 8 && rows == 4 && pixels == 2) {
+        uint32_t t[6];
+        if (words > 0) {
+            if (x_signed) {
+                QK_MM4X2_W8_LOOP("cv.sdotsp.b");
+            } else {
+                QK_MM4X2_W8_LOOP("cv.sdotusp.b");
+            }
+        }
+    } else if (wb == 4 && rows == 4 && pixels == 2) {
+        uint32_t t[8];
+        if (words > 0) {
+            if (x_signed) {
+                QK_MM4X2_W4_LOOP("cv.sdotsp.b");
+            } else {
+                QK_MM4X2_W4_LOOP("cv.sdotusp.b");
+            }
+        }
+    } else
+#endif
+    {
+        for (j = 0; j < words; j++) {
+            uint32_t x[QK_BLOCK_PIXELS][4];
+            QK_UNROLL
+            for (p = 0; p < pixels; p++) {
+                QK_UNROLL
+                for (t = 0; t < slots; t++) {
+                    x[p][t] = qk_ld32(ap[p] + 4 * t);
+                }
+                ap[p] += 4 * slots;
+            }
+            QK_UNROLL
+            for (r = 0; r < rows; r++) {
+                uint32_t packed = qk_ld32(wp[r]);
+                wp[r] += 4;
+                QK_UNROLL
+                for (t = 0; t < slots; t++) {
+                    uint32_t lanes = qk_lanes_s(packed, wb, t);
+                    QK_UNROLL
+                    for (p = 0; p < pixels; p++) {
+                        acc[r][p] = qk_dot4(x[p][t], lanes, x_signed, acc[r][p]);
+                    }
+                }
+            }
+        }
+    }
+    for (j = 0; j < kk - words * QK_CHUNK(wb); j++) {
+        QK_UNROLL
+        for (r = 0; r < rows; r++) {
+            int32_t wv = qk_load(wp[r], j, wb, 1);
+            QK_UNROLL
+            for (p = 0; p < pixels; p++) {
+                acc[r][p] += wv * qk_act(ap[p], j, x_signed);
+            }
+        }
+    }
+}
+
+/* qk_requant of an int32 accumulator, for shifts 0 to 62 (the integerizer's range). `wide` says
+ * shift >= 33, the usual case (the integerizer takes the largest shift that keeps k below 2^31);
+ * kernels make it a compile-time constant (QK_UNSWITCH_SHIFT) so that the choice is not made per
+ * output. Then only the high word of k * acc matters: with k * acc = H * 2^32 + L,
+ * floor((k * acc + 2^(shift-1)) / 2^shift) = (H + 2^(shift-33)) >> (shift - 32) since L < 2^32,
+ * and |H| < 2^30 leaves room for the addition: one mulh, an add and a shift. Other shifts take
+ * the 64-bit path. (>> of a negative value is arithmetic in GNU C, which every target's compiler
+ * is.) */
+static inline __attribute__((always_inline)) int32_t qk_requant_words(int32_t acc, int32_t k,
+    int shift, int wide, int32_t lo, int32_t hi)
+{
+    int32_t y;
+    if (wide) {
+        int32_t high = (int32_t)(((int64_t)k * acc) >> 32);
+        y = (high + (1 << (shift - 33))) >> (shift - 32);
+    } else {
+        int64_t half = shift > 0 ? (int64_t)1 << (shift - 1) : 0;
+        int64_t v = ((int64_t)k * acc + half) >> shift;
+        y = v > hi ? hi : (v < lo ? lo : (int32_t)v);
+    }
+    /* min then max: cv.min and cv.max on the core, no branches */
+    y = y > hi ? hi : y;
+    return y < lo ? lo : y;
+}
+
+/* Runs CALL (an expression using `wide`) with wide a constant 1 or 0 as shift >= 33: the kernel's
+ * loops twice, each with its requantization free of the test. */
+#define QK_UNSWITCH_SHIFT(shift, CALL)                                                           \
+    do {                                                                                         \
+        if ((shift) >= 33) {                                                                     \
+            const int wide = 1;                                                                  \
+            CALL;                                                                                \
+        } else {                                                                                 \
+            const int wide = 0;                                                                  \
+            CALL;                                                                                \
+        }                                                                                        \
+    } while (0)
+
+/* Requantizes `n` consecutive outputs of channels c.. (acc[r][p] for r < n) and stores them as
+ * values at index first.. of y; whole bytes at once where the run starts on a byte. */
+static inline __attribute__((always_inline)) void qk_store_block(uint8_t *y, int32_t first,
+    int32_t acc[QK_BLOCK_ROWS][QK_BLOCK_PIXELS], int p, int n, const int32_t *k, int shift,
+    int wide, int32_t lo, int32_t hi, int ob)
+{
+    int32_t v[QK_BLOCK_ROWS];
+    int r;
+    QK_UNROLL
+    for (r = 0; r < n; r++) {
+        v[r] = qk_requant_words(acc[r][p], k[r], shift, wide, lo, hi);
+    }
+    if (ob < 8 && n == QK_BLOCK_ROWS && first % (8 / ob) == 0) {
+        uint32_t mask = (1u << ob) - 1, bits = 0;
+        QK_UNROLL
+        for (r = 0; r < n; r++) {
+            bits |= ((uint32_t)v[r] & mask) << (r * ob);
+        }
+        y[first / (8 / ob)] = (uint8_t)bits;
+        if (ob == 4) {
+            y[first / 2 + 1] = (uint8_t)(bits >> 8);
+        }
+        return;
+    }
+    QK_UNROLL
+    for (r = 0; r < n; r++) {
+        qk_store(y, first + r, ob, v[r]);
+    }
+}
+
+#endif

@@ -126,22 +126,25 @@ fn kernel_instructions(p: &CostParams, cores: usize, call: &KernelCall, bits: Pr
             let per_neuron = input.elements() as f64 * p.linear_cycles_per_mac.get(w, x) + requant;
             neurons * per_neuron
         }
+        // PULP-NN's add, pooling and activation kernels have no requantization of an
+        // accumulator: rescaling (add), averaging and clipping are part of their per-element
+        // cost, which is measured per input width.
         LayerKind::Add => {
             let elements = per_core(output.h * output.w) * output.c as f64;
             let add = &p.add_cycles_per_element;
-            elements * (add.get(x) + add.get(bits.second) + requant)
+            elements * (add.get(x) + add.get(bits.second))
         }
         LayerKind::MaxPool | LayerKind::AvgPool => {
             let elements = per_core(output.h * output.w) * output.c as f64;
-            elements * ((kh * kw) as f64 * p.pool_cycles_per_element.get(x) + requant)
+            elements * (kh * kw) as f64 * p.pool_cycles_per_element.get(x)
         }
         LayerKind::GlobalAvgPool | LayerKind::GlobalMaxPool => {
             let channels = per_core(output.c);
-            channels * ((input.h * input.w) as f64 * p.pool_cycles_per_element.get(x) + requant)
+            channels * (input.h * input.w) as f64 * p.pool_cycles_per_element.get(x)
         }
         LayerKind::Elementwise => {
             let elements = per_core(output.h * output.w) * output.c as f64;
-            elements * (p.pool_cycles_per_element.get(x) + requant)
+            elements * p.pool_cycles_per_element.get(x)
         }
     }
 }

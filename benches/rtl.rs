@@ -1,7 +1,7 @@
 //! The blocked kernels of `kernels/` on the cycle-accurate CV32E40P: PULP-NN's benchmark layer (3x3
 //! convolution, 32 -> 64 channels, 16x16 output, stride 1, padding 1; im2col and requantization
-//! included; one core, zero-wait memory) in MAC/cycle at 8-bit weights and activations (target
-//! >= 1.9), at 4- and 2-bit weights and at 4-bit activations, each next to what PULP-NN's or
+//! included; one core, zero-wait memory) in MAC/cycle at 8-bit weights and activations (target:
+//! at least 1.9), at 4- and 2-bit weights and at 4-bit activations, each next to what PULP-NN's or
 //! pulp-nn-mixed's structure gets (`/work/shared/reference/pulp_published_figures.csv`), and
 //! next to the same layer through the scalar loops of the generic kernels for the speed-up; then
 //! a pointwise, a depthwise and a linear layer. Every output is checked byte for byte against

@@ -10,14 +10,14 @@
  *             uint8_t *scratch);
  * the generic conv kernel's call plus `scratch`: QK_CONV_BLOCKED_SCRATCH(s) bytes, word-aligned,
  * per core. Weights WB (2, 4, 8) bits signed, inputs IB bits signed if IS, outputs OB bits; any
- * groups; int32 accumulation. Falls back to the scalar loops (fallback.h) where a channel's
+ * groups; int32 accumulation. Falls back to the generic kernel (kernels.h) where a channel's
  * weights do not start on a byte (K * WB not a multiple of 8, K = kernel_h * kernel_w * in_c /
  * groups). */
 #ifndef QSEARCH_KERNELS_CONV_BLOCKED_H
 #define QSEARCH_KERNELS_CONV_BLOCKED_H
 
 #include <stdint.h>
-#include "fallback.h"
+#include "kernels.h"
 #include "matmul.h"
 #include "packed.h"
 #include "shape.h"
@@ -149,12 +149,13 @@ static inline __attribute__((always_inline)) void qk_conv_pixels(const uint8_t *
 
 static inline __attribute__((always_inline)) void qk_conv_blocked(const uint8_t *x, uint8_t *y,
     const uint8_t *w, const int32_t *bias, const int32_t *k, int shift, int32_t lo, int32_t hi,
-    const conv_shape *shape, uint8_t *scratch, int wb, int ib, int is, int ob)
+    const conv_shape *shape, uint8_t *scratch, qk_dot_fn_int32_t dot, int wb, int ib, int is,
+    int ob)
 {
     /* A local copy: through the pointer, every byte im2col stores would reload the fields. */
     const conv_shape s = *shape;
     if (s.kernel_h * s.kernel_w * (s.in_c / s.groups) * wb % 8 != 0) {
-        qk_conv_fallback(x, y, w, bias, k, shift, lo, hi, shape, wb, ib, is, ob);
+        qk_conv_int32_t(x, y, w, bias, k, shift, lo, hi, shape, dot, ob);
         return;
     }
     QK_UNSWITCH_SHIFT(shift, qk_conv_pixels(x, y, w, bias, k, shift, wide, lo, hi, &s, scratch,
@@ -162,11 +163,12 @@ static inline __attribute__((always_inline)) void qk_conv_blocked(const uint8_t 
 }
 
 #define QK_CONV_BLOCKED(name, WB, IB, IS, OB)                                                    \
-    void name(const uint8_t *x, uint8_t *y, const uint8_t *w, const int32_t *bias,               \
+    QK_DOT(name, WB, IB, IS, int32_t)                                                            \
+    QK_KERNEL void name(const uint8_t *x, uint8_t *y, const uint8_t *w, const int32_t *bias,               \
         const int32_t *k, int shift, int32_t lo, int32_t hi, const conv_shape *s,                \
         uint8_t *scratch)                                                                        \
     {                                                                                            \
-        qk_conv_blocked(x, y, w, bias, k, shift, lo, hi, s, scratch, WB, IB, IS, OB);            \
+        qk_conv_blocked(x, y, w, bias, k, shift, lo, hi, s, scratch, name##_dot, WB, IB, IS, OB); \
     }
 
 #endif

@@ -14,6 +14,7 @@
 #define QSEARCH_KERNELS_DEPTHWISE_H
 
 #include <stdint.h>
+#include "attributes.h"
 #include "matmul.h"
 #include "packed.h"
 #include "shape.h"
@@ -127,7 +128,7 @@ static inline __attribute__((always_inline)) void qk_depthwise(const uint8_t *x,
 }
 
 #define QK_DEPTHWISE(name, WB, IB, IS, OB)                                                       \
-    void name(const uint8_t *x, uint8_t *y, const uint8_t *w, const int32_t *bias,               \
+    QK_KERNEL void name(const uint8_t *x, uint8_t *y, const uint8_t *w, const int32_t *bias,               \
         const int32_t *k, int shift, int32_t lo, int32_t hi, const conv_shape *s,                \
         uint8_t *scratch)                                                                        \
     {                                                                                            \

@@ -34,15 +34,6 @@
 #include "pool.h"
 #undef QK_ACC
 
-/* The PULP path's blocked kernels (QK_CONV_BLOCKED, QK_DEPTHWISE, QK_LINEAR_BLOCKED: im2col or a
- * gathered plane in a per-core scratch area, register-blocked sdotp), which the generated code
- * calls for the layers that accumulate in int32; the portable path keeps the generic kernels. */
-#if defined(QSEARCH_PULP)
-#include "conv_blocked.h"
-#include "depthwise.h"
-#include "linear_blocked.h"
-#endif
-
 /* name_dot, the dot product of kernel `name` (see dot.h). */
 #define QK_DOT(name, w_bits, in_bits, in_signed, acc)                                           \
     static inline acc name##_dot(const uint8_t *w, int32_t wi, const uint8_t *x, int32_t xi,    \
@@ -102,5 +93,14 @@
         qk_add(a, b, y, ka, sa, kb, sb, lo, hi, n, a_bits, a_signed, b_bits, b_signed,          \
             out_bits);                                                                          \
     }
+
+/* The PULP path's blocked kernels (QK_CONV_BLOCKED, QK_DEPTHWISE, QK_LINEAR_BLOCKED: im2col or a
+ * gathered plane in a per-core scratch area, register-blocked sdotp), which the generated code
+ * calls for the layers that accumulate in int32; the portable path keeps the generic kernels. */
+#if defined(QSEARCH_PULP)
+#include "conv_blocked.h"
+#include "depthwise.h"
+#include "linear_blocked.h"
+#endif
 
 #endif

@@ -7,13 +7,13 @@
  *             const int32_t *k, int shift, int32_t lo, int32_t hi, int32_t n_in, int32_t n_out,
  *             uint8_t *scratch);
  * the generic linear kernel's call plus `scratch`: QK_LINEAR_BLOCKED_SCRATCH(n_in) bytes,
- * word-aligned. Falls back to the scalar loop (fallback.h) where a neuron's weights do not start
+ * word-aligned. Falls back to the generic kernel (kernels.h) where a neuron's weights do not start
  * on a byte (n_in * WB not a multiple of 8). */
 #ifndef QSEARCH_KERNELS_LINEAR_BLOCKED_H
 #define QSEARCH_KERNELS_LINEAR_BLOCKED_H
 
 #include <stdint.h>
-#include "fallback.h"
+#include "kernels.h"
 #include "matmul.h"
 #include "unpack.h"
 
@@ -40,12 +40,13 @@ static inline __attribute__((always_inline)) void qk_linear_neurons(uint8_t *y, 
 
 static inline __attribute__((always_inline)) void qk_linear_blocked(const uint8_t *x, uint8_t *y,
     const uint8_t *w, const int32_t *bias, const int32_t *k, int shift, int32_t lo, int32_t hi,
-    int32_t n_in, int32_t n_out, uint8_t *scratch, int wb, int ib, int is, int ob)
+    int32_t n_in, int32_t n_out, uint8_t *scratch, qk_dot_fn_int32_t dot, int wb, int ib, int is,
+    int ob)
 {
     const uint8_t *a[QK_BLOCK_PIXELS];
     int32_t blocked = n_out / QK_BLOCK_ROWS * QK_BLOCK_ROWS;
     if (n_in * wb % 8 != 0) {
-        qk_linear_fallback(x, y, w, bias, k, shift, lo, hi, n_in, n_out, wb, ib, is, ob);
+        qk_linear_int32_t(x, y, w, bias, k, shift, lo, hi, n_in, n_out, dot, ob);
         return;
     }
     if (wb == 8 && ib == 8) {
@@ -61,11 +62,13 @@ static inline __attribute__((always_inline)) void qk_linear_blocked(const uint8_
 }
 
 #define QK_LINEAR_BLOCKED(name, WB, IB, IS, OB)                                                  \
-    void name(const uint8_t *x, uint8_t *y, const uint8_t *w, const int32_t *bias,               \
+    QK_DOT(name, WB, IB, IS, int32_t)                                                            \
+    QK_KERNEL void name(const uint8_t *x, uint8_t *y, const uint8_t *w, const int32_t *bias,               \
         const int32_t *k, int shift, int32_t lo, int32_t hi, int32_t n_in, int32_t n_out,        \
         uint8_t *scratch)                                                                        \
     {                                                                                            \
-        qk_linear_blocked(x, y, w, bias, k, shift, lo, hi, n_in, n_out, scratch, WB, IB, IS, OB); \
+        qk_linear_blocked(x, y, w, bias, k, shift, lo, hi, n_in, n_out, scratch, name##_dot, WB, IB, \
+            IS, OB);                                                                             \
     }
 
 #endif

@@ -1,5 +1,5 @@
 /* One layer of `cargo bench --bench rtl` on the CV32E40P: the blocked kernel and the scalar
- * reference loop (kernels/fallback.h: the generic kernels' loops at the same precisions) on the
+ * reference loop (the generic kernel of kernels.h, scalar, at the same precisions) on the
  * same random operands, each timed with mcycle, outputs compared byte for byte. Prints
  * "blocked CYCLES reference CYCLES mismatches N".
  *
@@ -66,10 +66,11 @@ int shift = 40;
 int32_t lo = LO, hi = HI;
 
 #if KIND == LINEAR
-static QK_LINEAR_BLOCKED(blocked, WB, IB, IS, OB)
+QK_LINEAR_BLOCKED(blocked, WB, IB, IS, OB)
+QK_LINEAR(generic, WB, IB, IS, OB, int32_t)
 static __attribute__((noinline)) void reference(void)
 {
-    qk_linear_fallback(x, want, w, bias, k, shift, lo, hi, n_in, n_out, WB, IB, IS, OB);
+    generic(x, want, w, bias, k, shift, lo, hi, n_in, n_out);
 }
 static __attribute__((noinline)) void run_blocked(void)
 {
@@ -77,13 +78,14 @@ static __attribute__((noinline)) void run_blocked(void)
 }
 #else
 #if KIND == DEPTHWISE
-static QK_DEPTHWISE(blocked, WB, IB, IS, OB)
+QK_DEPTHWISE(blocked, WB, IB, IS, OB)
 #else
-static QK_CONV_BLOCKED(blocked, WB, IB, IS, OB)
+QK_CONV_BLOCKED(blocked, WB, IB, IS, OB)
 #endif
+QK_CONV(generic, WB, IB, IS, OB, int32_t)
 static __attribute__((noinline)) void reference(void)
 {
-    qk_conv_fallback(x, want, w, bias, k, shift, lo, hi, &shape, WB, IB, IS, OB);
+    generic(x, want, w, bias, k, shift, lo, hi, &shape);
 }
 static __attribute__((noinline)) void run_blocked(void)
 {

@@ -8,7 +8,7 @@
 //! runs on its own (tests/deploy.rs compiles it for every target).
 
 /// The kernel library, by file name (the names the sources include each other by).
-pub const KERNELS: [(&str, &str); 20] = [
+pub const KERNELS: [(&str, &str); 19] = [
     ("kernels.h", include_str!("../../kernels/kernels.h")),
     ("attributes.h", include_str!("../../kernels/attributes.h")),
     ("packed.h", include_str!("../../kernels/packed.h")),
@@ -31,7 +31,6 @@ pub const KERNELS: [(&str, &str); 20] = [
     ),
     ("matmul.h", include_str!("../../kernels/matmul.h")),
     ("unpack.h", include_str!("../../kernels/unpack.h")),
-    ("fallback.h", include_str!("../../kernels/fallback.h")),
     ("pulp_target.h", include_str!("../../kernels/pulp_target.h")),
     ("pulp_layers.h", include_str!("../../kernels/pulp_layers.h")),
     (

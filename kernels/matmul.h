@@ -27,6 +27,14 @@ static inline __attribute__((always_inline)) int32_t qk_act(const uint8_t *row, 
 }
 
 #if defined(QK_CV32E40P)
+/* The operands every 4x2 loop updates: the 8 accumulators, the 4 weight-row and the 2
+ * activation pointers (post-incremented). */
+#define QK_MM4X2_STATE                                                                           \
+    [c00] "+r"(acc[0][0]), [c01] "+r"(acc[0][1]), [c10] "+r"(acc[1][0]),                         \
+    [c11] "+r"(acc[1][1]), [c20] "+r"(acc[2][0]), [c21] "+r"(acc[2][1]),                         \
+    [c30] "+r"(acc[3][0]), [c31] "+r"(acc[3][1]), [p0] "+r"(wp[0]), [p1] "+r"(wp[1]),            \
+    [p2] "+r"(wp[2]), [p3] "+r"(wp[3]), [a0] "+r"(ap[0]), [a1] "+r"(ap[1])
+
 /* The 8-bit 4x2 step as a hardware loop (cv.setup, which LLVM 19 cannot assemble: encoded with
  * .insn as the decoder reads it: opcode 0x2b, funct3 4, bits 11:8 0111, bit 7 the loop (0), rs1
  * the count, imm the end as (end - pc) / 4). The 14 instructions per 32 MAC are 4 weight and 2
@@ -52,10 +60,7 @@ static inline __attribute__((always_inline)) int32_t qk_act(const uint8_t *row, 
         DOT " %[c30], %[x0], %[w3]\n\t"                                                          \
         DOT " %[c31], %[x1], %[w3]\n\t"                                                          \
         ".option pop"                                                                            \
-        : [c00] "+r"(acc[0][0]), [c01] "+r"(acc[0][1]), [c10] "+r"(acc[1][0]),                   \
-          [c11] "+r"(acc[1][1]), [c20] "+r"(acc[2][0]), [c21] "+r"(acc[2][1]),                   \
-          [c30] "+r"(acc[3][0]), [c31] "+r"(acc[3][1]), [p0] "+r"(wp[0]), [p1] "+r"(wp[1]),      \
-          [p2] "+r"(wp[2]), [p3] "+r"(wp[3]), [a0] "+r"(ap[0]), [a1] "+r"(ap[1]),                \
+        : QK_MM4X2_STATE,                                                                        \
           [x0] "=&r"(t[0]), [x1] "=&r"(t[1]), [w0] "=&r"(t[2]), [w1] "=&r"(t[3]),                \
           [w2] "=&r"(t[4]), [w3] "=&r"(t[5])                                                     \
         : [n] "r"(words)                                                                         \
@@ -88,10 +93,7 @@ static inline __attribute__((always_inline)) int32_t qk_act(const uint8_t *row, 
         QK_MM4X2_W4_ROW(DOT, "wa", "la", "c20", "c21")                                           \
         QK_MM4X2_W4_ROW(DOT, "wb", "lb", "c30", "c31")                                           \
         ".option pop"                                                                            \
-        : [c00] "+r"(acc[0][0]), [c01] "+r"(acc[0][1]), [c10] "+r"(acc[1][0]),                   \
-          [c11] "+r"(acc[1][1]), [c20] "+r"(acc[2][0]), [c21] "+r"(acc[2][1]),                   \
-          [c30] "+r"(acc[3][0]), [c31] "+r"(acc[3][1]), [p0] "+r"(wp[0]), [p1] "+r"(wp[1]),      \
-          [p2] "+r"(wp[2]), [p3] "+r"(wp[3]), [a0] "+r"(ap[0]), [a1] "+r"(ap[1]),                \
+        : QK_MM4X2_STATE,                                                                        \
           [x00] "=&r"(t[0]), [x01] "=&r"(t[1]), [x10] "=&r"(t[2]), [x11] "=&r"(t[3]),            \
           [wa] "=&r"(t[4]), [wb] "=&r"(t[5]), [la] "=&r"(t[6]), [lb] "=&r"(t[7])                 \
         : [n] "r"(words)                                                                         \

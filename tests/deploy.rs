@@ -5,20 +5,22 @@
 //! on QEMU; export it for DORY and evaluate the export independently; run the PULP path on the
 //! CV32E40P RTL, every layer checked. The kernel library builds and agrees on every target.
 
+mod common;
+
+use common::simulator;
 use qsearch::deploy::codegen::{generate, test_input_header};
 use qsearch::deploy::pulp::{LayerTiling, PulpConfig};
 use qsearch::deploy::verify::{cross_check, host_check};
 use qsearch::deploy::{DeployError, IntGraph, IntOp, dory, golden, integerize, rtl};
 use qsearch::graph::{FusedGraph, Graph, LayerKind, onnx};
 use qsearch::quant::{BufferQuant, LayerBits, Quantization};
-use qsearch::rtl::{Rtl, RtlError, SimConfig};
+use qsearch::rtl::SimConfig;
 use qsearch::train::Split;
 use qsearch::train::qat::ranges;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 
 fn fixture(name: &str) -> Graph {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -871,21 +873,6 @@ int main(void) {
         })
         .count();
     (exact, run.stdout.len() / n_out)
-}
-
-/// The CV32E40P simulator, built once for the tests of this file; `None` (the reason printed)
-/// when one of its tools is not installed.
-fn simulator() -> Option<&'static Rtl> {
-    static RTL: OnceLock<Option<Rtl>> = OnceLock::new();
-    RTL.get_or_init(|| match Rtl::init() {
-        Ok(rtl) => Some(rtl),
-        Err(RtlError::ToolMissing { tool, install }) => {
-            eprintln!("skipped: {tool} not found; {install}");
-            None
-        }
-        Err(e) => panic!("{e}"),
-    })
-    .as_ref()
 }
 
 /// The residual and depthwise network with mixed 2/4/8 bits, deployed with a small L1 (tiles),

@@ -4,23 +4,11 @@
 //! scalar reference, on the core and (portable C) on the host.
 //! Skipped, with the reason printed, only where the simulator's tools are not installed.
 
+mod common;
+
+use common::simulator;
 use qsearch::rtl::{Rtl, RtlError, SimConfig};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
-
-/// The harness, built once for all the tests of this file; `None` when a tool is missing.
-fn rtl() -> Option<&'static Rtl> {
-    static RTL: OnceLock<Option<Rtl>> = OnceLock::new();
-    RTL.get_or_init(|| match Rtl::init() {
-        Ok(rtl) => Some(rtl),
-        Err(RtlError::ToolMissing { tool, install }) => {
-            eprintln!("skipped: {tool} not found; {install}");
-            None
-        }
-        Err(e) => panic!("{e}"),
-    })
-    .as_ref()
-}
 
 fn temp() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("qsearch-rtl-{}", std::process::id()));
@@ -40,7 +28,7 @@ fn compile(rtl: &Rtl, name: &str) -> PathBuf {
 
 #[test]
 fn sdotp_dot_product_runs_and_counts() {
-    let Some(rtl) = rtl() else { return };
+    let Some(rtl) = simulator() else { return };
     let elf = compile(rtl, "dot_sdotsp");
     let out = rtl.run(&elf, &SimConfig::default()).unwrap();
     assert_eq!(out.exit_code, 0, "{}", out.stdout);
@@ -73,7 +61,7 @@ fn sdotp_dot_product_runs_and_counts() {
 
 #[test]
 fn illegal_instruction_is_a_trap_with_its_cause() {
-    let Some(rtl) = rtl() else { return };
+    let Some(rtl) = simulator() else { return };
     let elf = compile(rtl, "illegal");
     match rtl.run(&elf, &SimConfig::default()) {
         Err(e @ RtlError::Trap { mcause: 2, .. }) => {
@@ -87,7 +75,7 @@ fn illegal_instruction_is_a_trap_with_its_cause() {
 
 #[test]
 fn endless_loop_stops_at_the_cycle_limit() {
-    let Some(rtl) = rtl() else { return };
+    let Some(rtl) = simulator() else { return };
     let elf = compile(rtl, "spin");
     let config = SimConfig {
         max_cycles: 200_000,
@@ -104,7 +92,7 @@ fn endless_loop_stops_at_the_cycle_limit() {
 
 #[test]
 fn store_outside_memory_stops_the_run() {
-    let Some(rtl) = rtl() else { return };
+    let Some(rtl) = simulator() else { return };
     let elf = compile(rtl, "stray_store");
     match rtl.run(&elf, &SimConfig::default()) {
         Err(RtlError::BadAccess { address, .. }) => assert_eq!(address, 0x2000_0000),
@@ -114,7 +102,7 @@ fn store_outside_memory_stops_the_run() {
 
 #[test]
 fn garbage_is_a_bad_elf() {
-    let Some(rtl) = rtl() else { return };
+    let Some(rtl) = simulator() else { return };
     let file = temp().join("garbage.elf");
     std::fs::write(
         &file,
@@ -133,7 +121,7 @@ fn garbage_is_a_bad_elf() {
 /// Runs `tests/fixtures/rtl/kernels_wN.c` on the core: the blocked kernels at weight bits N,
 /// every input and output precision, shapes with leftovers, against the scalar reference.
 fn blocked_kernels_on_the_core(weight_bits: u32) {
-    let Some(rtl) = rtl() else { return };
+    let Some(rtl) = simulator() else { return };
     let elf = compile(rtl, &format!("kernels_w{weight_bits}"));
     let out = rtl.run(&elf, &SimConfig::default()).unwrap();
     assert_eq!(out.exit_code, 0, "{}", out.stdout);

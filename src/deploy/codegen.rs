@@ -161,14 +161,21 @@ fn instantiation(k: &KernelKey) -> String {
     }
 }
 
-fn bytes_array(name: &str, bytes: &[u8]) -> String {
-    let mut s = format!("static const uint8_t {name}[{}] = {{", bytes.len().max(1));
+/// Appends `bytes` to `s` as the elements of a C initializer, 20 to a line, each line starting
+/// with a newline and `indent`.
+pub(super) fn push_byte_rows(s: &mut String, bytes: &[u8], indent: &str) {
     for (i, b) in bytes.iter().enumerate() {
         if i % 20 == 0 {
-            s.push_str("\n    ");
+            s.push('\n');
+            s.push_str(indent);
         }
         let _ = write!(s, "{b},");
     }
+}
+
+fn bytes_array(name: &str, bytes: &[u8]) -> String {
+    let mut s = format!("static const uint8_t {name}[{}] = {{", bytes.len().max(1));
+    push_byte_rows(&mut s, bytes, "    ");
     s.push_str("\n};\n");
     s
 }
@@ -556,12 +563,7 @@ pub fn test_input_header(image: &[u8]) -> String {
         "/* The test image of main_target.c (bytes, HWC). */\n\
          static const uint8_t test_input[NETWORK_INPUT_BYTES] = {",
     );
-    for (i, b) in image.iter().enumerate() {
-        if i % 20 == 0 {
-            s.push_str("\n    ");
-        }
-        let _ = write!(s, "{b},");
-    }
+    push_byte_rows(&mut s, image, "    ");
     s.push_str("\n};\n");
     s
 }

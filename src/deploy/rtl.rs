@@ -6,13 +6,13 @@
 //! and simulator run, since a run simulates one core on one host thread.
 
 use super::DeployError;
+use super::codegen::push_byte_rows;
 use super::golden;
 use super::integerize::IntGraph;
 use super::verify::io;
 use crate::quant::pack;
 use crate::rtl::{Rtl, SimConfig};
 use rayon::prelude::*;
-use std::fmt::Write;
 use std::path::Path;
 
 /// One layer's measurements, per image.
@@ -49,12 +49,7 @@ fn images_header(first: usize, images: &[Vec<u8>]) -> String {
     );
     for image in images {
         s.push_str("\n    {");
-        for (i, b) in image.iter().enumerate() {
-            if i % 20 == 0 {
-                s.push_str("\n        ");
-            }
-            let _ = write!(s, "{b},");
-        }
+        push_byte_rows(&mut s, image, "        ");
         s.push_str("\n    },");
     }
     s.push_str("\n};\n");

@@ -325,6 +325,17 @@ pub struct CostParams {
     /// Portable kernels: per convolution output and kernel row, the row's bounds check.
     #[serde(default = "absent")]
     pub conv_row_cycles: Param,
+    /// Blocked kernels: per contiguous run copied into the im2col buffer (a kernel row wholly
+    /// inside the input, or else one tap), its address and loop set-up.
+    #[serde(default = "absent")]
+    pub im2col_run_cycles: Param,
+    /// Blocked kernels: per convolution output pixel, the pixel loop and its im2col set-up.
+    #[serde(default = "absent")]
+    pub conv_pixel_cycles: Param,
+    /// Blocked kernels: per MAC of a reduction's tail short of a whole weight word (4, 8 or 16
+    /// values at 8, 4 or 2 bits), computed scalar.
+    #[serde(default = "absent")]
+    pub reduction_tail_cycles_per_mac: Param,
 }
 
 /// A parameter the kernel style does not use (zero: calibration leaves it alone).
@@ -355,6 +366,9 @@ impl CostParams {
             layer_overhead_cycles,
             conv_output_cycles,
             conv_row_cycles,
+            im2col_run_cycles,
+            conv_pixel_cycles,
+            reduction_tail_cycles_per_mac,
         } = self;
         let mut out = Vec::new();
         for (name, table) in [
@@ -389,6 +403,12 @@ impl CostParams {
             ("layer_overhead_cycles", layer_overhead_cycles),
             ("conv_output_cycles", conv_output_cycles),
             ("conv_row_cycles", conv_row_cycles),
+            ("im2col_run_cycles", im2col_run_cycles),
+            ("conv_pixel_cycles", conv_pixel_cycles),
+            (
+                "reduction_tail_cycles_per_mac",
+                reduction_tail_cycles_per_mac,
+            ),
         ] {
             out.push((name.to_string(), p));
         }

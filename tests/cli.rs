@@ -3,7 +3,7 @@
 
 use qsearch::cost::calibrate::COLUMNS;
 use qsearch::cost::{KernelCall, Precisions, call_cycles};
-use qsearch::graph::{LayerKind, Shape, zoo};
+use qsearch::graph::{LayerKind, Padding, Shape, Window, zoo};
 use qsearch::platform::Platform;
 use qsearch::precision::Bits;
 use std::path::PathBuf;
@@ -157,14 +157,12 @@ fn calibrate_refits_from_a_csv_and_writes_a_platform() {
                 LayerKind::Conv
             };
             let input = Shape::new(c_in, hw + k - 1, hw + k - 1);
-            let call = KernelCall {
-                kind,
-                input,
-                output: Shape::new(c_out, hw, hw),
+            let window = Window {
                 kernel: [k, k],
-                groups: 1,
-                inside_taps: 1.0,
+                stride: [1, 1],
+                padding: Padding::uniform(0),
             };
+            let call = KernelCall::new(kind, input, Shape::new(c_out, hw, hw), Some(window), 1);
             let prec = Precisions {
                 weight: bits,
                 input: Bits::B8,

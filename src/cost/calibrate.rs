@@ -6,7 +6,7 @@
 //! squares), with a small pull towards the prior values so that parameters the data cannot tell
 //! apart stay put.
 
-use super::kernel::{KernelCall, Precisions, call_cycles, inside_taps};
+use super::kernel::{KernelCall, Precisions, call_cycles};
 use crate::graph::{LayerKind, Padding, Shape, Window};
 use crate::platform::{CostParams, Platform};
 use crate::precision::Bits;
@@ -114,23 +114,15 @@ impl Measurement {
         } else {
             input
         };
-        let window = Window {
-            kernel,
-            stride: [stride, stride],
-            padding: Padding::uniform(pad),
+        let window = match kind {
+            LayerKind::Linear | LayerKind::Add | LayerKind::Elementwise => None,
+            _ => Some(Window {
+                kernel,
+                stride: [stride, stride],
+                padding: Padding::uniform(pad),
+            }),
         };
-        let inside = match kind {
-            LayerKind::Linear | LayerKind::Add | LayerKind::Elementwise => 1.0,
-            _ => inside_taps(input, output, window),
-        };
-        Ok(KernelCall {
-            kind,
-            input,
-            output,
-            kernel,
-            groups,
-            inside_taps: inside,
-        })
+        Ok(KernelCall::new(kind, input, output, window, groups))
     }
 }
 
@@ -336,13 +328,17 @@ struct Problem {
     prior: Vec<f64>,
 }
 
+/// The least value a fitted parameter takes: zero marks work a kernel does not do, which a later
+/// refit starting from the fitted values leaves alone, so a fit never sets a parameter to zero.
+const SMALLEST_FITTED: f64 = 1e-4;
+
 /// Coordinate sweeps of the fit; each is exact per coordinate, and the problem is small.
 const SWEEPS: usize = 20_000;
 
 impl Problem {
     /// The non-negative parameters minimising the squared relative errors plus a small pull
     /// towards the priors: a convex quadratic, solved by cyclic coordinate descent with each
-    /// step exact and clipped at zero (non-negative least squares).
+    /// step exact and clipped at SMALLEST_FITTED (non-negative least squares).
     fn solve(&self) -> Vec<f64> {
         let mut theta = self.prior.clone();
         // Scaled rows: a_ij = phi_ij / y_i, and residuals r_i = (prediction_i - y_i) / y_i.
@@ -372,7 +368,7 @@ impl Problem {
                     .map(|&(i, a)| a * residual[i])
                     .sum::<f64>()
                     + PRIOR_WEIGHT * (theta[j] - p) / (p * p);
-                let next = (theta[j] - gradient / curvature[j]).max(0.0);
+                let next = (theta[j] - gradient / curvature[j]).max(SMALLEST_FITTED);
                 let step = next - theta[j];
                 if step != 0.0 {
                     for &(i, a) in &columns[j] {

@@ -10,6 +10,14 @@ use crate::precision::Bits;
 /// 5 instructions per 8 MACs against 14 per 32.
 const LEFTOVER_CHANNEL_FACTOR: f64 = (5.0 / 8.0) / (14.0 / 32.0);
 
+/// Weights per 32-bit word: the blocked kernels' step along the reduction.
+fn chunk(weight: Bits) -> usize {
+    32 / weight.count() as usize
+}
+
+/// The set-up of a leftover channel's 1x2 step against a 4x2 block's (one accumulator row).
+const LEFTOVER_CHANNEL_BLOCK: f64 = 0.25;
+
 /// The geometry of one kernel call (a whole layer, or one L1 tile of it).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct KernelCall {
@@ -21,35 +29,59 @@ pub struct KernelCall {
     /// The fraction of the window's taps that fall inside the input rather than the zero
     /// padding (1 without padding). Portable kernels skip padded taps; PULP-NN's im2col does not.
     pub inside_taps: f64,
+    /// Contiguous runs the blocked kernels' im2col copies per output pixel: one per kernel row
+    /// wholly inside the input, one per tap of the other rows (`kernel[0]` without padding).
+    pub im2col_runs: f64,
 }
 
 impl KernelCall {
-    /// The call that computes `layer` in one piece.
-    pub(crate) fn of_layer(layer: &Layer) -> KernelCall {
+    /// The call over `input` producing `output`; `window` for convolutions and poolings.
+    pub fn new(
+        kind: LayerKind,
+        input: Shape,
+        output: Shape,
+        window: Option<Window>,
+        groups: usize,
+    ) -> KernelCall {
         KernelCall {
-            kind: layer.kind,
-            input: layer.input_shape,
-            output: layer.output_shape,
-            kernel: layer.window.map_or([1, 1], |w| w.kernel),
-            groups: layer.groups,
-            inside_taps: layer.window.map_or(1.0, |w| {
-                inside_taps(layer.input_shape, layer.output_shape, w)
-            }),
+            kind,
+            input,
+            output,
+            kernel: window.map_or([1, 1], |w| w.kernel),
+            groups,
+            inside_taps: window.map_or(1.0, |w| inside_taps(input, output, w)),
+            im2col_runs: window.map_or(1.0, |w| im2col_runs(input, output, w)),
         }
     }
+
+    /// The call that computes `layer` in one piece.
+    pub(crate) fn of_layer(layer: &Layer) -> KernelCall {
+        KernelCall::new(
+            layer.kind,
+            layer.input_shape,
+            layer.output_shape,
+            layer.window,
+            layer.groups,
+        )
+    }
+}
+
+/// For each kernel row `ky`, the output rows whose input row `oy * stride + ky - pad` exists.
+fn rows_inside(size: usize, outputs: usize, k: usize, stride: usize, pad: usize) -> Vec<usize> {
+    (0..k)
+        .map(|t| {
+            (0..outputs)
+                .filter(|&o| (o * stride + t).checked_sub(pad).is_some_and(|i| i < size))
+                .count()
+        })
+        .collect()
 }
 
 /// The fraction of `window`'s taps, over all output pixels, that read the input rather than
 /// its padding.
 pub fn inside_taps(input: Shape, output: Shape, window: Window) -> f64 {
     let axis = |size: usize, outputs: usize, k: usize, stride: usize, pad: usize| {
-        let inside: usize = (0..outputs)
-            .map(|o| {
-                (0..k)
-                    .filter(|&t| (o * stride + t).checked_sub(pad).is_some_and(|i| i < size))
-                    .count()
-            })
-            .sum();
+        let inside: usize = rows_inside(size, outputs, k, stride, pad).iter().sum();
         inside as f64 / (outputs * k).max(1) as f64
     };
     axis(
@@ -65,6 +97,29 @@ pub fn inside_taps(input: Shape, output: Shape, window: Window) -> f64 {
         window.stride[1],
         window.padding.left,
     )
+}
+
+/// The blocked im2col's runs per output pixel (`KernelCall::im2col_runs`): a kernel row is one
+/// run where its input row exists and its taps are all inside the row, else one run per tap.
+pub fn im2col_runs(input: Shape, output: Shape, window: Window) -> f64 {
+    let [kh, kw] = window.kernel;
+    let pixels = output.h * output.w;
+    let (stride, pad) = (window.stride[1], window.padding.left);
+    let whole_columns = (0..output.w)
+        .filter(|&o| {
+            (o * stride)
+                .checked_sub(pad)
+                .is_some_and(|i| i + kw <= input.w)
+        })
+        .count();
+    let runs: usize = rows_inside(input.h, output.h, kh, window.stride[0], window.padding.top)
+        .into_iter()
+        .map(|rows| {
+            let whole = rows * whole_columns;
+            whole + (pixels - whole) * kw
+        })
+        .sum();
+    runs as f64 / pixels.max(1) as f64
 }
 
 /// The precisions a kernel runs at. `second` is the second input's precision of an add (other
@@ -121,10 +176,24 @@ fn kernel_instructions(p: &CostParams, cores: usize, call: &KernelCall, bits: Pr
             let per_output = (kh * kw) as f64 * p.depthwise_cycles_per_mac.get(w, x) + requant;
             channels * (gather + (output.h * output.w) as f64 * per_output)
         }
+        // Each core unpacks the whole input (8-bit operands are read in place), then runs its
+        // neurons in blocks of 4 and leftovers alone.
         LayerKind::Linear => {
+            let n_in = input.elements() as f64;
+            let unpack = if w == Bits::B8 && x == Bits::B8 {
+                0.0
+            } else {
+                n_in * p.unpack_cycles_per_element.get(w, x)
+            };
             let neurons = per_core(output.c);
-            let per_neuron = input.elements() as f64 * p.linear_cycles_per_mac.get(w, x) + requant;
-            neurons * per_neuron
+            let full = (neurons / 4.0).floor() * 4.0;
+            let left = neurons - full;
+            let tail = (input.elements() as usize % chunk(w)) as f64;
+            unpack
+                + (full / 4.0 + LEFTOVER_CHANNEL_BLOCK * left) * p.block_overhead_cycles.value
+                + n_in * (full + LEFTOVER_CHANNEL_FACTOR * left) * p.linear_cycles_per_mac.get(w, x)
+                + (full + left) * tail * p.reduction_tail_cycles_per_mac.value
+                + neurons * requant
         }
         // PULP-NN's add, pooling and activation kernels have no requantization of an
         // accumulator: rescaling (add), averaging and clipping are part of their per-element
@@ -196,32 +265,40 @@ fn portable_instructions(p: &CostParams, call: &KernelCall, bits: Precisions) ->
     }
 }
 
-/// One core's cycles for a convolution computing `px` output pixels of `out_c` channels.
+/// One core's cycles for a convolution computing `px` output pixels of `out_c` channels: the
+/// im2col of every pixel (8-bit 1x1 layers read their input in place), per pixel pair the 4x2
+/// blocks and the leftover channels, per output the requantization.
 fn conv_core_cycles(p: &CostParams, call: &KernelCall, bits: Precisions, px: f64) -> f64 {
     let out_c = call.output.c;
     let (w, x) = (bits.weight, bits.input);
     let [kh, kw] = call.kernel;
     let k = (call.input.c / call.groups * kh * kw) as f64;
-    let unpack = p.unpack_cycles_per_element.get(w, x);
-    let im2col = if unpack > 0.0 {
-        px * k * unpack
-    } else if call.kind == LayerKind::Pointwise {
+    let eight_bit = w == Bits::B8 && x == Bits::B8;
+    let im2col = if eight_bit && call.kind == LayerKind::Pointwise {
         0.0
     } else {
-        px * k * f64::from(x.count()) / 8.0 * p.im2col_cycles_per_byte.value
+        let per_element = if eight_bit {
+            p.im2col_cycles_per_byte.value
+        } else {
+            p.unpack_cycles_per_element.get(w, x)
+        };
+        px * (k * per_element + call.im2col_runs * p.im2col_run_cycles.value)
     };
     let per_group = out_c / call.groups;
     let full = (per_group / 4 * 4) as f64;
     let left = (per_group % 4) as f64;
     let pairs = (px / 2.0).ceil();
+    let tail = (call.input.c / call.groups * kh * kw) % chunk(w);
     let matmul = call.groups as f64
         * (2.0
             * pairs
-            * k
-            * (full + LEFTOVER_CHANNEL_FACTOR * left)
-            * p.conv_cycles_per_mac.get(w, x)
-            + pairs * per_group.div_ceil(4) as f64 * p.block_overhead_cycles.value);
-    im2col + matmul + px * out_c as f64 * p.requant_cycles_per_output.get(bits.output)
+            * (k * (full + LEFTOVER_CHANNEL_FACTOR * left) * p.conv_cycles_per_mac.get(w, x)
+                + (full + left) * tail as f64 * p.reduction_tail_cycles_per_mac.value)
+            + pairs * (full / 4.0 + LEFTOVER_CHANNEL_BLOCK * left) * p.block_overhead_cycles.value);
+    im2col
+        + matmul
+        + px * (p.conv_pixel_cycles.value
+            + out_c as f64 * p.requant_cycles_per_output.get(bits.output))
 }
 
 /// Cycles of a complete kernel call as a microbenchmark times it (fork/join included).
@@ -235,18 +312,23 @@ mod tests {
     use crate::platform::Platform;
 
     fn conv(c_in: usize, c_out: usize, hw: usize, k: usize) -> KernelCall {
-        KernelCall {
-            kind: if k == 1 {
-                LayerKind::Pointwise
-            } else {
-                LayerKind::Conv
-            },
-            input: Shape::new(c_in, hw + k - 1, hw + k - 1),
-            output: Shape::new(c_out, hw, hw),
+        let kind = if k == 1 {
+            LayerKind::Pointwise
+        } else {
+            LayerKind::Conv
+        };
+        let window = Window {
             kernel: [k, k],
-            groups: 1,
-            inside_taps: 1.0,
-        }
+            stride: [1, 1],
+            padding: crate::graph::Padding::uniform(0),
+        };
+        KernelCall::new(
+            kind,
+            Shape::new(c_in, hw + k - 1, hw + k - 1),
+            Shape::new(c_out, hw, hw),
+            Some(window),
+            1,
+        )
     }
 
     #[test]

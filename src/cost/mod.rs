@@ -8,7 +8,7 @@ mod memory;
 mod table;
 mod tiling;
 
-pub use kernel::{KernelCall, Precisions, call_cycles, inside_taps};
+pub use kernel::{KernelCall, Precisions, call_cycles};
 pub(crate) use memory::layer_flash;
 pub use table::CostTable;
 pub use table::Costs;

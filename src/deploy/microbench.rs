@@ -14,7 +14,7 @@ use super::verify::{io, make, run_qemu};
 use crate::cost::calibrate::COLUMNS;
 use crate::graph::{LayerKind, Padding, Shape, Window};
 use crate::platform::Platform;
-use crate::quant::{Requant, pack, signed_levels, unsigned_levels};
+use crate::quant::{Requant, multipliers, pack, signed_levels, unsigned_levels};
 use crate::rtl::Rtl;
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
@@ -168,6 +168,12 @@ pub fn grid() -> Vec<Case> {
                 cases.push(conv(LayerKind::Depthwise, 16, 8, 16, 3, 1, 1, 16, b));
                 cases.push(conv(LayerKind::Linear, 92, 1, 13, 1, 1, 0, 1, b));
                 cases.push(conv(LayerKind::Linear, 24, 1, 40, 1, 1, 0, 1, b));
+                // Network-sized layers: many output channels per pixel and long reductions, so
+                // that the per-MAC, per-output and per-pixel costs are told apart.
+                cases.push(conv(LayerKind::Conv, 16, 8, 64, 3, 1, 1, 1, b));
+                cases.push(conv(LayerKind::Conv, 32, 6, 32, 3, 1, 1, 1, b));
+                cases.push(conv(LayerKind::Pointwise, 64, 4, 64, 1, 1, 0, 1, b));
+                cases.push(conv(LayerKind::Linear, 256, 1, 32, 1, 1, 0, 1, b));
             }
         }
     }
@@ -238,9 +244,10 @@ pub fn case_graph(case: &Case, seed: u64) -> IntGraph {
         LayerKind::Add => {
             inputs.push(0);
             // Each input rescaled by about 1/4, so that their sum spans the output's range.
+            let (multiplier, shift) = multipliers(&[0.25], &[i64::from(unsigned_levels(x))], 64);
             let rescale = Requant {
-                multiplier: vec![1 << 29],
-                shift: 31,
+                multiplier,
+                shift,
                 lo: 0,
                 hi: unsigned_levels(y),
             };
@@ -276,12 +283,20 @@ pub fn case_graph(case: &Case, seed: u64) -> IntGraph {
         LayerKind::Linear => 0.25 * x_max * f64::from(levels) * case.input.elements() as f64,
         _ => 0.25 * x_max * f64::from(levels) * taps * (case.input.c / case.groups) as f64,
     };
-    let multiplier =
-        (f64::from(unsigned_levels(y)) * 2f64.powi(31) / span).clamp(1.0, 2f64.powi(31) - 1.0);
+    // The multiplier and shift the integerizer would choose (64-bit products), so that the
+    // kernel runs the requantization path a deployed network runs. A convolution's or linear
+    // layer's scale ratio stays below 1/4 (shifts above 32), as a trained network's do.
+    let ratio = f64::from(unsigned_levels(y)) / span;
     let (multiplier, shift) = if case.kind == LayerKind::Add {
         (1, 0)
     } else {
-        (multiplier as i64, 31)
+        let ratio = if case.kind.has_weights() {
+            ratio.min(0.25)
+        } else {
+            ratio
+        };
+        let (k, shift) = multipliers(&[ratio], &[(4.0 * span) as i64 + 1000], 64);
+        (k[0], shift)
     };
     IntGraph {
         name: format!("case{seed}"),

@@ -390,7 +390,11 @@ fn memory_against_cost_model(
 
 /// The cost model's latency of every layer of `int_graph` on one core of `platform` (the
 /// platform with its cluster cut to one core: same kernels, L1 and DMA).
-fn one_core_prediction(graph: &Graph, int_graph: &IntGraph, platform: &Platform) -> Vec<f64> {
+pub(super) fn one_core_prediction(
+    graph: &Graph,
+    int_graph: &IntGraph,
+    platform: &Platform,
+) -> Vec<f64> {
     let mut one_core = platform.clone();
     one_core.hardware.cores.value = 1.0;
     let fused = FusedGraph::from_graph(graph);

@@ -4,15 +4,13 @@
 //! a whole deployed network's count against the prediction.
 
 use super::FlowError;
+use super::deploy::one_core_prediction;
 use crate::cost::calibrate::{Measurement, calibrate, held_out, mape, parse_measurements, predict};
-use crate::cost::{KernelCall, Precisions, call_cycles, inside_taps};
 use crate::deploy::microbench::{
     Bench, Target, run_grid, run_on_qemu, run_on_rtl, write_bench, write_grid,
 };
-use crate::deploy::{IntGraph, IntOp, integerize, load_finetuned};
-use crate::graph::{LayerKind, Shape};
+use crate::deploy::{integerize, load_finetuned};
 use crate::platform::{CostParams, Platform};
-use crate::precision::Bits;
 use crate::results::write_text;
 use crate::rtl::Rtl;
 use crate::table::Table;
@@ -109,8 +107,11 @@ pub fn microbench(
                 7,
                 pulp,
             )?;
-            let measured = measure_network(&bench, target, &fitted)?;
-            let predicted = network_prediction(&fitted, &int_graph);
+            // The latency model the search uses (tiles and all), on one core.
+            let predicted: f64 = one_core_prediction(&graph, &int_graph, &fitted)
+                .iter()
+                .sum();
+            let measured = measure_network(&bench, target, predicted)?;
             let (unit, tolerance) = match target {
                 Target::Qemu => ("instructions", 15),
                 Target::Rtl => ("cycles", 10),
@@ -137,7 +138,7 @@ pub fn microbench(
 
 /// The deployed network's count on `target`: its instructions on QEMU, or on the RTL the sum of
 /// its layers' cycles (DMA copies excluded; every layer checked against the golden model).
-fn measure_network(bench: &Bench, target: Target, fitted: &Platform) -> Result<f64, FlowError> {
+fn measure_network(bench: &Bench, target: Target, predicted: f64) -> Result<f64, FlowError> {
     match target {
         Target::Qemu => {
             let line = run_on_qemu(&bench.dir)?;
@@ -149,7 +150,7 @@ fn measure_network(bench: &Bench, target: Target, fitted: &Platform) -> Result<f
         Target::Rtl => {
             let rtl = Rtl::init().map_err(crate::deploy::DeployError::from)?;
             // Twenty times the calibrated model: only a program that never ends reaches it.
-            let limit = 20.0 * network_prediction(fitted, &bench.graph) + 10e6;
+            let limit = 20.0 * predicted + 10e6;
             Ok(run_on_rtl(&rtl, bench, limit as u64)? as f64)
         }
     }
@@ -191,65 +192,4 @@ fn residuals(cost: &CostParams, fit: &[Measurement], test: &[Measurement]) -> Ta
         ]);
     }
     table
-}
-
-/// The model's count for every layer of an integer network, run on one core, summed.
-fn network_prediction(platform: &Platform, graph: &IntGraph) -> f64 {
-    graph
-        .layers
-        .iter()
-        .map(|layer| {
-            let input = graph.tensors[layer.inputs[0]].shape;
-            let output = graph.tensors[layer.output].shape;
-            let bits = |t: usize| Bits::from_count(graph.tensors[t].bits).unwrap_or(Bits::B8);
-            let inside = match &layer.op {
-                IntOp::Conv { window, .. }
-                | IntOp::MaxPool { window }
-                | IntOp::AvgPool { window } => inside_taps(input, output, *window),
-                _ => 1.0,
-            };
-            let (kind, kernel, groups, weight) = match &layer.op {
-                IntOp::Conv {
-                    window,
-                    groups,
-                    weight_bits,
-                    ..
-                } => {
-                    let kind = if *groups > 1 && *groups == input.c {
-                        LayerKind::Depthwise
-                    } else if window.kernel == [1, 1] {
-                        LayerKind::Pointwise
-                    } else {
-                        LayerKind::Conv
-                    };
-                    (kind, window.kernel, *groups, *weight_bits)
-                }
-                IntOp::Linear { weight_bits, .. } => (LayerKind::Linear, [1, 1], 1, *weight_bits),
-                IntOp::MaxPool { window } => (LayerKind::MaxPool, window.kernel, 1, 8),
-                IntOp::AvgPool { window } => (LayerKind::AvgPool, window.kernel, 1, 8),
-                IntOp::GlobalAvgPool => (LayerKind::GlobalAvgPool, [1, 1], 1, 8),
-                IntOp::GlobalMaxPool => (LayerKind::GlobalMaxPool, [1, 1], 1, 8),
-                IntOp::Add { .. } => (LayerKind::Add, [1, 1], 1, 8),
-            };
-            let call = KernelCall {
-                kind,
-                input: if kind == LayerKind::Linear {
-                    Shape::vector(input.elements() as usize)
-                } else {
-                    input
-                },
-                output,
-                kernel,
-                groups,
-                inside_taps: inside,
-            };
-            let precisions = Precisions {
-                weight: Bits::from_count(weight).unwrap_or(Bits::B8),
-                input: bits(layer.inputs[0]),
-                second: bits(*layer.inputs.get(1).unwrap_or(&layer.inputs[0])),
-                output: bits(layer.output),
-            };
-            call_cycles(&platform.cost, 1, &call, precisions)
-        })
-        .sum()
 }

@@ -34,7 +34,7 @@ impl PulpConfig {
 }
 
 /// The blocked kernel a layer runs on the PULP path (the kernel library's `conv_blocked.h`,
-/// `depthwise.h`, `linear_blocked.h`).
+/// `depthwise.h`, `linear_blocked.h`, `pool_blocked.h`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Blocked {
     /// A convolution or pointwise convolution (groups == 1): `QK_CONV_BLOCKED`.
@@ -43,6 +43,11 @@ pub enum Blocked {
     Depthwise,
     /// A linear layer: `QK_LINEAR_BLOCKED`.
     Linear,
+    /// The poolings, `QK_MAXPOOL_BLOCKED` and the like: the generic kernels' calls, no scratch.
+    MaxPool,
+    AvgPool,
+    GlobalMaxPool,
+    GlobalAvgPool,
 }
 
 impl Blocked {
@@ -52,14 +57,18 @@ impl Blocked {
             Blocked::Conv => "conv_blocked",
             Blocked::Depthwise => "depthwise",
             Blocked::Linear => "linear_blocked",
+            Blocked::MaxPool => "maxpool_blocked",
+            Blocked::AvgPool => "avgpool_blocked",
+            Blocked::GlobalMaxPool => "globalmaxpool_blocked",
+            Blocked::GlobalAvgPool => "globalavgpool_blocked",
         }
     }
 }
 
-/// The blocked kernel `layer` runs on the PULP path: every convolution, pointwise, depthwise and
-/// linear layer that accumulates in int32. The others keep the generic kernels: layers that need
-/// an int64 accumulator, grouped convolutions that are not depthwise (1 < groups < in_c, or a
-/// channel multiplier), and the poolings and adds.
+/// The blocked kernel `layer` runs on the PULP path: every convolution, pointwise, depthwise,
+/// linear layer and pooling that accumulates in int32. The others keep the generic kernels:
+/// layers that need an int64 accumulator, grouped convolutions that are not depthwise
+/// (1 < groups < in_c, or a channel multiplier), and the adds.
 pub fn blocked_kernel(graph: &IntGraph, layer: &IntLayer) -> Option<Blocked> {
     if layer.acc_type() != "int32" {
         return None;
@@ -74,6 +83,10 @@ pub fn blocked_kernel(graph: &IntGraph, layer: &IntLayer) -> Option<Blocked> {
             Some(Blocked::Depthwise)
         }
         IntOp::Linear { .. } => Some(Blocked::Linear),
+        IntOp::MaxPool { .. } => Some(Blocked::MaxPool),
+        IntOp::AvgPool { .. } => Some(Blocked::AvgPool),
+        IntOp::GlobalMaxPool => Some(Blocked::GlobalMaxPool),
+        IntOp::GlobalAvgPool => Some(Blocked::GlobalAvgPool),
         _ => None,
     }
 }

@@ -40,10 +40,17 @@ static inline __attribute__((always_inline)) int32_t qk_lane(uint32_t w, int lan
     return is_signed ? (int32_t)(int8_t)(w >> (8 * lane)) : (int32_t)(uint8_t)(w >> (8 * lane));
 }
 
+/* A reduction times 2^pre (see qk_pool_blocked). */
+static inline __attribute__((always_inline)) int32_t qk_pre_scale(int32_t v, int pre)
+{
+    return (int32_t)((uint32_t)v << pre);
+}
+
 /* Requantizes the n (a multiple of 4) reductions v of consecutive channels and stores them as
  * values first.. of y: whole bytes where the run starts on one. */
 static inline __attribute__((always_inline)) void qk_pool_store(uint8_t *y, int32_t first,
-    const int32_t *v, int n, int32_t k, int shift, int wide, int32_t lo, int32_t hi, int ob)
+    const int32_t *v, int n, int32_t k, int shift, int pre, int wide, int32_t lo, int32_t hi,
+    int ob)
 {
     int i;
     if (first % (8 / ob) == 0) {
@@ -55,7 +62,8 @@ static inline __attribute__((always_inline)) void qk_pool_store(uint8_t *y, int3
             int j;
             QK_UNROLL
             for (j = 0; j < per_byte; j++) {
-                uint32_t r = (uint32_t)qk_requant_words(v[i + j], k, shift, wide, lo, hi);
+                uint32_t r = (uint32_t)qk_requant_words(qk_pre_scale(v[i + j], pre), k, shift,
+                    wide, lo, hi);
                 bits |= (r & ((1u << ob) - 1u)) << (j * ob);
             }
             *out++ = (uint8_t)bits;
@@ -63,7 +71,8 @@ static inline __attribute__((always_inline)) void qk_pool_store(uint8_t *y, int3
         return;
     }
     for (i = 0; i < n; i++) {
-        qk_store(y, first + i, ob, qk_requant_words(v[i], k, shift, wide, lo, hi));
+        qk_store(y, first + i, ob,
+            qk_requant_words(qk_pre_scale(v[i], pre), k, shift, wide, lo, hi));
     }
 }
 
@@ -75,8 +84,23 @@ typedef struct {
     int32_t row_bytes, col_bytes;
 } qk_pool_taps;
 
-/* The reductions of the 32 / ib channels of the word at t->base over the taps into v, in channel
- * order. */
+/* Adds a tap's lane word x to a maximum m or to the four channels' sums. */
+static inline __attribute__((always_inline)) void qk_pool_tap(uint32_t *m, int32_t sum[4],
+    uint32_t x, int is_max, int is)
+{
+    int lane;
+    if (is_max) {
+        *m = qk_max_lanes(*m, x, is);
+        return;
+    }
+    QK_UNROLL
+    for (lane = 0; lane < 4; lane++) {
+        sum[lane] = qk_dot4(x, 1u << (8 * lane), is, sum[lane]);
+    }
+}
+
+/* The reductions of the 32 / ib channels of the word at t->base over the taps (at least one)
+ * into v, in channel order. */
 static inline __attribute__((always_inline)) void qk_pool_word(int32_t v[16],
     const qk_pool_taps *t, int is_max, int ib, int is)
 {
@@ -85,43 +109,36 @@ static inline __attribute__((always_inline)) void qk_pool_word(int32_t v[16],
     QK_UNROLL
     for (slot = 0; slot < slots; slot++) {
         const uint8_t *row = t->base;
-        if (is_max) {
-            uint32_t m = is ? 0x80808080u : 0u;
-            for (r = 0; r < t->rows; r++, row += t->row_bytes) {
-                const uint8_t *p = row;
-                for (c = 0; c < t->cols; c++, p += t->col_bytes) {
-                    m = qk_max_lanes(m, qk_pool_lanes(qk_ld32(p), ib, slot, is), is);
-                }
-            }
-            QK_UNROLL
-            for (lane = 0; lane < 4; lane++) {
-                v[lane * slots + slot] = t->rows > 0 && t->cols > 0 ? qk_lane(m, lane, is)
-                                                                    : INT32_MIN;
-            }
+        uint32_t m = is ? 0x80808080u : 0u;
+        int32_t sum[4] = {0, 0, 0, 0};
+        if (t->rows == 2 && t->cols == 2) {
+            /* The usual 2x2 window without loops (a taken branch costs the core 2 cycles). */
+            const uint8_t *below = row + t->row_bytes;
+            qk_pool_tap(&m, sum, qk_pool_lanes(qk_ld32(row), ib, slot, is), is_max, is);
+            qk_pool_tap(&m, sum, qk_pool_lanes(qk_ld32(row + t->col_bytes), ib, slot, is),
+                is_max, is);
+            qk_pool_tap(&m, sum, qk_pool_lanes(qk_ld32(below), ib, slot, is), is_max, is);
+            qk_pool_tap(&m, sum, qk_pool_lanes(qk_ld32(below + t->col_bytes), ib, slot, is),
+                is_max, is);
         } else {
-            int32_t sum[4] = {0, 0, 0, 0};
             for (r = 0; r < t->rows; r++, row += t->row_bytes) {
                 const uint8_t *p = row;
                 for (c = 0; c < t->cols; c++, p += t->col_bytes) {
-                    uint32_t x = qk_pool_lanes(qk_ld32(p), ib, slot, is);
-                    QK_UNROLL
-                    for (lane = 0; lane < 4; lane++) {
-                        sum[lane] = qk_dot4(x, 1u << (8 * lane), is, sum[lane]);
-                    }
+                    qk_pool_tap(&m, sum, qk_pool_lanes(qk_ld32(p), ib, slot, is), is_max, is);
                 }
             }
-            QK_UNROLL
-            for (lane = 0; lane < 4; lane++) {
-                v[lane * slots + slot] = sum[lane];
-            }
+        }
+        QK_UNROLL
+        for (lane = 0; lane < 4; lane++) {
+            v[lane * slots + slot] = is_max ? qk_lane(m, lane, is) : sum[lane];
         }
     }
 }
 
 /* Every output pixel of a window pooling. `s` is the caller's local copy of the shape. */
 static inline __attribute__((always_inline)) void qk_pool_pixels(const uint8_t *x, uint8_t *y,
-    int32_t k, int shift, int wide, int32_t lo, int32_t hi, const conv_shape *s, int is_max,
-    int ib, int is, int ob)
+    int32_t k, int shift, int pre, int wide, int32_t lo, int32_t hi, const conv_shape *s,
+    int is_max, int ib, int is, int ob)
 {
     const int per_word = 32 / ib, channels = s->in_c;
     const int32_t col_bytes = channels * ib / 8, row_bytes = s->in_w * col_bytes;
@@ -141,11 +158,19 @@ static inline __attribute__((always_inline)) void qk_pool_pixels(const uint8_t *
             t.cols = kx1 > kx0 ? kx1 - kx0 : 0;
             t.row_bytes = row_bytes;
             t.col_bytes = col_bytes;
+            if (t.rows == 0 || t.cols == 0) {
+                /* A window wholly in the padding: the empty maximum or sum. */
+                for (c = 0; c < channels; c++) {
+                    qk_store(y, out + c, ob,
+                        qk_requant(is_max ? INT32_MIN : 0, k, shift - pre, lo, hi));
+                }
+                continue;
+            }
             t.base = x + (iy + ky0) * row_bytes + (ix + kx0) * col_bytes;
             for (c = 0; c + per_word <= channels; c += per_word, t.base += 4) {
                 int32_t v[16];
                 qk_pool_word(v, &t, is_max, ib, is);
-                qk_pool_store(y, out + c, v, per_word, k, shift, wide, lo, hi, ob);
+                qk_pool_store(y, out + c, v, per_word, k, shift, pre, wide, lo, hi, ob);
             }
             /* The channels short of a word, value by value. */
             for (; c < channels; c++) {
@@ -158,7 +183,8 @@ static inline __attribute__((always_inline)) void qk_pool_pixels(const uint8_t *
                         acc = is_max ? (v > acc ? v : acc) : acc + v;
                     }
                 }
-                qk_store(y, out + c, ob, qk_requant_words(acc, k, shift, wide, lo, hi));
+                qk_store(y, out + c, ob,
+                    qk_requant_words(qk_pre_scale(acc, pre), k, shift, wide, lo, hi));
             }
         }
     }
@@ -174,8 +200,16 @@ static inline __attribute__((always_inline)) void qk_pool_blocked(const uint8_t 
         qk_pool_int32_t(x, y, k, shift, lo, hi, shape, is_max, ib, is, ob);
         return;
     }
-    QK_UNSWITCH_SHIFT(shift, qk_pool_pixels(x, y, k, shift, wide, lo, hi, &s, is_max, ib, is,
-        ob));
+    /* A pooling that keeps its scale has shift 31 (k just below 2^31), short of the wide
+     * requantization (matmul.h). Its reductions are small: times 2^pre, with shift + pre, they
+     * give the same outputs on the wide path wherever the largest one stays below 2^31. */
+    const int32_t largest = (1 << ib) * (is_max ? 1 : s.kernel_h * s.kernel_w);
+    int pre = shift < 33 ? 33 - shift : 0;
+    if (pre > 30 || largest > INT32_MAX >> pre) {
+        pre = 0;
+    }
+    QK_UNSWITCH_SHIFT(shift + pre, qk_pool_pixels(x, y, k, shift + pre, pre, wide, lo, hi, &s,
+        is_max, ib, is, ob));
 }
 
 /* A global pooling is a window pooling of one output pixel whose window is every pixel. */

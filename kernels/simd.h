@@ -6,9 +6,9 @@
  * Four 8-bit lanes travel in a uint32_t, lane 0 in the low byte (a little-endian word load).
  *
  * Besides the dot products: the lane-wise maxima qk_max4/qk_maxu4 (the poolings),
- * qk_ld32/qk_st32/qk_copy_words (words at any byte address), and the lane shifts qk_sll4/qk_sra4 that unpack sub-byte values to 8-bit lanes (qk_lanes_s). Shift
- * amounts must be compile-time constants after inlining: the CV32E40P encodes them as
- * immediates. */
+ * qk_ld32/qk_st32/qk_copy_words (words at any byte address), and the lane shifts qk_sll4/qk_sra4
+ * that unpack sub-byte values to 8-bit lanes (qk_lanes_s). Shift amounts must be compile-time
+ * constants after inlining: the CV32E40P encodes them as immediates. */
 #ifndef QSEARCH_KERNELS_SIMD_H
 #define QSEARCH_KERNELS_SIMD_H
 

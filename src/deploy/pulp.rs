@@ -2,10 +2,11 @@
 //! output rows (or output neurons) split across the cores, its data moved through L1 in tiles
 //! by DMA with double buffering (the next tile's input loads while the cores compute this one),
 //! and 4-lane dot products on XpulpV2's `sdotp` instructions. The layers that accumulate in
-//! int32 run the library's blocked kernels ([`Blocked`]), each core with its own scratch area;
-//! the others the generic ones. The drivers are the kernel library's (`kernels/pulp_layers.h`,
-//! runtime calls in `kernels/pulp_target.h`); this module chooses each layer's kernel, plans its
-//! tiles and scratch and writes the descriptor the drivers read. The same source builds
+//! int32 run the library's blocked kernels ([`Blocked`]), each core with its own scratch area
+//! where the kernel needs one (not the poolings); the others the generic ones. The drivers are
+//! the kernel library's (`kernels/pulp_layers.h`, runtime calls in `kernels/pulp_target.h`);
+//! this module chooses each layer's kernel, plans its tiles and scratch and writes the
+//! descriptor the drivers read. The same source builds
 //! for the PULP/GAP SDK (`Makefile.pulp`), on the host with the cluster fork, the DMA and the
 //! dot products emulated by plain C (`make network_pulp_emu`), where it is checked bit-exact
 //! like the portable build, and on one bare-metal CV32E40P (`main_rtl.c`, see `super::rtl`).

@@ -4,8 +4,9 @@
 //! at least 1.9), at 4- and 2-bit weights and at 4-bit activations, each next to what PULP-NN's or
 //! pulp-nn-mixed's structure gets (`/work/shared/reference/pulp_published_figures.csv`), and
 //! next to the same layer through the scalar loops of the generic kernels for the speed-up; then
-//! a pointwise, a depthwise and a linear layer. Every output is checked byte for byte against
-//! the scalar loop in the same run. The simulation is deterministic (same ELF, same cycles), so
+//! a pointwise, a depthwise and a linear layer; then 2x2 stride-2 poolings (64 channels, 32x32 ->
+//! 16x16: max at 8 and 4 bits, average at 8) in cycles per output. Every output is checked byte
+//! for byte against the scalar loop in the same run. The simulation is deterministic (same ELF, same cycles), so
 //! each layer runs once. Writes `results/bench/rtl.json`.
 //!
 //! Run: `cargo bench --bench rtl`
@@ -122,10 +123,38 @@ fn layers() -> Vec<Layer> {
             "linear",
             Geometry::Linear(1024, 64),
         ),
+        pool("maxpool 2x2/2 64ch 32x32 a8", "maxpool", 8),
+        pool("maxpool 2x2/2 64ch 32x32 a4", "maxpool", 4),
+        pool("avgpool 2x2/2 64ch 32x32 a8", "avgpool", 8),
     ]
 }
 
+/// A 2x2 stride-2 pooling of 64 channels, 32x32 -> 16x16, at `bits` in and out.
+fn pool(name: &'static str, kind: &'static str, bits: u32) -> Layer {
+    Layer {
+        name,
+        kind,
+        weight_bits: 0,
+        input_bits: bits,
+        input_signed: false,
+        output_bits: bits,
+        geometry: Geometry::Window([64, 32, 32, 64, 16, 16, 2, 2, 2, 2, 0, 0, 1]),
+        expectation: None,
+    }
+}
+
 impl Layer {
+    fn is_pooling(&self) -> bool {
+        self.kind.ends_with("pool")
+    }
+
+    fn outputs(&self) -> u64 {
+        match self.geometry {
+            Geometry::Window(s) => (s[3] * s[4] * s[5]) as u64,
+            Geometry::Linear(_, n_out) => n_out as u64,
+        }
+    }
+
     fn macs(&self) -> u64 {
         match self.geometry {
             Geometry::Window(s) => {
@@ -146,12 +175,20 @@ impl Layer {
 
     /// The C that instantiates `benches/rtl/layer.c` for this layer: unsigned outputs, a
     /// multiplier that maps a typical accumulator (sqrt(K) times a typical product) onto them at
-    /// shift 40.
+    /// shift 40; a pooling's as the integerizer chooses it for a pooling that keeps the scale
+    /// (about 2^31 at shift 31, the average's division by 4 at shift 33).
     fn program(&self) -> String {
-        let typical = f64::from(self.k()).sqrt()
-            * 2f64.powi(self.input_bits as i32 - 1)
-            * 2f64.powi(self.weight_bits as i32 - 2);
-        let k_base = (2f64.powi(self.output_bits as i32 + 40) / typical).min(2f64.powi(30)) as i64;
+        let (k_base, shift) = match self.kind {
+            "maxpool" => (0x7f00_0000, 31),
+            "avgpool" => (0x7f00_0000, 33),
+            _ => {
+                let typical = f64::from(self.k()).sqrt()
+                    * 2f64.powi(self.input_bits as i32 - 1)
+                    * 2f64.powi(self.weight_bits as i32 - 2);
+                let k = 2f64.powi(self.output_bits as i32 + 40) / typical;
+                (k.min(2f64.powi(30)) as i64, 40)
+            }
+        };
         let geometry = match self.geometry {
             Geometry::Window(s) => format!(
                 "#define SHAPE {{{}}}\n",
@@ -164,12 +201,15 @@ impl Layer {
         let kind = match self.kind {
             "depthwise" => "DEPTHWISE",
             "linear" => "LINEAR",
+            "maxpool" => "MAXPOOL",
+            "avgpool" => "AVGPOOL",
             _ => "CONV",
         };
         let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/rtl/layer.c");
         format!(
             "#define WB {}\n#define IB {}\n#define IS {}\n#define OB {}\n#define KIND {kind}\n\
-             #define LO 0\n#define HI {}\n#define K_BASE {k_base}\n{geometry}#include \"{}\"\n",
+             #define LO 0\n#define HI {}\n#define SHIFT {shift}\n#define K_BASE {k_base}\n{geometry}\
+             #include \"{}\"\n",
             self.weight_bits,
             self.input_bits,
             u8::from(self.input_signed),
@@ -218,6 +258,41 @@ fn measure(rtl: &Rtl, dir: &Path, index: usize, layer: &Layer) -> Measured {
     }
 }
 
+/// Prints a pooling's cycles per output and speed-up; its JSON row.
+fn pooling_row(layer: &Layer, m: &Measured) -> serde_json::Value {
+    let outputs = layer.outputs();
+    let per_output = m.blocked as f64 / outputs as f64;
+    let scalar_per_output = m.reference as f64 / outputs as f64;
+    let speedup = m.reference as f64 / m.blocked as f64;
+    println!(
+        "{:<32} {outputs:>10} out {:>10} cycles {per_output:>5.2} cycles/output; scalar {:>11} \
+         cycles {scalar_per_output:.1} cycles/output, speed-up {speedup:.1}x",
+        layer.name, m.blocked, m.reference
+    );
+    let Geometry::Window(s) = layer.geometry else {
+        unreachable!("a pooling is windowed")
+    };
+    json!({
+        "layer": layer.name,
+        "kind": layer.kind,
+        "input_bits": layer.input_bits,
+        "input_signed": layer.input_signed,
+        "output_bits": layer.output_bits,
+        "shape": {
+            "in_c": s[0], "in_h": s[1], "in_w": s[2], "out_c": s[3], "out_h": s[4],
+            "out_w": s[5], "kernel_h": s[6], "kernel_w": s[7], "stride_h": s[8],
+            "stride_w": s[9], "pad_top": s[10], "pad_left": s[11],
+        },
+        "outputs": outputs,
+        "cycles": m.blocked,
+        "cycles_per_output": per_output,
+        "scalar_cycles": m.reference,
+        "scalar_cycles_per_output": scalar_per_output,
+        "speedup_vs_scalar": speedup,
+        "bit_exact": true,
+    })
+}
+
 fn main() {
     let rtl = match Rtl::init() {
         Ok(rtl) => rtl,
@@ -254,6 +329,10 @@ fn main() {
     );
     let mut rows = Vec::new();
     for (layer, m) in layers.iter().zip(&measured) {
+        if layer.is_pooling() {
+            rows.push(pooling_row(layer, m));
+            continue;
+        }
         let macs = layer.macs();
         let rate = macs as f64 / m.blocked as f64;
         let scalar_rate = macs as f64 / m.reference as f64;
@@ -312,6 +391,7 @@ fn main() {
         "deterministic": true,
         "runs_per_layer": 1,
         "requantization_shift": 40,
+        "pooling_requantization_shift": {"maxpool": 31, "avgpool": 33},
         "target": {"layer": layers[0].name, "mac_per_cycle": rate, "at_least": 1.9, "met": rate >= 1.9},
         "layers": rows,
     });

@@ -95,12 +95,14 @@
     }
 
 /* The PULP path's blocked kernels (QK_CONV_BLOCKED, QK_DEPTHWISE, QK_LINEAR_BLOCKED: im2col or a
- * gathered plane in a per-core scratch area, register-blocked sdotp), which the generated code
- * calls for the layers that accumulate in int32; the portable path keeps the generic kernels. */
+ * gathered plane in a per-core scratch area, register-blocked sdotp; the poolings of
+ * pool_blocked.h: a word of channels per SIMD step), which the generated code calls for the
+ * layers that accumulate in int32; the portable path keeps the generic kernels. */
 #if defined(QSEARCH_PULP)
 #include "conv_blocked.h"
 #include "depthwise.h"
 #include "linear_blocked.h"
+#include "pool_blocked.h"
 #endif
 
 #endif

@@ -5,10 +5,10 @@
  *  - otherwise (the host, rv32imc): the same operations in portable C, bit for bit.
  * Four 8-bit lanes travel in a uint32_t, lane 0 in the low byte (a little-endian word load).
  *
- * Besides the dot products: qk_ld32/qk_st32/qk_copy_words (words at any byte address), and the
- * lane shifts qk_sll4/qk_sra4 that unpack sub-byte values to 8-bit lanes (qk_lanes_s). Shift
- * amounts must be compile-time constants after inlining: the CV32E40P encodes them as
- * immediates. */
+ * Besides the dot products: the lane-wise maxima qk_max4/qk_maxu4 (the poolings),
+ * qk_ld32/qk_st32/qk_copy_words (words at any byte address), and the lane shifts qk_sll4/qk_sra4
+ * that unpack sub-byte values to 8-bit lanes (qk_lanes_s). Shift amounts must be compile-time
+ * constants after inlining: the CV32E40P encodes them as immediates. */
 #ifndef QSEARCH_KERNELS_SIMD_H
 #define QSEARCH_KERNELS_SIMD_H
 
@@ -30,6 +30,20 @@ static inline __attribute__((always_inline)) int32_t qk_sdotusp4(uint32_t a, uin
 {
     __asm__("cv.sdotusp.b %0, %1, %2" : "+r"(acc) : "r"(a), "r"(b));
     return acc;
+}
+
+/* Each lane the larger of a's and b's, the lanes signed. */
+static inline __attribute__((always_inline)) uint32_t qk_max4(uint32_t a, uint32_t b)
+{
+    __asm__("cv.max.b %0, %1, %2" : "=r"(a) : "r"(a), "r"(b));
+    return a;
+}
+
+/* Each lane the larger of a's and b's, the lanes unsigned. */
+static inline __attribute__((always_inline)) uint32_t qk_maxu4(uint32_t a, uint32_t b)
+{
+    __asm__("cv.maxu.b %0, %1, %2" : "=r"(a) : "r"(a), "r"(b));
+    return a;
 }
 
 /* A word from any byte address: the CV32E40P's load-store unit splits a misaligned access in
@@ -100,6 +114,20 @@ static inline int32_t qk_sdotusp4(uint32_t a, uint32_t b, int32_t acc)
     return __builtin_pulp_sdotusp4(x.v, y.v, acc);
 }
 
+static inline uint32_t qk_max4(uint32_t a, uint32_t b)
+{
+    union { uint32_t w; qk_v4s v; } x = {a}, y = {b};
+    x.v = __builtin_pulp_max4(x.v, y.v);
+    return x.w;
+}
+
+static inline uint32_t qk_maxu4(uint32_t a, uint32_t b)
+{
+    union { uint32_t w; qk_v4u v; } x = {a}, y = {b};
+    x.v = __builtin_pulp_maxu4(x.v, y.v);
+    return x.w;
+}
+
 typedef uint32_t qk_word __attribute__((may_alias));
 
 static inline uint32_t qk_sll4(uint32_t v, int n)
@@ -134,6 +162,28 @@ static inline int32_t qk_sdotusp4(uint32_t a, uint32_t b, int32_t acc)
         acc += (int32_t)(uint8_t)(a >> lane) * (int32_t)(int8_t)(b >> lane);
     }
     return acc;
+}
+
+static inline uint32_t qk_max4(uint32_t a, uint32_t b)
+{
+    uint32_t r = 0;
+    int lane;
+    for (lane = 0; lane < 32; lane += 8) {
+        int8_t u = (int8_t)(a >> lane), v = (int8_t)(b >> lane);
+        r |= (uint32_t)(uint8_t)(u > v ? u : v) << lane;
+    }
+    return r;
+}
+
+static inline uint32_t qk_maxu4(uint32_t a, uint32_t b)
+{
+    uint32_t r = 0;
+    int lane;
+    for (lane = 0; lane < 32; lane += 8) {
+        uint32_t u = (a >> lane) & 0xffu, v = (b >> lane) & 0xffu;
+        r |= (u > v ? u : v) << lane;
+    }
+    return r;
 }
 
 /* The host may be strict about alignment: the word type says a load may be misaligned. */
@@ -191,6 +241,13 @@ static inline __attribute__((always_inline)) int32_t qk_dot4(uint32_t x, uint32_
     int x_signed, int32_t acc)
 {
     return x_signed ? qk_sdotsp4(x, w, acc) : qk_sdotusp4(x, w, acc);
+}
+
+/* Each lane the larger of x's and y's, the lanes signed or unsigned. */
+static inline __attribute__((always_inline)) uint32_t qk_max_lanes(uint32_t x, uint32_t y,
+    int x_signed)
+{
+    return x_signed ? qk_max4(x, y) : qk_maxu4(x, y);
 }
 
 /* Unpacks the packed `bits`-bit signed values of w (bits 2, 4 or 8) to four signed 8-bit lanes:

@@ -306,6 +306,16 @@ fn precision_chain(weight_bits: u32) -> IntGraph {
     ];
     let mut layers: Vec<(LayerKind, usize, usize, usize, usize)> = convs.to_vec();
     layers.extend((0..9).map(|i| (LayerKind::Depthwise, 8, 3, 1 + (i == 8) as usize, 1)));
+    // Window poolings padded and not, strided and not, then the global ones (over 4x4 pixels,
+    // then over the one left).
+    layers.extend([
+        (LayerKind::MaxPool, 8, 3, 1, 1),
+        (LayerKind::AvgPool, 8, 3, 2, 1),
+        (LayerKind::MaxPool, 8, 2, 1, 0),
+        (LayerKind::AvgPool, 8, 2, 1, 1),
+        (LayerKind::GlobalAvgPool, 8, 1, 1, 0),
+        (LayerKind::GlobalMaxPool, 8, 1, 1, 0),
+    ]);
     layers.extend([12, 20, 9, 16, 7, 24, 8, 13, 10].map(|n| (LayerKind::Linear, n, 1, 1, 0)));
     let mut graph = IntGraph {
         name: format!("chain-w{weight_bits}"),
@@ -406,7 +416,11 @@ fn scratch_is_the_kernels(
                     "QK_CONV_BLOCKED_SCRATCH(&s)".to_string()
                 }
             }
-            _ => format!("QK_LINEAR_BLOCKED_SCRATCH({})", x.shape.elements()),
+            (IntOp::Linear { .. }, _) => {
+                format!("QK_LINEAR_BLOCKED_SCRATCH({})", x.shape.elements())
+            }
+            // The poolings need none.
+            _ => "0".to_string(),
         };
         program.push_str(&format!("    printf(\"%d\\n\", (int)({macro_call}));\n"));
         expected.push_str(&format!("{}\n", plan.scratch()));
@@ -435,7 +449,7 @@ fn scratch_is_the_kernels(
 }
 
 /// Every precision triple the search may choose, signed and unsigned inputs, leftover channels
-/// and pixels, stride 2 and padding go through the PULP path's blocked kernels (or their scalar
+/// and pixels, stride 2 and padding, and the poolings, go through the PULP path's blocked kernels (or their scalar
 /// fallback) bit-exact: on the host, emulated with a small L1 (tiles, per-core scratch), and on
 /// the CV32E40P; the generated code instantiates the blocked kernels for every layer.
 #[test]
@@ -461,7 +475,15 @@ fn every_precision_triple_runs_bit_exact_on_the_blocked_kernels() {
             std::fs::write(dir.join(file), content).unwrap();
         }
         let network = std::fs::read_to_string(dir.join("network.c")).unwrap();
-        for op in ["QK_CONV_BLOCKED(", "QK_DEPTHWISE(", "QK_LINEAR_BLOCKED("] {
+        for op in [
+            "QK_CONV_BLOCKED(",
+            "QK_DEPTHWISE(",
+            "QK_LINEAR_BLOCKED(",
+            "QK_MAXPOOL_BLOCKED(",
+            "QK_AVGPOOL_BLOCKED(",
+            "QK_GLOBALAVGPOOL_BLOCKED(",
+            "QK_GLOBALMAXPOOL_BLOCKED(",
+        ] {
             assert!(network.contains(op), "{op} missing");
         }
         scratch_is_the_kernels(&graph, &project.tiling, 8, &dir);

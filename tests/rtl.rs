@@ -1,7 +1,8 @@
 //! Programs on the cycle-accurate CV32E40P (Verilator): a SIMD dot product with its result,
 //! exit code and counters, and every way a run ends badly (trap, cycle limit, an access outside
 //! memory, not an ELF), and the blocked kernels of `kernels/` at every precision triple against a
-//! scalar reference, on the core and (portable C) on the host.
+//! scalar reference (the poolings against the generic ones), on the core and (portable C) on the
+//! host.
 //! Skipped, with the reason printed, only where the simulator's tools are not installed.
 
 mod common;
@@ -143,17 +144,42 @@ fn blocked_kernels_with_2_bit_weights_match_the_reference_on_the_core() {
     blocked_kernels_on_the_core(2);
 }
 
+/// The checks of `tests/fixtures/rtl/pools.c`: 4 poolings x 18 precisions x 10 shapes.
+const POOL_CHECKS: usize = 360;
+
+/// Runs `tests/fixtures/rtl/pools.c` on the core: the blocked poolings (window and global, max
+/// and average) at every input and output precision, shapes with leftovers and padding, against
+/// the generic kernels.
+#[test]
+fn blocked_poolings_match_the_generic_kernels_on_the_core() {
+    let Some(rtl) = simulator() else { return };
+    let elf = compile(rtl, "pools");
+    let out = rtl.run(&elf, &SimConfig::default()).unwrap();
+    assert_eq!(out.exit_code, 0, "{}", out.stdout);
+    assert_eq!(
+        out.stdout.trim(),
+        format!("ok {POOL_CHECKS}"),
+        "{}",
+        out.stdout
+    );
+}
+
 /// The same checks built for the host with gcc: the portable C of `kernels/simd.h`, bit for bit.
 /// Skipped, with the reason printed, where gcc is not installed.
 #[test]
 fn blocked_kernels_match_the_reference_on_the_host() {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rtl");
-    for weight_bits in [8, 4, 2] {
-        let exe = temp().join(format!("kernels_w{weight_bits}_host"));
+    for (fixture, checks) in [
+        ("kernels_w8", 198),
+        ("kernels_w4", 198),
+        ("kernels_w2", 198),
+        ("pools", POOL_CHECKS),
+    ] {
+        let exe = temp().join(format!("{fixture}_host"));
         let built = std::process::Command::new("gcc")
             .args(["-std=gnu99", "-O2", "-Wall", "-Wextra", "-Werror", "-o"])
             .arg(&exe)
-            .arg(fixtures.join(format!("kernels_w{weight_bits}.c")))
+            .arg(fixtures.join(format!("{fixture}.c")))
             .output();
         let built = match built {
             Ok(built) => built,
@@ -170,7 +196,7 @@ fn blocked_kernels_match_the_reference_on_the_host() {
         );
         let run = std::process::Command::new(&exe).output().unwrap();
         let stdout = String::from_utf8_lossy(&run.stdout);
-        assert!(run.status.success(), "w{weight_bits}: {stdout}");
-        assert_eq!(stdout.trim(), "ok 198", "w{weight_bits}");
+        assert!(run.status.success(), "{fixture}: {stdout}");
+        assert_eq!(stdout.trim(), format!("ok {checks}"), "{fixture}");
     }
 }

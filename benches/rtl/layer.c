@@ -3,18 +3,23 @@
  * same random operands, each timed with mcycle, outputs compared byte for byte. Prints
  * "blocked CYCLES reference CYCLES mismatches N".
  *
- * The including file defines WB, IB, IS, OB, KIND (CONV, DEPTHWISE or LINEAR), the output range
- * LO..HI, K_BASE (about the multiplier that maps the accumulators onto it at shift 40) and the
- * layer's geometry: SHAPE (a conv_shape initializer) for the windowed kinds, N_IN and N_OUT for LINEAR. */
+ * The including file defines WB, IB, IS, OB, KIND (CONV, DEPTHWISE, LINEAR, MAXPOOL or AVGPOOL),
+ * the output range LO..HI, SHIFT and K_BASE (about the multiplier that maps the accumulators onto
+ * it at that shift; a pooling's one multiplier) and the layer's geometry: SHAPE (a conv_shape
+ * initializer) for the windowed kinds, N_IN and N_OUT for LINEAR. */
 #define QK_CV32E40P
 #include "qsearch_rtl.h"
 #include "../../kernels/conv_blocked.h"
 #include "../../kernels/depthwise.h"
 #include "../../kernels/linear_blocked.h"
+#include "../../kernels/pool_blocked.h"
 
 #define CONV 0
 #define DEPTHWISE 1
 #define LINEAR 2
+#define MAXPOOL 3
+#define AVGPOOL 4
+#define POOLING (KIND == MAXPOOL || KIND == AVGPOOL)
 
 /* No C library on the harness: clang may call these for copy and fill loops. */
 #include "../../kernels/freestanding.c"
@@ -33,23 +38,28 @@ conv_shape shape = SHAPE;
 #define IN_VALUES (shape.in_h * shape.in_w * shape.in_c)
 #define OUT_VALUES (shape.out_h * shape.out_w * shape.out_c)
 #define CHANNELS (shape.out_c)
+#if POOLING
+#define WEIGHTS 0
+#define SCRATCH 0
+#else
 #define WEIGHTS (shape.out_c * QK_CONV_K(&shape))
+#endif
 #if KIND == DEPTHWISE
 #define SCRATCH QK_DEPTHWISE_SCRATCH(&shape)
-#else
+#elif !POOLING
 #define SCRATCH QK_CONV_BLOCKED_SCRATCH(&shape)
 #endif
 #endif
 
 /* Sized for the largest benchmark layer. */
 /* Word-aligned, as a deployment places weights and buffers: misaligned words cost a cycle more. */
-static uint8_t x[32768] __attribute__((aligned(4))), w[65536] __attribute__((aligned(4)));
+static uint8_t x[65536] __attribute__((aligned(4))), w[65536] __attribute__((aligned(4)));
 static uint8_t y[32768] __attribute__((aligned(4))), want[32768] __attribute__((aligned(4)));
 static uint8_t scratch[65536] __attribute__((aligned(4)));
 static int32_t bias[1024], k[1024];
-/* The requantization's parameters, also out of the compiler's sight; a shift above 32 as the
- * integerizer chooses them (the largest that keeps k below 2^31). */
-int shift = 40;
+/* The requantization's parameters, also out of the compiler's sight; the shift as the integerizer
+ * chooses it (the largest that keeps k below 2^31). */
+int shift = SHIFT;
 int32_t lo = LO, hi = HI;
 
 #if KIND == LINEAR
@@ -62,6 +72,17 @@ static __attribute__((noinline)) void reference(void)
 static __attribute__((noinline)) void run_blocked(void)
 {
     blocked(x, y, w, bias, k, shift, lo, hi, n_in, n_out, scratch);
+}
+#elif POOLING
+QK_POOL_BLOCKED(blocked, KIND == MAXPOOL, IB, IS, OB)
+QK_POOL(generic, KIND == MAXPOOL, IB, IS, OB, int32_t)
+static __attribute__((noinline)) void reference(void)
+{
+    generic(x, want, k[0], shift, lo, hi, &shape);
+}
+static __attribute__((noinline)) void run_blocked(void)
+{
+    blocked(x, y, k[0], shift, lo, hi, &shape);
 }
 #else
 #if KIND == DEPTHWISE

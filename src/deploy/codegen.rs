@@ -147,6 +147,10 @@ fn instantiation(k: &KernelKey) -> String {
         "conv_blocked" | "depthwise" | "linear_blocked" => {
             format!("{macro_name}({name}, {}, {ib}, {is}, {ob})", k.weight_bits)
         }
+        "maxpool_blocked"
+        | "avgpool_blocked"
+        | "globalmaxpool_blocked"
+        | "globalavgpool_blocked" => format!("{macro_name}({name}, {ib}, {is}, {ob})"),
         "conv" | "linear" => {
             format!(
                 "{macro_name}({name}, {}, {ib}, {is}, {ob}, {acc})",

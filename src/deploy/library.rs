@@ -8,7 +8,7 @@
 //! runs on its own (tests/deploy.rs compiles it for every target).
 
 /// The kernel library, by file name (the names the sources include each other by).
-pub const KERNELS: [(&str, &str); 19] = [
+pub const KERNELS: [(&str, &str); 20] = [
     ("kernels.h", include_str!("../../kernels/kernels.h")),
     ("attributes.h", include_str!("../../kernels/attributes.h")),
     ("packed.h", include_str!("../../kernels/packed.h")),
@@ -28,6 +28,10 @@ pub const KERNELS: [(&str, &str); 19] = [
     (
         "linear_blocked.h",
         include_str!("../../kernels/linear_blocked.h"),
+    ),
+    (
+        "pool_blocked.h",
+        include_str!("../../kernels/pool_blocked.h"),
     ),
     ("matmul.h", include_str!("../../kernels/matmul.h")),
     ("unpack.h", include_str!("../../kernels/unpack.h")),

@@ -2,10 +2,11 @@
 //! output rows (or output neurons) split across the cores, its data moved through L1 in tiles
 //! by DMA with double buffering (the next tile's input loads while the cores compute this one),
 //! and 4-lane dot products on XpulpV2's `sdotp` instructions. The layers that accumulate in
-//! int32 run the library's blocked kernels ([`Blocked`]), each core with its own scratch area;
-//! the others the generic ones. The drivers are the kernel library's (`kernels/pulp_layers.h`,
-//! runtime calls in `kernels/pulp_target.h`); this module chooses each layer's kernel, plans its
-//! tiles and scratch and writes the descriptor the drivers read. The same source builds
+//! int32 run the library's blocked kernels ([`Blocked`]), each core with its own scratch area
+//! where the kernel needs one (not the poolings); the others the generic ones. The drivers are
+//! the kernel library's (`kernels/pulp_layers.h`, runtime calls in `kernels/pulp_target.h`);
+//! this module chooses each layer's kernel, plans its tiles and scratch and writes the
+//! descriptor the drivers read. The same source builds
 //! for the PULP/GAP SDK (`Makefile.pulp`), on the host with the cluster fork, the DMA and the
 //! dot products emulated by plain C (`make network_pulp_emu`), where it is checked bit-exact
 //! like the portable build, and on one bare-metal CV32E40P (`main_rtl.c`, see `super::rtl`).
@@ -34,7 +35,7 @@ impl PulpConfig {
 }
 
 /// The blocked kernel a layer runs on the PULP path (the kernel library's `conv_blocked.h`,
-/// `depthwise.h`, `linear_blocked.h`).
+/// `depthwise.h`, `linear_blocked.h`, `pool_blocked.h`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Blocked {
     /// A convolution or pointwise convolution (groups == 1): `QK_CONV_BLOCKED`.
@@ -43,6 +44,11 @@ pub enum Blocked {
     Depthwise,
     /// A linear layer: `QK_LINEAR_BLOCKED`.
     Linear,
+    /// The poolings, `QK_MAXPOOL_BLOCKED` and the like: the generic kernels' calls, no scratch.
+    MaxPool,
+    AvgPool,
+    GlobalMaxPool,
+    GlobalAvgPool,
 }
 
 impl Blocked {
@@ -52,14 +58,18 @@ impl Blocked {
             Blocked::Conv => "conv_blocked",
             Blocked::Depthwise => "depthwise",
             Blocked::Linear => "linear_blocked",
+            Blocked::MaxPool => "maxpool_blocked",
+            Blocked::AvgPool => "avgpool_blocked",
+            Blocked::GlobalMaxPool => "globalmaxpool_blocked",
+            Blocked::GlobalAvgPool => "globalavgpool_blocked",
         }
     }
 }
 
-/// The blocked kernel `layer` runs on the PULP path: every convolution, pointwise, depthwise and
-/// linear layer that accumulates in int32. The others keep the generic kernels: layers that need
-/// an int64 accumulator, grouped convolutions that are not depthwise (1 < groups < in_c, or a
-/// channel multiplier), and the poolings and adds.
+/// The blocked kernel `layer` runs on the PULP path: every convolution, pointwise, depthwise,
+/// linear layer and pooling that accumulates in int32. The others keep the generic kernels:
+/// layers that need an int64 accumulator, grouped convolutions that are not depthwise
+/// (1 < groups < in_c, or a channel multiplier), and the adds.
 pub fn blocked_kernel(graph: &IntGraph, layer: &IntLayer) -> Option<Blocked> {
     if layer.acc_type() != "int32" {
         return None;
@@ -74,6 +84,10 @@ pub fn blocked_kernel(graph: &IntGraph, layer: &IntLayer) -> Option<Blocked> {
             Some(Blocked::Depthwise)
         }
         IntOp::Linear { .. } => Some(Blocked::Linear),
+        IntOp::MaxPool { .. } => Some(Blocked::MaxPool),
+        IntOp::AvgPool { .. } => Some(Blocked::AvgPool),
+        IntOp::GlobalMaxPool => Some(Blocked::GlobalMaxPool),
+        IntOp::GlobalAvgPool => Some(Blocked::GlobalAvgPool),
         _ => None,
     }
 }

@@ -309,8 +309,14 @@ pub struct CostParams {
     pub depthwise_gather_cycles_per_element: BitParams,
     /// Requantizing and storing one output element, by output precision.
     pub requant_cycles_per_output: BitParams,
-    /// Pooling, per input element read, by input precision.
+    /// Pooling, per input element read, by input precision (max poolings; also average poolings
+    /// where `sum_pool_cycles_per_element` is absent).
     pub pool_cycles_per_element: BitParams,
+    /// Average pooling (window or global), per input element read, by input precision: blocked
+    /// kernels sum each channel apart (one `sdotp` per channel and tap) where a maximum takes
+    /// one SIMD max per word of channels.
+    #[serde(default = "absent_table")]
+    pub sum_pool_cycles_per_element: BitParams,
     /// Residual add, per element of one input (load, unpack, rescale), by that input's precision.
     pub add_cycles_per_element: BitParams,
     /// Per 4-channel x 2-pixel block of the matmul: accumulator set-up, pointers, loop start.
@@ -346,6 +352,11 @@ fn absent() -> Param {
     }
 }
 
+/// A per-precision table the kernel style does not use.
+fn absent_table() -> BitParams {
+    BitParams([absent(), absent(), absent()])
+}
+
 impl CostParams {
     /// Every parameter with a stable name (`table.key` for table entries), for calibration.
     pub fn entries_mut(&mut self) -> Vec<(String, &mut Param)> {
@@ -360,6 +371,7 @@ impl CostParams {
             depthwise_gather_cycles_per_element,
             requant_cycles_per_output,
             pool_cycles_per_element,
+            sum_pool_cycles_per_element,
             add_cycles_per_element,
             block_overhead_cycles,
             tile_overhead_cycles,
@@ -390,6 +402,7 @@ impl CostParams {
             ),
             ("requant_cycles_per_output", requant_cycles_per_output),
             ("pool_cycles_per_element", pool_cycles_per_element),
+            ("sum_pool_cycles_per_element", sum_pool_cycles_per_element),
             ("add_cycles_per_element", add_cycles_per_element),
         ] {
             for (a, p) in Bits::ALL.into_iter().zip(table.0.iter_mut()) {

@@ -10,6 +10,18 @@ use crate::precision::Bits;
 /// 5 instructions per 8 MACs against 14 per 32.
 const LEFTOVER_CHANNEL_FACTOR: f64 = (5.0 / 8.0) / (14.0 / 32.0);
 
+/// A pooling's cost per input element read: sums (average poolings) have parameters of their
+/// own where the platform gives them.
+fn pool_cycles(p: &CostParams, kind: LayerKind, input: Bits) -> f64 {
+    let sums = &p.sum_pool_cycles_per_element;
+    let averages = matches!(kind, LayerKind::AvgPool | LayerKind::GlobalAvgPool);
+    if averages && sums.get(input) > 0.0 {
+        sums.get(input)
+    } else {
+        p.pool_cycles_per_element.get(input)
+    }
+}
+
 /// Weights per 32-bit word: the blocked kernels' step along the reduction.
 fn chunk(weight: Bits) -> usize {
     32 / weight.count() as usize
@@ -195,21 +207,22 @@ fn kernel_instructions(p: &CostParams, cores: usize, call: &KernelCall, bits: Pr
                 + (full + left) * tail * p.reduction_tail_cycles_per_mac.value
                 + neurons * requant
         }
-        // PULP-NN's add, pooling and activation kernels have no requantization of an
-        // accumulator: rescaling (add), averaging and clipping are part of their per-element
-        // cost, which is measured per input width.
+        // The add's rescaling is part of its per-element cost, measured per input width.
         LayerKind::Add => {
             let elements = per_core(output.h * output.w) * output.c as f64;
             let add = &p.add_cycles_per_element;
             elements * (add.get(x) + add.get(bits.second))
         }
+        // A pooling reduces the taps of every output channel, then requantizes it.
         LayerKind::MaxPool | LayerKind::AvgPool => {
             let elements = per_core(output.h * output.w) * output.c as f64;
-            elements * (kh * kw) as f64 * p.pool_cycles_per_element.get(x)
+            let taps = (kh * kw) as f64 * call.inside_taps;
+            elements * (taps * pool_cycles(p, call.kind, x) + requant)
         }
         LayerKind::GlobalAvgPool | LayerKind::GlobalMaxPool => {
             let channels = per_core(output.c);
-            channels * (input.h * input.w) as f64 * p.pool_cycles_per_element.get(x)
+            let pixels = (input.h * input.w) as f64;
+            channels * (pixels * pool_cycles(p, call.kind, x) + requant)
         }
         LayerKind::Elementwise => {
             let elements = per_core(output.h * output.w) * output.c as f64;

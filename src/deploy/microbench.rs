@@ -181,7 +181,7 @@ pub fn grid() -> Vec<Case> {
         for &y in &bits {
             let b = (8, x, y);
             cases.push(conv(LayerKind::MaxPool, 16, 8, 16, 2, 2, 0, 1, b));
-            cases.push(conv(LayerKind::AvgPool, 8, 9, 8, 3, 3, 0, 1, b));
+            cases.push(conv(LayerKind::AvgPool, 16, 9, 16, 3, 3, 0, 1, b));
             cases.push(conv(LayerKind::GlobalAvgPool, 16, 6, 16, 1, 1, 0, 1, b));
             cases.push(conv(LayerKind::Add, 16, 6, 16, 1, 1, 0, 1, b));
         }

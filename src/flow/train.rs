@@ -23,6 +23,7 @@ impl From<TrainError> for FlowError {
 
 /// Checks that `graph` takes the dataset's images and has an output per class.
 pub fn check_fit(graph: &Graph, data: &Dataset) -> Result<(), FlowError> {
+    // An .npz dataset is named by its path; its images are one of its arrays.
     let images = if data.name.ends_with(".npz") {
         format!("{} (array x_train)", data.name)
     } else {

@@ -33,15 +33,18 @@ const MAGIC: &[u8] = b"\x93NUMPY";
 impl Array {
     /// Parses the contents of an .npy file.
     pub(crate) fn parse(mut bytes: Vec<u8>) -> Result<Array, String> {
-        if !bytes.starts_with(MAGIC) || bytes.len() < 10 {
+        if !bytes.starts_with(MAGIC) {
             return Err("not an .npy array (bad magic string)".into());
+        }
+        if bytes.len() < 12 {
+            return Err("truncated .npy header".into());
         }
         let (len, start) = match bytes[6] {
             1 => (
                 usize::from(u16::from_le_bytes([bytes[8], bytes[9]])),
                 10usize,
             ),
-            2 | 3 if bytes.len() >= 12 => (
+            2 | 3 => (
                 u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
                 12,
             ),

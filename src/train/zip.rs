@@ -1,7 +1,7 @@
 //! A reader of the zip archives `numpy.savez` (stored) and `numpy.savez_compressed` (deflated)
 //! write: the central directory, its zip64 size fields, and one member's bytes on request.
 //!
-//! The project's own, not a crate: an .npz needs ~150 lines of the format (no encryption,
+//! The project's own, not a crate: an .npz needs ~200 lines of the format (no encryption,
 //! multi-disk archives or other methods), flate2 already inflates, and a zip crate would add
 //! a dependency tree to the 2-core build for no feature used here.
 
@@ -37,15 +37,21 @@ pub(crate) struct Archive<'a> {
 }
 
 fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
+    Some(u16::from_le_bytes(
+        b.get(at..at.checked_add(2)?)?.try_into().ok()?,
+    ))
 }
 
 fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+    Some(u32::from_le_bytes(
+        b.get(at..at.checked_add(4)?)?.try_into().ok()?,
+    ))
 }
 
 fn u64_at(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
+    Some(u64::from_le_bytes(
+        b.get(at..at.checked_add(8)?)?.try_into().ok()?,
+    ))
 }
 
 const NOT_ZIP: &str = "not a zip archive (no end-of-directory record); an .npz is what numpy.savez or numpy.savez_compressed writes";
@@ -109,7 +115,11 @@ impl<'a> Archive<'a> {
         let out = match m.method {
             0 => data.to_vec(),
             8 => {
-                if m.size > m.compressed.saturating_mul(MAX_DEFLATE_RATIO) + 1024 {
+                if m.size
+                    > m.compressed
+                        .saturating_mul(MAX_DEFLATE_RATIO)
+                        .saturating_add(1024)
+                {
                     return Err(fail(&format!(
                         "claims {} bytes from {} compressed, more than deflate expands",
                         m.size, m.compressed

@@ -625,6 +625,172 @@ fn train_finetune_and_measure_from_the_command_line() {
     );
 }
 
+/// `count` 28x28 one-channel images (NHW, uint8) of three classes a small network tells apart
+/// (a bright band at a class's rows on noise), and their int64 labels.
+fn three_class_images(count: usize, seed: usize) -> (Vec<u8>, Vec<u8>) {
+    let mut images = Vec::with_capacity(count * 784);
+    let mut labels = Vec::with_capacity(count * 8);
+    for i in 0..count {
+        let class = (i * 7 + seed) % 3;
+        images.extend((0..784).map(|p| {
+            let noise = ((p * 31 + i * 17 + seed) % 64) as u8;
+            if (p / 28) / 10 == class {
+                180 + noise
+            } else {
+                noise
+            }
+        }));
+        labels.extend((class as i64).to_le_bytes());
+    }
+    (images, labels)
+}
+
+/// `--data FILE.npz` trains end to end, and `qsearch sensitivity --calibration FILE.npz` measures
+/// on its images; bad files stop with the file and the array named.
+#[test]
+fn npz_datasets_train_and_calibrate_from_the_command_line() {
+    use qsearch::train::npz::{NpzArray, encode};
+    let dir = temp_results("npz");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (x_train, y_train) = three_class_images(300, 0);
+    let (x_test, y_test) = three_class_images(60, 1);
+    let array = |name, descr, shape, data| NpzArray {
+        name,
+        descr,
+        shape,
+        data,
+    };
+    let data = format!("{dir}/three.npz");
+    let file = encode(
+        &[
+            array("x_train", "|u1", &[300, 28, 28], &x_train),
+            array("y_train", "<i8", &[300], &y_train),
+            array("x_test", "|u1", &[60, 28, 28], &x_test),
+            array("y_test", "<i8", &[60], &y_test),
+        ],
+        true,
+    );
+    std::fs::write(&data, file).unwrap();
+    let ckpt = format!("{dir}/fp");
+    let out = qsearch(&[
+        "train",
+        "--model",
+        "zoo:fashion-cnn:width=0.5",
+        "--data",
+        &data,
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "-o",
+        &ckpt,
+        "--quiet",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("epoch 1: loss"), "{}", stdout(&out));
+
+    // Calibration images with labels for a measured table, without for the noise proxy.
+    let calibration = format!("{dir}/calibration.npz");
+    let x: Vec<u8> = x_test[..20 * 784].to_vec();
+    let unlabelled = format!("{dir}/unlabelled.npz");
+    std::fs::write(
+        &calibration,
+        encode(
+            &[
+                array("x", "|u1", &[20, 28, 28, 1], &x),
+                array("y", "<i8", &[20], &y_test[..160]),
+            ],
+            false,
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        &unlabelled,
+        encode(&[array("x", "|u1", &[20, 28, 28], &x)], false),
+    )
+    .unwrap();
+    let table = format!("{dir}/measured.csv");
+    let out = qsearch(&[
+        "sensitivity",
+        "--checkpoint",
+        &ckpt,
+        "--calibration",
+        &calibration,
+        "-o",
+        &table,
+        "--quiet",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("20 held-out calibration images"),
+        "{}",
+        stdout(&out)
+    );
+    let proxy = format!("{dir}/proxy.csv");
+    let out = qsearch(&[
+        "sensitivity",
+        "--model",
+        "zoo:fashion-cnn:width=0.5",
+        "--calibration",
+        &unlabelled,
+        "-o",
+        &proxy,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!("20 calibration images of {unlabelled}")),
+        "{}",
+        stdout(&out)
+    );
+    let out = qsearch(&[
+        "sensitivity",
+        "--checkpoint",
+        &ckpt,
+        "--calibration",
+        &unlabelled,
+        "-o",
+        &table,
+    ]);
+    assert!(
+        stderr(&out).contains("unlabelled.npz: has no array y; a measured table"),
+        "{}",
+        stderr(&out)
+    );
+
+    // The network's input shape is checked against the file's images.
+    let out = qsearch(&[
+        "train",
+        "--model",
+        "zoo:resnet8",
+        "--data",
+        &data,
+        "-o",
+        &format!("{dir}/bad"),
+        "--quiet",
+    ]);
+    assert!(
+        stderr(&out).contains(&format!(
+            "resnet8 takes 3x32x32 inputs but {data} (array x_train) has 1x28x28 images"
+        )),
+        "{}",
+        stderr(&out)
+    );
+    let out = qsearch(&[
+        "train",
+        "--data",
+        &unlabelled,
+        "-o",
+        &format!("{dir}/bad2"),
+        "--quiet",
+    ]);
+    assert!(
+        stderr(&out).contains("unlabelled.npz: has no array x_train (it holds x.npy)"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 /// Zoo fashion-cnn with TFLite-converter names (200+ characters: fused operations joined by
 /// `;`), written as ONNX under `dir`.
 fn long_named_model(dir: &std::path::Path) -> (PathBuf, Vec<String>) {

@@ -10,8 +10,9 @@ use anyhow::{Context, Result, anyhow, bail};
 use qsearch::batch;
 use qsearch::cost::calibrate::{calibrate, read_measurements};
 use qsearch::flow::{
-    check_fit, checkpoint_files, compare, deploy, finetune_file, load_checkpoint_model,
-    measured_sensitivity, microbench, prepare, run_main, search, train,
+    calibrated_noise_proxy, calibration_file, check_fit, checkpoint_files, compare, deploy,
+    finetune_file, load_checkpoint_model, measured_sensitivity, microbench, prepare, run_main,
+    search, train,
 };
 use qsearch::graph::{FusedGraph, load_model, onnx, zoo};
 use qsearch::platform::{self, Platform};
@@ -178,19 +179,21 @@ fn run_finetune(args: FinetuneArgs) -> Result<()> {
     Ok(())
 }
 
-/// `sensitivity --checkpoint`: a table measured on the dataset.
+/// `sensitivity --checkpoint`: a table measured on the dataset's last training images, or on
+/// the --calibration file's.
 fn run_measured_sensitivity(args: &SensitivityArgs, checkpoint: &Path) -> Result<()> {
     let graph = load_checkpoint_model(checkpoint)?;
-    let dataset = qsearch::train::data::load(&args.data)?;
-    check_fit(&graph, &dataset)?;
     let method = args.method().map_err(|e| anyhow!(e))?;
-    let table = measured_sensitivity(
-        &graph,
-        &dataset,
-        method,
-        args.calibration_images.max(1),
-        progress(),
-    );
+    let images = args.calibration_images.max(1);
+    let calibration = match &args.calibration {
+        Some(path) => calibration_file(&graph, path, images, true)?,
+        None => {
+            let dataset = qsearch::train::data::load(&args.data)?;
+            check_fit(&graph, &dataset)?;
+            dataset.train.split_off(images).1
+        }
+    };
+    let table = measured_sensitivity(&graph, &calibration, method, progress());
     table.write_csv(&FusedGraph::from_graph(&graph), &args.output)?;
     println!(
         "wrote {} (unit {}; {})",
@@ -201,18 +204,30 @@ fn run_measured_sensitivity(args: &SensitivityArgs, checkpoint: &Path) -> Result
     Ok(())
 }
 
-/// `sensitivity` without a checkpoint: the noise proxy of `--model`.
+/// `sensitivity` without a checkpoint: the noise proxy of `--model`, on synthetic inputs or the
+/// --calibration file's images.
 fn run_proxy_sensitivity(args: &SensitivityArgs) -> Result<()> {
-    let prepared = prepare(&args.model.proxy_inputs(progress()))?;
-    let p = &prepared.problem;
-    p.sensitivity.write_csv(&p.fused, &args.output)?;
+    let (fused, table) = match &args.calibration {
+        Some(path) => {
+            let graph = load_model(&args.model.model)?;
+            let images = calibration_file(&graph, path, args.calibration_images.max(1), false)?;
+            let table = calibrated_noise_proxy(&graph, &images, &path.display().to_string())?;
+            (FusedGraph::from_graph(&graph), table)
+        }
+        None => {
+            let prepared = prepare(&args.model.proxy_inputs(progress()))?;
+            let p = prepared.problem;
+            (p.fused, p.sensitivity)
+        }
+    };
+    table.write_csv(&fused, &args.output)?;
     println!(
         "wrote {} ({} layers with weights, {} activation buffers; unit {}; {})",
         args.output.display(),
-        p.fused.weighted_layers().count(),
-        p.fused.tensors.len(),
-        p.sensitivity.unit,
-        p.sensitivity.source
+        fused.weighted_layers().count(),
+        fused.tensors.len(),
+        table.unit,
+        table.source
     );
     Ok(())
 }

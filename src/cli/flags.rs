@@ -55,7 +55,8 @@ pub struct MainArgs {
     pub problem: ProblemArgs,
     #[command(flatten)]
     pub policy_args: PolicyArgs,
-    /// Dataset to train and fine-tune on.
+    /// Dataset to train and fine-tune on: fashion-mnist, an MNIST or CIFAR-10 directory, or an
+    /// .npz with x_train, y_train, x_test, y_test.
     #[arg(long, default_value = "fashion-mnist")]
     pub data: String,
     /// Floating-point training epochs (the trained network is cached under the results folder).
@@ -150,7 +151,7 @@ pub struct DeployArgs {
     /// Platform of the cost model figures printed next to the generated code's.
     #[arg(long, short, default_value = DEFAULT_PLATFORM)]
     pub platform: String,
-    /// Dataset whose test images verify the deployment.
+    /// Dataset whose test images verify the deployment (as --data of `qsearch train`).
     #[arg(long, default_value = "fashion-mnist")]
     pub data: String,
     /// Test images the host build must reproduce bit-exact at every layer.
@@ -331,7 +332,8 @@ pub struct SensitivityArgs {
     /// A trained network (checkpoint folder or .onnx) to measure instead of --model's proxy.
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
-    /// Dataset of the measurement (fashion-mnist, or a directory in MNIST or CIFAR-10 format).
+    /// Dataset of the measurement (fashion-mnist, a directory in MNIST or CIFAR-10 format, or an
+    /// .npz with x_train, y_train, x_test, y_test).
     #[arg(long, default_value = "fashion-mnist")]
     pub data: String,
     /// With --checkpoint: accuracy (accuracy drop in points when only that tensor is quantized),
@@ -339,9 +341,16 @@ pub struct SensitivityArgs {
     /// quantization error, a predicted loss increase; for activations, the measured one).
     #[arg(long, default_value = "accuracy")]
     pub method: String,
-    /// Calibration images of the measurement (the last ones of the training split).
+    /// Calibration images of the measurement (the last ones of the training split, or the first
+    /// ones of --calibration).
     #[arg(long, default_value_t = CALIBRATION_IMAGES)]
     pub calibration_images: usize,
+    /// Calibration images in an .npz: array `x` (NHW, NHWC or NCHW; uint8, or floats in [0, 1]
+    /// or [0, 255]) and, for a measured table (--checkpoint), labels `y`. Replaces --data's
+    /// training images; without --checkpoint, the noise proxy takes its activation statistics
+    /// from them instead of 8 synthetic inputs.
+    #[arg(long)]
+    pub calibration: Option<PathBuf>,
     /// Where to write the table (CSV: kind,name,bits,value,unit).
     #[arg(long, short)]
     pub output: PathBuf,
@@ -350,7 +359,8 @@ pub struct SensitivityArgs {
 /// Training schedule flags.
 #[derive(Args)]
 pub struct ScheduleArgs {
-    /// Dataset: fashion-mnist (Debian's package), or a directory in MNIST or CIFAR-10 format.
+    /// Dataset: fashion-mnist (Debian's package), a directory in MNIST or CIFAR-10 format, or an
+    /// .npz with x_train, y_train, x_test, y_test (see the README).
     #[arg(long, default_value = "fashion-mnist")]
     pub data: String,
     #[arg(long, default_value_t = 128)]

@@ -107,13 +107,8 @@ fn measured(
         table.source = format!("measured accuracy drops (cached in {})", cache.display());
         return Ok(table);
     }
-    let points = measured_sensitivity(
-        graph,
-        dataset,
-        Measure::Accuracy,
-        MAIN_CALIBRATION_IMAGES,
-        progress,
-    );
+    let (_, calibration) = dataset.train.split_off(MAIN_CALIBRATION_IMAGES);
+    let points = measured_sensitivity(graph, &calibration, Measure::Accuracy, progress);
     points.write_csv(&fused, &cache)?;
     Ok(points)
 }

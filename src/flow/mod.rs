@@ -25,8 +25,9 @@ pub use microbench::microbench;
 pub use search::{compare, search};
 pub(crate) use train::cached_model;
 pub use train::{
-    CALIBRATION_IMAGES, Measure, check_fit, checkpoint_files, finetune_assignment, finetune_file,
-    load_checkpoint_model, measured_sensitivity, train,
+    CALIBRATION_IMAGES, Measure, calibrated_noise_proxy, calibration_file, check_fit,
+    checkpoint_files, finetune_assignment, finetune_file, load_checkpoint_model,
+    measured_sensitivity, train,
 };
 
 #[derive(Debug, thiserror::Error)]

@@ -6,7 +6,8 @@ use crate::graph::{FusedGraph, Graph, load_model, onnx};
 use crate::precision::Assignment;
 use crate::results::slug;
 use crate::sensitivity::Sensitivity;
-use crate::train::data::{self, Dataset};
+use crate::train::data::{self, Dataset, Split};
+use crate::train::npz;
 use crate::train::qat::{Finetuned, finetune, ranges, read_assignment};
 use crate::train::{
     Checkpoint, GraphNet, TrainConfig, TrainError, TrainState, fit, measure, training_device,
@@ -22,19 +23,36 @@ impl From<TrainError> for FlowError {
 
 /// Checks that `graph` takes the dataset's images and has an output per class.
 pub fn check_fit(graph: &Graph, data: &Dataset) -> Result<(), FlowError> {
+    // An .npz dataset is named by its path; its images are one of its arrays.
+    let images = if data.name.ends_with(".npz") {
+        format!("{} (array x_train)", data.name)
+    } else {
+        data.name.clone()
+    };
+    check_images(graph, &data.train, &images)?;
+    check_classes(graph, data.classes, &data.name)
+}
+
+/// Checks that `graph` takes the images of `split`, which `source` names.
+fn check_images(graph: &Graph, split: &Split, source: &str) -> Result<(), FlowError> {
     let s = graph.input_shape();
-    let t = &data.train;
-    if (s.c, s.h, s.w) != (t.channels, t.height, t.width) {
+    if (s.c, s.h, s.w) != (split.channels, split.height, split.width) {
         return Err(FlowError::Input(format!(
-            "{} takes {}x{}x{} inputs but {} has {}x{}x{} images",
-            graph.name, s.c, s.h, s.w, data.name, t.channels, t.height, t.width
+            "{} takes {}x{}x{} inputs but {source} has {}x{}x{} images",
+            graph.name, s.c, s.h, s.w, split.channels, split.height, split.width
         )));
     }
-    let classes = graph.output_shape().elements() as usize;
-    if classes < data.classes {
+    Ok(())
+}
+
+/// Checks that `graph` has an output for each of `classes` (labels 0 to classes - 1 of `source`).
+fn check_classes(graph: &Graph, classes: usize, source: &str) -> Result<(), FlowError> {
+    let outputs = graph.output_shape().elements() as usize;
+    if outputs < classes {
         return Err(FlowError::Input(format!(
-            "{} has {classes} outputs but {} has {} classes",
-            graph.name, data.name, data.classes
+            "{} has {outputs} outputs but {source} has {classes} classes (labels up to {})",
+            graph.name,
+            classes - 1
         )));
     }
     Ok(())
@@ -269,33 +287,70 @@ impl std::str::FromStr for Measure {
     }
 }
 
-/// A measured sensitivity table of a trained network on `images` calibration images.
+/// A measured sensitivity table of a trained network on the `calibration` images.
 pub fn measured_sensitivity(
     graph: &Graph,
-    dataset: &Dataset,
+    calibration: &Split,
     method: Measure,
-    images: usize,
     progress: bool,
 ) -> Sensitivity {
     let fused = FusedGraph::from_graph(graph);
-    let (_, calibration) = dataset.train.split_off(images);
-    let r = ranges(graph, &fused, &calibration);
+    let r = ranges(graph, &fused, calibration);
     let weighted = fused.weighted_layers().count() as u64;
     let mut total = 3 * (weighted + fused.tensors.len() as u64 - 1);
     if method == Measure::Hessian {
         total += 8 * weighted;
     }
     let bar = crate::progress::bar(progress, "sensitivity", total, "measurements");
-    let (points, loss) = measure::accuracy_drops(graph, &fused, &r, &calibration, &bar);
+    let (points, loss) = measure::accuracy_drops(graph, &fused, &r, calibration, &bar);
     let table = match method {
         Measure::Accuracy => points,
         Measure::Loss => loss,
-        Measure::Hessian => {
-            measure::hessian(graph, &fused, &calibration, 0, loss.activations, &bar)
-        }
+        Measure::Hessian => measure::hessian(graph, &fused, calibration, 0, loss.activations, &bar),
     };
     bar.finish_and_clear();
     table
+}
+
+/// The calibration images of `qsearch sensitivity --calibration FILE.npz`: array `x` (and `y`,
+/// which a measured table needs: `labelled`), the first `images` of them, checked against
+/// `graph`'s input shape and outputs.
+pub fn calibration_file(
+    graph: &Graph,
+    path: &Path,
+    images: usize,
+    labelled: bool,
+) -> Result<Split, FlowError> {
+    let (split, classes) = npz::load_calibration(path).map_err(TrainError::from)?;
+    let name = path.display().to_string();
+    check_images(graph, &split, &format!("{name} (array x)"))?;
+    match classes {
+        Some(classes) => check_classes(graph, classes, &format!("{name} (array y)"))?,
+        None if labelled => {
+            return Err(FlowError::Input(format!(
+                "{name}: has no array y; a measured table (--checkpoint) needs the labels of the calibration images x"
+            )));
+        }
+        None => {}
+    }
+    Ok(split.take(images))
+}
+
+/// The noise proxy of `graph` with activation statistics from the `calibration` images instead
+/// of synthetic inputs; `source` names them in the table.
+pub fn calibrated_noise_proxy(
+    graph: &Graph,
+    calibration: &Split,
+    source: &str,
+) -> Result<Sensitivity, FlowError> {
+    let fused = FusedGraph::from_graph(graph);
+    let (x, _) = calibration.batch(&(0..calibration.len()).collect::<Vec<_>>());
+    let inputs: Vec<Vec<f32>> = x
+        .chunks_exact(calibration.image_len())
+        .map(<[f32]>::to_vec)
+        .collect();
+    let source = format!("{} calibration images of {source}", calibration.len());
+    Ok(Sensitivity::noise_proxy(graph, &fused, &inputs, &source)?)
 }
 
 /// A checkpoint folder's paths for the CLI's messages.

@@ -17,6 +17,7 @@ use crate::quant::{BufferQuant, LayerBits, Quantization};
 use crate::sensitivity::Sensitivity;
 use crate::space::{Space, SpaceConfig};
 use crate::train::data::{add_cifar_records, gunzip_if_compressed, idx_split_from_bytes};
+use crate::train::npz::{Npz, NpzArray, encode as encode_npz};
 use crate::train::qat::parse_assignment;
 use crate::train::trainer::{EpochLog, TrainConfig, TrainState};
 use rand::{RngExt, SeedableRng};
@@ -396,7 +397,7 @@ fn table_targets(fx: &Fixtures) -> Vec<Target> {
     targets
 }
 
-/// Datasets: IDX (plain and gzipped) and CIFAR-10 binary batches.
+/// Datasets: IDX (plain and gzipped), CIFAR-10 binary batches and .npz files.
 fn dataset_targets(_: &Fixtures) -> Vec<Target> {
     let mut targets = Vec::new();
     // IDX datasets (MNIST format), plain and gzipped: images against valid labels, and labels
@@ -455,7 +456,90 @@ fn dataset_targets(_: &Fixtures) -> Vec<Target> {
             Ok(())
         },
     ));
+    targets.extend(npz_targets());
     targets
+}
+
+/// .npz datasets: whole archives (stored and deflated), and one array (`x_train.npy`) inside
+/// an archive built around it, so that mutations reach the .npy parser past the checksum.
+fn npz_targets() -> Vec<Target> {
+    let x: Vec<u8> = (0..4 * 3 * 3 * 2).map(|i| (i * 11) as u8).collect();
+    let xf: Vec<u8> = x
+        .iter()
+        .flat_map(|&p| (f32::from(p) / 255.0).to_le_bytes())
+        .collect();
+    let y: Vec<u8> = [0i16, 1, 2, 1]
+        .iter()
+        .flat_map(|l| l.to_be_bytes())
+        .collect();
+    let arrays = |x_descr, x_data| {
+        let shape: &[usize] = &[4, 3, 3, 2];
+        let labels: &[usize] = &[4];
+        encode_npz(
+            &[
+                NpzArray {
+                    name: "x_train",
+                    descr: x_descr,
+                    shape,
+                    data: x_data,
+                },
+                NpzArray {
+                    name: "y_train",
+                    descr: ">i2",
+                    shape: labels,
+                    data: &y,
+                },
+                NpzArray {
+                    name: "x_test",
+                    descr: x_descr,
+                    shape,
+                    data: x_data,
+                },
+                NpzArray {
+                    name: "y_test",
+                    descr: ">i2",
+                    shape: labels,
+                    data: &y,
+                },
+            ],
+            x_descr == "<f4",
+        )
+    };
+    let whole = vec![arrays("|u1", &x), arrays("<f4", &xf)];
+    let read = |bytes: &[u8], origin: &str| -> Result<(), String> {
+        Npz::open(bytes, Path::new(origin))
+            .and_then(|n| n.dataset())
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    };
+    let images: Vec<Vec<u8>> = [("|u1", &x), ("<f4", &xf)]
+        .iter()
+        .map(|(descr, data)| crate::train::npy::encode(descr, &[4, 3, 3, 2], data))
+        .collect();
+    let labels = crate::train::npy::encode(">i2", &[4], &y);
+    let npy_x_test = images[0].clone();
+    vec![
+        Target::new("npz", "fuzz/data.npz", Style::Binary, whole, read),
+        Target::new(
+            "npy",
+            "fuzz/x_train-in.npz",
+            Style::Binary,
+            images,
+            move |bytes, origin| {
+                let member = |name: &str, data: &[u8]| (name.to_string(), data.to_vec());
+                let archive = crate::train::zip::write(
+                    &[
+                        member("x_train.npy", bytes),
+                        member("y_train.npy", &labels),
+                        member("x_test.npy", &npy_x_test),
+                        member("y_test.npy", &labels),
+                    ],
+                    false,
+                );
+                read(&archive, origin)
+            },
+        ),
+    ]
 }
 
 /// Files a run writes and a later run reads: `assignment.json`, `quantization.json`, checkpoint `state.json`.

@@ -1,6 +1,7 @@
 //! Datasets: MNIST-format IDX files (Fashion-MNIST from Debian's `dataset-fashion-mnist`, or any
-//! directory holding the four files, gzipped or not) and the CIFAR-10 binary format. Images are
-//! kept as bytes in CHW order; batches are scaled to [0, 1].
+//! directory holding the four files, gzipped or not), the CIFAR-10 binary format and `.npz`
+//! files as numpy writes them ([`super::npz`]). Images are kept as bytes in CHW order; batches
+//! are scaled to [0, 1].
 
 use flate2::read::GzDecoder;
 use rand::SeedableRng;
@@ -21,7 +22,7 @@ pub enum DataError {
     )]
     Missing(String),
     #[error(
-        "unknown dataset '{0}'; use fashion-mnist, an MNIST-format directory, or a CIFAR-10 binary directory"
+        "unknown dataset '{0}'; use fashion-mnist, an MNIST-format directory, a CIFAR-10 binary directory, or an .npz file (x_train, y_train, x_test, y_test)"
     )]
     Unknown(String),
 }
@@ -85,7 +86,7 @@ impl Split {
     }
 
     /// Splits off the last `n` examples: `(rest, last n)`.
-    pub(crate) fn split_off(&self, n: usize) -> (Split, Split) {
+    pub fn split_off(&self, n: usize) -> (Split, Split) {
         let keep = self.len().saturating_sub(n);
         let cut = keep * self.image_len();
         let head = Split {
@@ -343,12 +344,19 @@ pub(crate) fn add_cifar_records(
     Ok(())
 }
 
-/// `fashion-mnist` (Debian's package), or a directory in MNIST or CIFAR-10 binary format.
+/// `fashion-mnist` (Debian's package), a directory in MNIST or CIFAR-10 binary format, or an
+/// `.npz` file.
 pub fn load(spec: &str) -> Result<Dataset, DataError> {
     if spec == "fashion-mnist" {
         return load_idx_dir(Path::new(FASHION_MNIST_DIR), "fashion-mnist");
     }
     let dir = Path::new(spec);
+    if dir
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("npz"))
+    {
+        return super::npz::load_dataset(dir);
+    }
     if dir.join("test_batch.bin").exists() || dir.join("data_batch_1.bin").exists() {
         return load_cifar10(dir);
     }

@@ -4,9 +4,12 @@
 pub mod data;
 pub mod measure;
 pub mod model;
+pub(crate) mod npy;
+pub mod npz;
 pub mod presets;
 pub mod qat;
 pub(crate) mod trainer;
+pub(crate) mod zip;
 
 pub use data::DataError;
 pub use data::{Dataset, Split};

@@ -19,6 +19,13 @@
 #define QK_KERNEL static
 #endif
 
+/* A kernel a program may leave uncalled (and the compiler then drops). */
+#if defined(__GNUC__)
+#define QK_UNUSED __attribute__((unused))
+#else
+#define QK_UNUSED
+#endif
+
 /* a##b after expanding a and b: the name of a generic body for the accumulator type QK_ACC. */
 #define QK_CAT_(a, b) a##b
 #define QK_CAT(a, b) QK_CAT_(a, b)

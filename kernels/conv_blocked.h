@@ -9,10 +9,10 @@
  *             const int32_t *k, int shift, int32_t lo, int32_t hi, const conv_shape *s,
  *             uint8_t *scratch);
  * the generic conv kernel's call plus `scratch`: QK_CONV_BLOCKED_SCRATCH(s) bytes, word-aligned,
- * per core. Weights WB (2, 4, 8) bits signed, inputs IB bits signed if IS, outputs OB bits; any
- * groups; int32 accumulation. Falls back to the generic kernel (kernels.h) where a channel's
- * weights do not start on a byte (K * WB not a multiple of 8, K = kernel_h * kernel_w * in_c /
- * groups). */
+ * per core; and name##_narrow (QK_BLOCKED_KERNEL, matmul.h). Weights WB (2, 4, 8) bits signed,
+ * inputs IB bits signed if IS, outputs OB bits; any groups; int32 accumulation. Falls back to
+ * the generic kernel (kernels.h) where a channel's weights do not start on a byte (K * WB not a
+ * multiple of 8, K = kernel_h * kernel_w * in_c / groups). */
 #ifndef QSEARCH_KERNELS_CONV_BLOCKED_H
 #define QSEARCH_KERNELS_CONV_BLOCKED_H
 
@@ -66,7 +66,7 @@ static inline __attribute__((always_inline)) const uint8_t *qk_im2col(uint8_t *r
 /* Output channels [oc, oc_end) of `pixels` (1 or 2) consecutive output pixels from `first`,
  * whose activation rows are a[]: blocks of 4 channels, then the leftover ones. */
 static inline __attribute__((always_inline)) void qk_conv_channels(uint8_t *y, const uint8_t *w,
-    const int32_t *bias, const int32_t *k, int shift, int wide, int32_t lo, int32_t hi, int out_c,
+    const int32_t *bias, const int32_t *k, int shift, int path, int32_t lo, int32_t hi, int out_c,
     int32_t first, const uint8_t *const a[QK_BLOCK_PIXELS], int oc, int oc_end, int32_t kk,
     int pixels, int wb, int is, int ob)
 {
@@ -91,7 +91,7 @@ static inline __attribute__((always_inline)) void qk_conv_channels(uint8_t *y, c
         }
         QK_UNROLL
         for (p = 0; p < pixels; p++) {
-            qk_store_block(y, (first + p) * out_c + oc, acc, p, QK_BLOCK_ROWS, kv, shift, wide, lo,
+            qk_store_block(y, (first + p) * out_c + oc, acc, p, QK_BLOCK_ROWS, kv, shift, path, lo,
                 hi, ob);
         }
     }
@@ -104,7 +104,7 @@ static inline __attribute__((always_inline)) void qk_conv_channels(uint8_t *y, c
         qk_mm_block(acc, w + oc * row_bytes, row_bytes, a, kk, 1, pixels, wb, is);
         QK_UNROLL
         for (p = 0; p < pixels; p++) {
-            qk_store_block(y, (first + p) * out_c + oc, acc, p, 1, k + oc, shift, wide, lo, hi,
+            qk_store_block(y, (first + p) * out_c + oc, acc, p, 1, k + oc, shift, path, lo, hi,
                 ob);
         }
     }
@@ -112,7 +112,7 @@ static inline __attribute__((always_inline)) void qk_conv_channels(uint8_t *y, c
 
 /* Every group's output pixels, in pairs and an odd last one. `s` is a local copy of the shape. */
 static inline __attribute__((always_inline)) void qk_conv_pixels(const uint8_t *x, uint8_t *y,
-    const uint8_t *w, const int32_t *bias, const int32_t *k, int shift, int wide, int32_t lo,
+    const uint8_t *w, const int32_t *bias, const int32_t *k, int shift, int path, int32_t lo,
     int32_t hi, const conv_shape *s, uint8_t *scratch, int wb, int ib, int is, int ob)
 {
     const int cin_g = s->in_c / s->groups, cout_g = s->out_c / s->groups;
@@ -135,13 +135,13 @@ static inline __attribute__((always_inline)) void qk_conv_pixels(const uint8_t *
                 ox = 0;
                 oy++;
             }
-            qk_conv_channels(y, w, bias, k, shift, wide, lo, hi, s->out_c, p, a, oc, oc + cout_g,
+            qk_conv_channels(y, w, bias, k, shift, path, lo, hi, s->out_c, p, a, oc, oc + cout_g,
                 kk, 2, wb, is, ob);
         }
         if (p < pixels) {
             const uint8_t *a[QK_BLOCK_PIXELS];
             a[0] = a[1] = qk_im2col(scratch, x, s, cin_g, oy, ox, g, wb, ib, is);
-            qk_conv_channels(y, w, bias, k, shift, wide, lo, hi, s->out_c, p, a, oc, oc + cout_g,
+            qk_conv_channels(y, w, bias, k, shift, path, lo, hi, s->out_c, p, a, oc, oc + cout_g,
                 kk, 1, wb, is, ob);
         }
     }
@@ -150,7 +150,7 @@ static inline __attribute__((always_inline)) void qk_conv_pixels(const uint8_t *
 static inline __attribute__((always_inline)) void qk_conv_blocked(const uint8_t *x, uint8_t *y,
     const uint8_t *w, const int32_t *bias, const int32_t *k, int shift, int32_t lo, int32_t hi,
     const conv_shape *shape, uint8_t *scratch, qk_dot_fn_int32_t dot, int wb, int ib, int is,
-    int ob)
+    int ob, int narrow)
 {
     /* A local copy: through the pointer, every byte im2col stores would reload the fields. */
     const conv_shape s = *shape;
@@ -158,17 +158,16 @@ static inline __attribute__((always_inline)) void qk_conv_blocked(const uint8_t 
         qk_conv_int32_t(x, y, w, bias, k, shift, lo, hi, shape, dot, ob);
         return;
     }
-    QK_UNSWITCH_SHIFT(shift, qk_conv_pixels(x, y, w, bias, k, shift, wide, lo, hi, &s, scratch,
-        wb, ib, is, ob));
+    QK_UNSWITCH_REQUANT(shift, narrow, qk_conv_pixels(x, y, w, bias, k, shift, path, lo, hi, &s,
+        scratch, wb, ib, is, ob));
 }
 
 #define QK_CONV_BLOCKED(name, WB, IB, IS, OB)                                                    \
     QK_DOT(name, WB, IB, IS, int32_t)                                                            \
-    QK_KERNEL void name(const uint8_t *x, uint8_t *y, const uint8_t *w, const int32_t *bias,               \
+    QK_BLOCKED_KERNEL(name, (const uint8_t *x, uint8_t *y, const uint8_t *w, const int32_t *bias, \
         const int32_t *k, int shift, int32_t lo, int32_t hi, const conv_shape *s,                \
-        uint8_t *scratch)                                                                        \
-    {                                                                                            \
-        qk_conv_blocked(x, y, w, bias, k, shift, lo, hi, s, scratch, name##_dot, WB, IB, IS, OB); \
-    }
+        uint8_t *scratch),                                                                       \
+        qk_conv_blocked(x, y, w, bias, k, shift, lo, hi, s, scratch, name##_dot, WB, IB, IS, OB, \
+            narrow))
 
 #endif

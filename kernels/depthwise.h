@@ -9,7 +9,8 @@
  *   void name(const uint8_t *x, uint8_t *y, const uint8_t *w, const int32_t *bias,
  *             const int32_t *k, int shift, int32_t lo, int32_t hi, const conv_shape *s,
  *             uint8_t *scratch);
- * with QK_DEPTHWISE_SCRATCH(s) bytes of word-aligned scratch. */
+ * with QK_DEPTHWISE_SCRATCH(s) bytes of word-aligned scratch; and name##_narrow (QK_BLOCKED_KERNEL,
+ * matmul.h). */
 #ifndef QSEARCH_KERNELS_DEPTHWISE_H
 #define QSEARCH_KERNELS_DEPTHWISE_H
 
@@ -70,7 +71,7 @@ static inline __attribute__((always_inline)) void qk_dw_gather(uint8_t *plane, c
 /* Channel c's outputs from its gathered plane and unpacked kernel; a 3x3 (any kernel of 3 rows
  * of at most 4 taps) keeps its kernel's 3 words in registers. */
 static inline __attribute__((always_inline)) void qk_dw_outputs(uint8_t *y, const uint8_t *plane,
-    const uint8_t *kern, int32_t bias, int32_t k, int shift, int wide, int32_t lo, int32_t hi,
+    const uint8_t *kern, int32_t bias, int32_t k, int shift, int path, int32_t lo, int32_t hi,
     const conv_shape *s, int c, int is, int ob)
 {
     const int row = QK_DW_ROW(s), plane_w = QK_DW_PLANE_W(s), words = row / 4;
@@ -94,7 +95,7 @@ static inline __attribute__((always_inline)) void qk_dw_outputs(uint8_t *y, cons
                     }
                 }
             }
-            acc = qk_requant_words(acc, k, shift, wide, lo, hi);
+            acc = qk_requant_words(acc, k, shift, path, lo, hi);
             if (ob == 8) {
                 y[out] = (uint8_t)acc;
             } else {
@@ -106,7 +107,7 @@ static inline __attribute__((always_inline)) void qk_dw_outputs(uint8_t *y, cons
 
 static inline __attribute__((always_inline)) void qk_depthwise(const uint8_t *x, uint8_t *y,
     const uint8_t *w, const int32_t *bias, const int32_t *k, int shift, int32_t lo, int32_t hi,
-    const conv_shape *shape, uint8_t *scratch, int wb, int ib, int is, int ob)
+    const conv_shape *shape, uint8_t *scratch, int wb, int ib, int is, int ob, int narrow)
 {
     /* A local copy: through the pointer, every byte stored would reload the fields. */
     const conv_shape copy = *shape, *s = &copy;
@@ -122,17 +123,15 @@ static inline __attribute__((always_inline)) void qk_depthwise(const uint8_t *x,
             }
         }
         qk_dw_gather(plane, x, s, c, ib, is);
-        QK_UNSWITCH_SHIFT(shift, qk_dw_outputs(y, plane, kern, bias[c], k[c], shift, wide, lo,
-            hi, s, c, is, ob));
+        QK_UNSWITCH_REQUANT(shift, narrow, qk_dw_outputs(y, plane, kern, bias[c], k[c], shift,
+            path, lo, hi, s, c, is, ob));
     }
 }
 
 #define QK_DEPTHWISE(name, WB, IB, IS, OB)                                                       \
-    QK_KERNEL void name(const uint8_t *x, uint8_t *y, const uint8_t *w, const int32_t *bias,               \
+    QK_BLOCKED_KERNEL(name, (const uint8_t *x, uint8_t *y, const uint8_t *w, const int32_t *bias, \
         const int32_t *k, int shift, int32_t lo, int32_t hi, const conv_shape *s,                \
-        uint8_t *scratch)                                                                        \
-    {                                                                                            \
-        qk_depthwise(x, y, w, bias, k, shift, lo, hi, s, scratch, WB, IB, IS, OB);               \
-    }
+        uint8_t *scratch),                                                                       \
+        qk_depthwise(x, y, w, bias, k, shift, lo, hi, s, scratch, WB, IB, IS, OB, narrow))
 
 #endif

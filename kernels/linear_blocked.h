@@ -7,8 +7,8 @@
  *             const int32_t *k, int shift, int32_t lo, int32_t hi, int32_t n_in, int32_t n_out,
  *             uint8_t *scratch);
  * the generic linear kernel's call plus `scratch`: QK_LINEAR_BLOCKED_SCRATCH(n_in) bytes,
- * word-aligned. Falls back to the generic kernel (kernels.h) where a neuron's weights do not start
- * on a byte (n_in * WB not a multiple of 8). */
+ * word-aligned; and name##_narrow (QK_BLOCKED_KERNEL, matmul.h). Falls back to the generic kernel
+ * (kernels.h) where a neuron's weights do not start on a byte (n_in * WB not a multiple of 8). */
 #ifndef QSEARCH_KERNELS_LINEAR_BLOCKED_H
 #define QSEARCH_KERNELS_LINEAR_BLOCKED_H
 
@@ -21,7 +21,7 @@
 
 /* Neurons [o, n_out) in blocks of `rows` (4, then 1 for the leftovers). */
 static inline __attribute__((always_inline)) void qk_linear_neurons(uint8_t *y, const uint8_t *w,
-    const int32_t *bias, const int32_t *k, int shift, int wide, int32_t lo, int32_t hi,
+    const int32_t *bias, const int32_t *k, int shift, int path, int32_t lo, int32_t hi,
     const uint8_t *const a[QK_BLOCK_PIXELS], int32_t n_in, int32_t o, int32_t n_out, int rows,
     int wb, int is, int ob)
 {
@@ -34,14 +34,14 @@ static inline __attribute__((always_inline)) void qk_linear_neurons(uint8_t *y, 
             acc[r][0] = bias[o + r];
         }
         qk_mm_block(acc, w + o * row_bytes, row_bytes, a, n_in, rows, 1, wb, is);
-        qk_store_block(y, o, acc, 0, rows, k + o, shift, wide, lo, hi, ob);
+        qk_store_block(y, o, acc, 0, rows, k + o, shift, path, lo, hi, ob);
     }
 }
 
 static inline __attribute__((always_inline)) void qk_linear_blocked(const uint8_t *x, uint8_t *y,
     const uint8_t *w, const int32_t *bias, const int32_t *k, int shift, int32_t lo, int32_t hi,
     int32_t n_in, int32_t n_out, uint8_t *scratch, qk_dot_fn_int32_t dot, int wb, int ib, int is,
-    int ob)
+    int ob, int narrow)
 {
     const uint8_t *a[QK_BLOCK_PIXELS];
     int32_t blocked = n_out / QK_BLOCK_ROWS * QK_BLOCK_ROWS;
@@ -56,19 +56,17 @@ static inline __attribute__((always_inline)) void qk_linear_blocked(const uint8_
         qk_permute_chunks(scratch, n_in / QK_CHUNK(wb), wb);
         a[0] = a[1] = scratch;
     }
-    QK_UNSWITCH_SHIFT(shift, (qk_linear_neurons(y, w, bias, k, shift, wide, lo, hi, a, n_in, 0,
-        blocked, QK_BLOCK_ROWS, wb, is, ob), qk_linear_neurons(y, w, bias, k, shift, wide, lo, hi,
-        a, n_in, blocked, n_out, 1, wb, is, ob)));
+    QK_UNSWITCH_REQUANT(shift, narrow, (qk_linear_neurons(y, w, bias, k, shift, path, lo, hi, a,
+        n_in, 0, blocked, QK_BLOCK_ROWS, wb, is, ob), qk_linear_neurons(y, w, bias, k, shift, path,
+        lo, hi, a, n_in, blocked, n_out, 1, wb, is, ob)));
 }
 
 #define QK_LINEAR_BLOCKED(name, WB, IB, IS, OB)                                                  \
     QK_DOT(name, WB, IB, IS, int32_t)                                                            \
-    QK_KERNEL void name(const uint8_t *x, uint8_t *y, const uint8_t *w, const int32_t *bias,               \
+    QK_BLOCKED_KERNEL(name, (const uint8_t *x, uint8_t *y, const uint8_t *w, const int32_t *bias, \
         const int32_t *k, int shift, int32_t lo, int32_t hi, int32_t n_in, int32_t n_out,        \
-        uint8_t *scratch)                                                                        \
-    {                                                                                            \
-        qk_linear_blocked(x, y, w, bias, k, shift, lo, hi, n_in, n_out, scratch, name##_dot, WB, IB, \
-            IS, OB);                                                                             \
-    }
+        uint8_t *scratch),                                                                       \
+        qk_linear_blocked(x, y, w, bias, k, shift, lo, hi, n_in, n_out, scratch, name##_dot, WB, \
+            IB, IS, OB, narrow))
 
 #endif

@@ -182,19 +182,50 @@ static inline __attribute__((always_inline)) void qk_mm_block(
     }
 }
 
-/* qk_requant of an int32 accumulator, for shifts 0 to 62 (the integerizer's range). `wide` says
- * shift >= 33, the usual case (the integerizer takes the largest shift that keeps k below 2^31);
- * kernels make it a compile-time constant (QK_UNSWITCH_SHIFT) so that the choice is not made per
- * output. Then only the high word of k * acc matters: with k * acc = H * 2^32 + L,
- * floor((k * acc + 2^(shift-1)) / 2^shift) = (H + 2^(shift-33)) >> (shift - 32) since L < 2^32,
- * and |H| < 2^30 leaves room for the addition: one mulh, an add and a shift. Other shifts take
- * the 64-bit path. (>> of a negative value is arithmetic in GNU C, which every target's compiler
- * is.) */
+/* Defines the blocked kernel `name` with parameters PARAMS, whose body CALL uses `narrow`: 0 in
+ * `name`, 1 in name##_narrow, the same kernel on the 32-bit requantization (QK_REQUANT_NARROW).
+ * The code generator calls name##_narrow for a layer whose product bound |k| * |acc| +
+ * 2^(shift-1) is below 2^31 (IntLayer.product_bound: what `qsearch deploy --requant-bits 32`
+ * guarantees for every layer), which also means shift <= 31; called with any other layer, it
+ * computes wrong outputs. A function of its own, it leaves the other paths' code as it was; a
+ * program holds only the variants it calls. */
+#define QK_BLOCKED_KERNEL(name, PARAMS, CALL)                                                    \
+    QK_KERNEL QK_UNUSED void name##_narrow PARAMS                                                \
+    {                                                                                            \
+        const int narrow = 1;                                                                    \
+        CALL;                                                                                    \
+    }                                                                                            \
+    QK_KERNEL QK_UNUSED void name PARAMS                                                         \
+    {                                                                                            \
+        const int narrow = 0;                                                                    \
+        CALL;                                                                                    \
+    }
+
+/* The requantization's three paths, a compile-time constant in the kernels' loops
+ * (QK_UNSWITCH_REQUANT). */
+enum {
+    QK_REQUANT_64,     /* any shift: the product in 64 bits */
+    QK_REQUANT_WIDE,   /* shift >= 33: only the product's high word matters */
+    QK_REQUANT_NARROW, /* name##_narrow of QK_BLOCKED_KERNEL: the product in 32 bits */
+};
+
+/* qk_requant of an int32 accumulator, for shifts 0 to 62 (the integerizer's range), on `path`.
+ * QK_REQUANT_WIDE is the usual case at 64-bit products (the integerizer takes the largest shift
+ * that keeps k below 2^31): with k * acc = H * 2^32 + L, floor((k * acc + 2^(shift-1)) / 2^shift)
+ * = (H + 2^(shift-33)) >> (shift - 32) since L < 2^32, and |H| < 2^30 leaves room for the
+ * addition: one mulh (5 cycles on CV32E40P), an add and a shift. QK_REQUANT_NARROW is the same
+ * formula in 32 bits, exact because no intermediate leaves int32 (computed unsigned, whose
+ * wrap-around C defines, though the bound means it never wraps): one mul (1 cycle), an add and a
+ * shift.
+ * (>> of a negative value is arithmetic in GNU C, which every target's compiler is.) */
 static inline __attribute__((always_inline)) int32_t qk_requant_words(int32_t acc, int32_t k,
-    int shift, int wide, int32_t lo, int32_t hi)
+    int shift, int path, int32_t lo, int32_t hi)
 {
     int32_t y;
-    if (wide) {
+    if (path == QK_REQUANT_NARROW) {
+        uint32_t half = shift > 0 ? 1u << (shift - 1) : 0;
+        y = (int32_t)((uint32_t)k * (uint32_t)acc + half) >> shift;
+    } else if (path == QK_REQUANT_WIDE) {
         int32_t high = (int32_t)(((int64_t)k * acc) >> 32);
         y = (high + (1 << (shift - 33))) >> (shift - 32);
     } else {
@@ -207,15 +238,19 @@ static inline __attribute__((always_inline)) int32_t qk_requant_words(int32_t ac
     return y < lo ? lo : y;
 }
 
-/* Runs CALL (an expression using `wide`) with wide a constant 1 or 0 as shift >= 33: the kernel's
- * loops twice, each with its requantization free of the test. */
-#define QK_UNSWITCH_SHIFT(shift, CALL)                                                           \
+/* Runs CALL (an expression using `path`) with path a constant: QK_REQUANT_NARROW where `narrow`
+ * (a constant of QK_BLOCKED_KERNEL), else QK_REQUANT_WIDE or QK_REQUANT_64 as shift >= 33: the
+ * kernel's loops once per path, each with its requantization free of the test. */
+#define QK_UNSWITCH_REQUANT(shift, narrow, CALL)                                                 \
     do {                                                                                         \
-        if ((shift) >= 33) {                                                                     \
-            const int wide = 1;                                                                  \
+        if (narrow) {                                                                            \
+            const int path = QK_REQUANT_NARROW;                                                  \
+            CALL;                                                                                \
+        } else if ((shift) >= 33) {                                                              \
+            const int path = QK_REQUANT_WIDE;                                                    \
             CALL;                                                                                \
         } else {                                                                                 \
-            const int wide = 0;                                                                  \
+            const int path = QK_REQUANT_64;                                                      \
             CALL;                                                                                \
         }                                                                                        \
     } while (0)
@@ -224,13 +259,13 @@ static inline __attribute__((always_inline)) int32_t qk_requant_words(int32_t ac
  * values at index first.. of y; whole bytes at once where the run starts on a byte. */
 static inline __attribute__((always_inline)) void qk_store_block(uint8_t *y, int32_t first,
     int32_t acc[QK_BLOCK_ROWS][QK_BLOCK_PIXELS], int p, int n, const int32_t *k, int shift,
-    int wide, int32_t lo, int32_t hi, int ob)
+    int path, int32_t lo, int32_t hi, int ob)
 {
     int32_t v[QK_BLOCK_ROWS];
     int r;
     QK_UNROLL
     for (r = 0; r < n; r++) {
-        v[r] = qk_requant_words(acc[r][p], k[r], shift, wide, lo, hi);
+        v[r] = qk_requant_words(acc[r][p], k[r], shift, path, lo, hi);
     }
     if (ob < 8 && n == QK_BLOCK_ROWS && first % (8 / ob) == 0) {
         uint32_t mask = (1u << ob) - 1, bits = 0;

@@ -3,16 +3,16 @@
  * slot and its values spread to four 8-bit lanes in place with two lane shifts (simd.h,
  * qk_lanes_s) instead of value by value; a maximum with one SIMD max per lane word and tap, a
  * sum with one sdotp per channel and tap (the lane's one-hot weight picks the channel), both in
- * registers; then the requantization of the wide/unswitched path (matmul.h) and whole-byte
- * stores. Channels short of a word are reduced value by value. The results are the generic
+ * registers; then the requantization of an unswitched path (matmul.h) and whole-byte stores.
+ * Channels short of a word are reduced value by value. The results are the generic
  * kernels' (pool.h) bit for bit: the same maximum or sum over the taps inside the input (a window
  * wholly in the padding reduces to INT32_MIN or 0 as there), then the same requantization.
  *
  * QK_MAXPOOL_BLOCKED / QK_AVGPOOL_BLOCKED(name, IB, IS, OB) define the generic window pooling's
  * call (kernels.h), QK_GLOBALMAXPOOL_BLOCKED / QK_GLOBALAVGPOOL_BLOCKED(name, IB, IS, OB) the
- * global one's; inputs IB bits signed if IS, outputs OB bits, int32 sums. No scratch. Falls
- * back to the generic kernel where a pixel's channels do not end on a byte (in_c * IB not a
- * multiple of 8). */
+ * global one's, each with its 32-bit variant name##_narrow (QK_BLOCKED_KERNEL, matmul.h); inputs
+ * IB bits signed if IS, outputs OB bits, int32 sums. No scratch. Falls back to the generic kernel
+ * where a pixel's channels do not end on a byte (in_c * IB not a multiple of 8). */
 #ifndef QSEARCH_KERNELS_POOL_BLOCKED_H
 #define QSEARCH_KERNELS_POOL_BLOCKED_H
 
@@ -49,7 +49,7 @@ static inline __attribute__((always_inline)) int32_t qk_pre_scale(int32_t v, int
 /* Requantizes the n (a multiple of 4) reductions v of consecutive channels and stores them as
  * values first.. of y: whole bytes where the run starts on one. */
 static inline __attribute__((always_inline)) void qk_pool_store(uint8_t *y, int32_t first,
-    const int32_t *v, int n, int32_t k, int shift, int pre, int wide, int32_t lo, int32_t hi,
+    const int32_t *v, int n, int32_t k, int shift, int pre, int path, int32_t lo, int32_t hi,
     int ob)
 {
     int i;
@@ -63,7 +63,7 @@ static inline __attribute__((always_inline)) void qk_pool_store(uint8_t *y, int3
             QK_UNROLL
             for (j = 0; j < per_byte; j++) {
                 uint32_t r = (uint32_t)qk_requant_words(qk_pre_scale(v[i + j], pre), k, shift,
-                    wide, lo, hi);
+                    path, lo, hi);
                 bits |= (r & ((1u << ob) - 1u)) << (j * ob);
             }
             *out++ = (uint8_t)bits;
@@ -72,7 +72,7 @@ static inline __attribute__((always_inline)) void qk_pool_store(uint8_t *y, int3
     }
     for (i = 0; i < n; i++) {
         qk_store(y, first + i, ob,
-            qk_requant_words(qk_pre_scale(v[i], pre), k, shift, wide, lo, hi));
+            qk_requant_words(qk_pre_scale(v[i], pre), k, shift, path, lo, hi));
     }
 }
 
@@ -137,7 +137,7 @@ static inline __attribute__((always_inline)) void qk_pool_word(int32_t v[16],
 
 /* Every output pixel of a window pooling. `s` is the caller's local copy of the shape. */
 static inline __attribute__((always_inline)) void qk_pool_pixels(const uint8_t *x, uint8_t *y,
-    int32_t k, int shift, int pre, int wide, int32_t lo, int32_t hi, const conv_shape *s,
+    int32_t k, int shift, int pre, int path, int32_t lo, int32_t hi, const conv_shape *s,
     int is_max, int ib, int is, int ob)
 {
     const int per_word = 32 / ib, channels = s->in_c;
@@ -170,7 +170,7 @@ static inline __attribute__((always_inline)) void qk_pool_pixels(const uint8_t *
             for (c = 0; c + per_word <= channels; c += per_word, t.base += 4) {
                 int32_t v[16];
                 qk_pool_word(v, &t, is_max, ib, is);
-                qk_pool_store(y, out + c, v, per_word, k, shift, pre, wide, lo, hi, ob);
+                qk_pool_store(y, out + c, v, per_word, k, shift, pre, path, lo, hi, ob);
             }
             /* The channels short of a word, value by value. */
             for (; c < channels; c++) {
@@ -184,7 +184,7 @@ static inline __attribute__((always_inline)) void qk_pool_pixels(const uint8_t *
                     }
                 }
                 qk_store(y, out + c, ob,
-                    qk_requant_words(qk_pre_scale(acc, pre), k, shift, wide, lo, hi));
+                    qk_requant_words(qk_pre_scale(acc, pre), k, shift, path, lo, hi));
             }
         }
     }
@@ -192,7 +192,7 @@ static inline __attribute__((always_inline)) void qk_pool_pixels(const uint8_t *
 
 static inline __attribute__((always_inline)) void qk_pool_blocked(const uint8_t *x, uint8_t *y,
     int32_t k, int shift, int32_t lo, int32_t hi, const conv_shape *shape, int is_max, int ib,
-    int is, int ob)
+    int is, int ob, int narrow)
 {
     /* A local copy: through the pointer, every byte stored would reload the fields. */
     const conv_shape s = *shape;
@@ -202,40 +202,38 @@ static inline __attribute__((always_inline)) void qk_pool_blocked(const uint8_t 
     }
     /* A pooling that keeps its scale has shift 31 (k just below 2^31), short of the wide
      * requantization (matmul.h). Its reductions are small: times 2^pre, with shift + pre, they
-     * give the same outputs on the wide path wherever the largest one stays below 2^31. */
+     * give the same outputs on the wide path wherever the largest one stays below 2^31. The
+     * narrow path needs no such help. */
     const int32_t largest = (1 << ib) * (is_max ? 1 : s.kernel_h * s.kernel_w);
     int pre = shift < 33 ? 33 - shift : 0;
-    if (pre > 30 || largest > INT32_MAX >> pre) {
+    if (narrow || pre > 30 || largest > INT32_MAX >> pre) {
         pre = 0;
     }
-    QK_UNSWITCH_SHIFT(shift + pre, qk_pool_pixels(x, y, k, shift + pre, pre, wide, lo, hi, &s,
-        is_max, ib, is, ob));
+    QK_UNSWITCH_REQUANT(shift + pre, narrow, qk_pool_pixels(x, y, k, shift + pre, pre, path, lo,
+        hi, &s, is_max, ib, is, ob));
 }
 
 /* A global pooling is a window pooling of one output pixel whose window is every pixel. */
 static inline __attribute__((always_inline)) void qk_global_pool_blocked(const uint8_t *x,
     uint8_t *y, int32_t k, int shift, int32_t lo, int32_t hi, int32_t pixels, int32_t channels,
-    int is_max, int ib, int is, int ob)
+    int is_max, int ib, int is, int ob, int narrow)
 {
     const conv_shape s = {channels, 1, pixels, channels, 1, 1, 1, pixels, 1, 1, 0, 0, 1};
-    qk_pool_blocked(x, y, k, shift, lo, hi, &s, is_max, ib, is, ob);
+    qk_pool_blocked(x, y, k, shift, lo, hi, &s, is_max, ib, is, ob, narrow);
 }
 
 #define QK_POOL_BLOCKED(name, is_max, IB, IS, OB)                                                \
-    QK_KERNEL void name(const uint8_t *x, uint8_t *y, int32_t k, int shift, int32_t lo,         \
-        int32_t hi, const conv_shape *s)                                                        \
-    {                                                                                           \
-        qk_pool_blocked(x, y, k, shift, lo, hi, s, is_max, IB, IS, OB);                         \
-    }
+    QK_BLOCKED_KERNEL(name, (const uint8_t *x, uint8_t *y, int32_t k, int shift, int32_t lo,     \
+        int32_t hi, const conv_shape *s),                                                        \
+        qk_pool_blocked(x, y, k, shift, lo, hi, s, is_max, IB, IS, OB, narrow))
 #define QK_MAXPOOL_BLOCKED(name, IB, IS, OB) QK_POOL_BLOCKED(name, 1, IB, IS, OB)
 #define QK_AVGPOOL_BLOCKED(name, IB, IS, OB) QK_POOL_BLOCKED(name, 0, IB, IS, OB)
 
 #define QK_GLOBAL_POOL_BLOCKED(name, is_max, IB, IS, OB)                                         \
-    QK_KERNEL void name(const uint8_t *x, uint8_t *y, int32_t k, int shift, int32_t lo,         \
-        int32_t hi, int32_t pixels, int32_t channels)                                           \
-    {                                                                                           \
-        qk_global_pool_blocked(x, y, k, shift, lo, hi, pixels, channels, is_max, IB, IS, OB);   \
-    }
+    QK_BLOCKED_KERNEL(name, (const uint8_t *x, uint8_t *y, int32_t k, int shift, int32_t lo,     \
+        int32_t hi, int32_t pixels, int32_t channels),                                           \
+        qk_global_pool_blocked(x, y, k, shift, lo, hi, pixels, channels, is_max, IB, IS, OB,     \
+            narrow))
 #define QK_GLOBALMAXPOOL_BLOCKED(name, IB, IS, OB) QK_GLOBAL_POOL_BLOCKED(name, 1, IB, IS, OB)
 #define QK_GLOBALAVGPOOL_BLOCKED(name, IB, IS, OB) QK_GLOBAL_POOL_BLOCKED(name, 0, IB, IS, OB)
 

@@ -119,14 +119,24 @@ fn garbage_is_a_bad_elf() {
     }
 }
 
-/// Runs `tests/fixtures/rtl/kernels_wN.c` on the core: the blocked kernels at weight bits N,
-/// every input and output precision, shapes with leftovers, against the scalar reference.
+/// The checks of `tests/fixtures/rtl/kernels_wN.c`: 18 precisions x 11 layers, each with the
+/// kernel and its 32-bit variant (`_narrow`).
+const KERNEL_CHECKS: usize = 396;
+
+/// Runs `tests/fixtures/rtl/kernels_wN.c` on the core: the blocked kernels at weight bits N and
+/// their 32-bit variants, every input and output precision, shapes with leftovers, against the
+/// scalar reference.
 fn blocked_kernels_on_the_core(weight_bits: u32) {
     let Some(rtl) = simulator() else { return };
     let elf = compile(rtl, &format!("kernels_w{weight_bits}"));
     let out = rtl.run(&elf, &SimConfig::default()).unwrap();
     assert_eq!(out.exit_code, 0, "{}", out.stdout);
-    assert_eq!(out.stdout.trim(), "ok 198", "{}", out.stdout);
+    assert_eq!(
+        out.stdout.trim(),
+        format!("ok {KERNEL_CHECKS}"),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]
@@ -170,9 +180,9 @@ fn blocked_poolings_match_the_generic_kernels_on_the_core() {
 fn blocked_kernels_match_the_reference_on_the_host() {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rtl");
     for (fixture, checks) in [
-        ("kernels_w8", 198),
-        ("kernels_w4", 198),
-        ("kernels_w2", 198),
+        ("kernels_w8", KERNEL_CHECKS),
+        ("kernels_w4", KERNEL_CHECKS),
+        ("kernels_w2", KERNEL_CHECKS),
         ("pools", POOL_CHECKS),
     ] {
         let exe = temp().join(format!("{fixture}_host"));

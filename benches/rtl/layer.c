@@ -4,9 +4,12 @@
  * "blocked CYCLES reference CYCLES mismatches N".
  *
  * The including file defines WB, IB, IS, OB, KIND (CONV, DEPTHWISE, LINEAR, MAXPOOL or AVGPOOL),
- * the output range LO..HI, SHIFT and K_BASE (about the multiplier that maps the accumulators onto
- * it at that shift; a pooling's one multiplier) and the layer's geometry: SHAPE (a conv_shape
- * initializer) for the windowed kinds, N_IN and N_OUT for LINEAR. */
+ * the output range LO..HI, SHIFT, K_BASE and K_SPREAD (the multipliers are K_BASE plus a random
+ * K_SPREAD-bit number: about the multiplier that maps the accumulators onto the range at that
+ * shift; a pooling's one multiplier) and the layer's geometry: SHAPE (a conv_shape initializer)
+ * for the windowed kinds, N_IN and N_OUT for LINEAR. With NARROW defined, the blocked kernel is
+ * its 32-bit variant (name##_narrow of QK_BLOCKED_KERNEL, matmul.h): the including file then
+ * keeps every product |k * acc| + 2^(SHIFT-1) below 2^31. */
 #define QK_CV32E40P
 #include "qsearch_rtl.h"
 #include "../../kernels/conv_blocked.h"
@@ -61,6 +64,11 @@ static int32_t bias[1024], k[1024];
  * chooses it (the largest that keeps k below 2^31). */
 int shift = SHIFT;
 int32_t lo = LO, hi = HI;
+#ifdef NARROW
+#define BLOCKED blocked_narrow
+#else
+#define BLOCKED blocked
+#endif
 
 #if KIND == LINEAR
 QK_LINEAR_BLOCKED(blocked, WB, IB, IS, OB)
@@ -71,7 +79,7 @@ static __attribute__((noinline)) void reference(void)
 }
 static __attribute__((noinline)) void run_blocked(void)
 {
-    blocked(x, y, w, bias, k, shift, lo, hi, n_in, n_out, scratch);
+    BLOCKED(x, y, w, bias, k, shift, lo, hi, n_in, n_out, scratch);
 }
 #elif POOLING
 QK_POOL_BLOCKED(blocked, KIND == MAXPOOL, IB, IS, OB)
@@ -82,7 +90,7 @@ static __attribute__((noinline)) void reference(void)
 }
 static __attribute__((noinline)) void run_blocked(void)
 {
-    blocked(x, y, k[0], shift, lo, hi, &shape);
+    BLOCKED(x, y, k[0], shift, lo, hi, &shape);
 }
 #else
 #if KIND == DEPTHWISE
@@ -97,7 +105,7 @@ static __attribute__((noinline)) void reference(void)
 }
 static __attribute__((noinline)) void run_blocked(void)
 {
-    blocked(x, y, w, bias, k, shift, lo, hi, &shape, scratch);
+    BLOCKED(x, y, w, bias, k, shift, lo, hi, &shape, scratch);
 }
 #endif
 
@@ -121,7 +129,7 @@ int main(void)
     for (i = 0; i < CHANNELS; i++) {
         seed = seed * 1664525u + 1013904223u;
         bias[i] = (int32_t)(seed >> 20) - 2048;
-        k[i] = K_BASE + (int32_t)(seed >> 8);
+        k[i] = K_BASE + (int32_t)(seed >> (32 - K_SPREAD));
     }
     /* Out-of-line calls between the counter reads (asm volatile orders only against other
      * volatile operations): nothing of either loop moves out of its window. */

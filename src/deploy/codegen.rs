@@ -3,7 +3,8 @@
 //! within a byte, `crate::quant::pack`); activation buffers live at fixed offsets of
 //! one arena, placed by a liveness-based first-fit allocator; the kernel library's kernels are
 //! instantiated once per distinct (operation, precisions) combination the network uses, on the
-//! PULP path the blocked ones where [`pulp::blocked_kernel`] says so. What
+//! PULP path the blocked ones where [`pulp::blocked_kernel`] says so (their 32-bit variants where
+//! [`pulp::narrow_requant`] does). What
 //! does not depend on the network (kernels, drivers, programs, Makefiles) is
 //! [`super::library`]'s, written next to the generated `network.h` and `network.c`.
 
@@ -315,7 +316,10 @@ impl LayerCode {
             },
             None => k.clone(),
         };
-        let pulp_kname = pulp_key.name();
+        let mut pulp_kname = pulp_key.name();
+        if pulp::narrow_requant(graph, layer) {
+            pulp_kname.push_str("_narrow");
+        }
         self.keys.insert(k);
         self.pulp_keys.insert(pulp_key);
         let id = format!("l{l}_{}", c_identifier(&layer.name));

@@ -14,7 +14,7 @@ use super::verify::{io, make, run_qemu};
 use crate::cost::calibrate::COLUMNS;
 use crate::graph::{LayerKind, Padding, Shape, Window};
 use crate::platform::Platform;
-use crate::quant::{Requant, multipliers, pack, signed_levels, unsigned_levels};
+use crate::quant::{Requant, largest_product, multipliers, pack, signed_levels, unsigned_levels};
 use crate::rtl::Rtl;
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
@@ -287,6 +287,7 @@ pub fn case_graph(case: &Case, seed: u64) -> IntGraph {
     // kernel runs the requantization path a deployed network runs. A convolution's or linear
     // layer's scale ratio stays below 1/4 (shifts above 32), as a trained network's do.
     let ratio = f64::from(unsigned_levels(y)) / span;
+    let acc_bound = (4.0 * span) as i64 + 1000;
     let (multiplier, shift) = if case.kind == LayerKind::Add {
         (1, 0)
     } else {
@@ -295,7 +296,7 @@ pub fn case_graph(case: &Case, seed: u64) -> IntGraph {
         } else {
             ratio
         };
-        let (k, shift) = multipliers(&[ratio], &[(4.0 * span) as i64 + 1000], 64);
+        let (k, shift) = multipliers(&[ratio], &[acc_bound], 64);
         (k[0], shift)
     };
     IntGraph {
@@ -313,7 +314,8 @@ pub fn case_graph(case: &Case, seed: u64) -> IntGraph {
                 hi: unsigned_levels(y),
             },
             acc_bound: 0,
-            product_bound: 0,
+            // The bound the multiplier was chosen for: the 64-bit path, as deployed by default.
+            product_bound: largest_product(&[multiplier], shift, &[acc_bound]),
         }],
         input: 0,
         output: 1,

@@ -92,6 +92,14 @@ pub fn blocked_kernel(graph: &IntGraph, layer: &IntLayer) -> Option<Blocked> {
     }
 }
 
+/// Whether `layer` runs the 32-bit variant of its blocked kernel (`_narrow`, `QK_BLOCKED_KERNEL`
+/// in `kernels/matmul.h`): a blocked kernel whose every requantization product fits int32
+/// (`IntLayer::product_bound`, below 2^31 for every layer at `--requant-bits 32`), so that `mul`
+/// replaces the 64-bit product's `mulh`. The variant's outputs equal the kernel's under that bound.
+pub fn narrow_requant(graph: &IntGraph, layer: &IntLayer) -> bool {
+    blocked_kernel(graph, layer).is_some() && layer.product_bits() == 32
+}
+
 /// Bytes of an unpacked row of `k` values, word-aligned (`kernels/unpack.h`'s QK_ROW_BYTES).
 fn row_bytes(k: usize) -> usize {
     k.next_multiple_of(4)

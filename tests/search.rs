@@ -143,14 +143,14 @@ fn ilp_equals_brute_force() {
             "accuracy",
             Limits {
                 memory: Some(250_000),
-                latency: Some("6ms".into()),
+                latency: Some("7ms".into()),
                 ..Limits::default()
             },
         ),
         (
             "memory",
             Limits {
-                latency: Some("5ms".into()),
+                latency: Some("6ms".into()),
                 ..Limits::default()
             },
         ),

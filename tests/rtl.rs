@@ -127,16 +127,16 @@ const KERNEL_CHECKS: usize = 396;
 /// their 32-bit variants, every input and output precision, shapes with leftovers, against the
 /// scalar reference.
 fn blocked_kernels_on_the_core(weight_bits: u32) {
+    fixture_passes_on_the_core(&format!("kernels_w{weight_bits}"), KERNEL_CHECKS);
+}
+
+/// Runs the fixture `tests/fixtures/rtl/NAME.c` on the core: it exits 0 after `checks` checks.
+fn fixture_passes_on_the_core(name: &str, checks: usize) {
     let Some(rtl) = simulator() else { return };
-    let elf = compile(rtl, &format!("kernels_w{weight_bits}"));
+    let elf = compile(rtl, name);
     let out = rtl.run(&elf, &SimConfig::default()).unwrap();
     assert_eq!(out.exit_code, 0, "{}", out.stdout);
-    assert_eq!(
-        out.stdout.trim(),
-        format!("ok {KERNEL_CHECKS}"),
-        "{}",
-        out.stdout
-    );
+    assert_eq!(out.stdout.trim(), format!("ok {checks}"), "{}", out.stdout);
 }
 
 #[test]
@@ -162,16 +162,7 @@ const POOL_CHECKS: usize = 360;
 /// the generic kernels.
 #[test]
 fn blocked_poolings_match_the_generic_kernels_on_the_core() {
-    let Some(rtl) = simulator() else { return };
-    let elf = compile(rtl, "pools");
-    let out = rtl.run(&elf, &SimConfig::default()).unwrap();
-    assert_eq!(out.exit_code, 0, "{}", out.stdout);
-    assert_eq!(
-        out.stdout.trim(),
-        format!("ok {POOL_CHECKS}"),
-        "{}",
-        out.stdout
-    );
+    fixture_passes_on_the_core("pools", POOL_CHECKS);
 }
 
 /// The same checks built for the host with gcc: the portable C of `kernels/simd.h`, bit for bit.

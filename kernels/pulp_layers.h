@@ -5,9 +5,10 @@
  * through the descriptors the generated network.c defines per layer, before which it defines
  * L1_BYTES.
  *
- * A layer on a blocked kernel (conv_blocked.h, depthwise.h, linear_blocked.h) gives each core
- * its own scratch area of `scratch_bytes` (a multiple of 4) from `scratch`: a tiled layer's are
- * the first NUM_CORES * scratch_bytes of L1, its tiles after them; an untiled layer's are at
+ * A windowed layer on a blocked kernel (conv_blocked.h, depthwise.h) gives each core its own
+ * scratch area of `scratch_bytes` (a multiple of 4) from `scratch`; a linear layer on one
+ * (linear_blocked.h) has one area, its input unpacked once for every core and weight tile. A
+ * tiled layer's areas are at the start of L1, its tiles after them; an untiled layer's are at
  * the start of L1 or, where L1 cannot hold them, in a static buffer of network.c. */
 #ifndef QSEARCH_KERNELS_PULP_LAYERS_H
 #define QSEARCH_KERNELS_PULP_LAYERS_H
@@ -26,8 +27,7 @@ typedef void (*pool_kernel)(const uint8_t *, uint8_t *, int32_t, int, int32_t, i
     const conv_shape *);
 typedef void (*linear_kernel)(const uint8_t *, uint8_t *, const uint8_t *, const int32_t *,
     const int32_t *, int, int32_t, int32_t, int32_t, int32_t);
-typedef void (*blocked_linear_kernel)(const uint8_t *, uint8_t *, const uint8_t *,
-    const int32_t *, const int32_t *, int, int32_t, int32_t, int32_t, int32_t, uint8_t *);
+typedef const uint8_t *(*linear_operand)(const uint8_t *, uint8_t *, int32_t);
 typedef void (*add_kernel)(const uint8_t *, const uint8_t *, uint8_t *, int32_t, int, int32_t,
     int, int32_t, int32_t, int32_t);
 
@@ -49,10 +49,11 @@ typedef struct {
     uint32_t scratch_bytes;
 } windowed_layer;
 
-/* A linear layer: `tile` output neurons per weight tile (0: straight from L2). */
+/* A linear layer: `tile` output neurons per weight tile (0: straight from L2). A blocked kernel
+   `f` reads the operand its `operand` makes of the input (0 for a generic kernel). */
 typedef struct {
     linear_kernel f;
-    blocked_linear_kernel blocked;
+    linear_operand operand;
     const uint8_t *w;
     const int32_t *bias, *k;
     int shift;
@@ -220,13 +221,14 @@ DRIVER void linear_worker(void *arg)
     }
     y = j->y + (uint32_t)(j->first + a) * (uint32_t)l->out_bits / 8u;
     w = j->w + (uint32_t)a * (uint32_t)l->n_in * (uint32_t)l->w_bits / 8u;
-    if (l->blocked) {
-        l->blocked(j->x, y, w, l->bias + j->first + a, l->k + j->first + a, l->shift, l->lo,
-            l->hi, l->n_in, b - a, core_scratch(l->scratch, l->scratch_bytes));
-    } else {
-        l->f(j->x, y, w, l->bias + j->first + a, l->k + j->first + a, l->shift, l->lo, l->hi,
-            l->n_in, b - a);
-    }
+    l->f(j->x, y, w, l->bias + j->first + a, l->k + j->first + a, l->shift, l->lo, l->hi, l->n_in,
+        b - a);
+}
+
+/* The input `x` as the layer's kernel reads it: unpacked once, by the core that runs the layer. */
+DRIVER const uint8_t *linear_input(const linear_layer *l, const uint8_t *x)
+{
+    return l->operand ? l->operand(x, l->scratch, l->n_in) : x;
 }
 
 DRIVER void run_linear(const linear_layer *l, const uint8_t *x, uint8_t *y)
@@ -241,7 +243,7 @@ DRIVER void run_linear(const linear_layer *l, const uint8_t *x, uint8_t *y)
     int t = 0;
     job.l = l;
     if (l->tile == 0) {
-        job.x = x;
+        job.x = linear_input(l, x);
         job.y = y;
         job.w = l->w;
         job.first = 0;
@@ -249,9 +251,8 @@ DRIVER void run_linear(const linear_layer *l, const uint8_t *x, uint8_t *y)
         cluster_fork(linear_worker, &job);
         return;
     }
-    /* The cores' scratch areas, then the input and output vectors and the weight tiles. */
-    local = l1 + NUM_CORES * l->scratch_bytes;
-    job.x = local;
+    /* The scratch area, then the input and output vectors and the weight tiles. */
+    local = l1 + l->scratch_bytes;
     job.y = local + words(x_bytes);
     w[0] = job.y + words(y_bytes);
     w[1] = w[0] + words(w_tile);
@@ -259,6 +260,7 @@ DRIVER void run_linear(const linear_layer *l, const uint8_t *x, uint8_t *y)
     DMA_IN(local, x, x_bytes, &in_cmd);
     DMA_IN(w[0], l->w, l->tile < l->n_out ? w_tile : ((uint32_t)l->n_out * (uint32_t)l->n_in * (uint32_t)l->w_bits + 7u) / 8u, &w_cmd);
     DMA_WAIT(&in_cmd);
+    job.x = linear_input(l, local);
     DMA_WAIT(&w_cmd);
     for (first = 0; first < l->n_out; first += l->tile, t++) {
         int32_t count = first + l->tile < l->n_out ? l->tile : l->n_out - first;

@@ -377,8 +377,8 @@ fn precision_chain(weight_bits: u32) -> IntGraph {
     graph
 }
 
-/// The scratch the PULP plan gives each core of every blocked layer equals the kernel's SCRATCH
-/// macro, evaluated by the C compiler on the largest share a core computes: ceil(rows / cores)
+/// The scratch area the PULP plan gives every blocked layer (each core's, or a linear layer's
+/// shared one) equals the kernel's SCRATCH macro, evaluated by the C compiler on the largest share a core computes: ceil(rows / cores)
 /// output rows of a tile, of the whole layer when it runs from L2 (all of them on one core where
 /// its output rows are not whole bytes). On the host the cores run in turn, so the bit-exact
 /// checks would not notice areas that overlap.
@@ -430,7 +430,7 @@ fn scratch_is_the_kernels(
             _ => "0".to_string(),
         };
         program.push_str(&format!("    printf(\"%d\\n\", (int)({macro_call}));\n"));
-        expected.push_str(&format!("{}\n", plan.scratch()));
+        expected.push_str(&format!("{}\n", plan.scratch().bytes));
     }
     program.push_str("    return 0;\n}\n");
     std::fs::write(dir.join("scratch.c"), program).unwrap();

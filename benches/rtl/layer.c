@@ -79,7 +79,7 @@ static __attribute__((noinline)) void reference(void)
 }
 static __attribute__((noinline)) void run_blocked(void)
 {
-    BLOCKED(x, y, w, bias, k, shift, lo, hi, n_in, n_out, scratch);
+    BLOCKED(blocked_operand(x, scratch, n_in), y, w, bias, k, shift, lo, hi, n_in, n_out);
 }
 #elif POOLING
 QK_POOL_BLOCKED(blocked, KIND == MAXPOOL, IB, IS, OB)

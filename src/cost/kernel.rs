@@ -188,21 +188,15 @@ fn kernel_instructions(p: &CostParams, cores: usize, call: &KernelCall, bits: Pr
             let per_output = (kh * kw) as f64 * p.depthwise_cycles_per_mac.get(w, x) + requant;
             channels * (gather + (output.h * output.w) as f64 * per_output)
         }
-        // Each core unpacks the whole input (8-bit operands are read in place), then runs its
-        // neurons in blocks of 4 and leftovers alone.
+        // Each core runs its neurons in blocks of 4 and leftovers alone, on the input the layer
+        // unpacked once (`operand_cycles`).
         LayerKind::Linear => {
             let n_in = input.elements() as f64;
-            let unpack = if w == Bits::B8 && x == Bits::B8 {
-                0.0
-            } else {
-                n_in * p.unpack_cycles_per_element.get(w, x)
-            };
             let neurons = per_core(output.c);
             let full = (neurons / 4.0).floor() * 4.0;
             let left = neurons - full;
             let tail = (input.elements() as usize % chunk(w)) as f64;
-            unpack
-                + (full / 4.0 + LEFTOVER_CHANNEL_BLOCK * left) * p.block_overhead_cycles.value
+            (full / 4.0 + LEFTOVER_CHANNEL_BLOCK * left) * p.block_overhead_cycles.value
                 + n_in * (full + LEFTOVER_CHANNEL_FACTOR * left) * p.linear_cycles_per_mac.get(w, x)
                 + (full + left) * tail * p.reduction_tail_cycles_per_mac.value
                 + neurons * requant
@@ -314,9 +308,25 @@ fn conv_core_cycles(p: &CostParams, call: &KernelCall, bits: Precisions, px: f64
             + out_c as f64 * p.requant_cycles_per_output.get(bits.output))
 }
 
+/// Cycles of the one core that makes a linear layer's input into its blocked kernel's operand,
+/// once per layer before the cores start (`kernels/linear_blocked.h`): the input unpacked to a
+/// byte per value, unless the kernel reads it in place (8-bit weights and inputs). No other
+/// kernel has such a step.
+pub(crate) fn operand_cycles(p: &CostParams, call: &KernelCall, bits: Precisions) -> f64 {
+    let in_place = bits.weight == Bits::B8 && bits.input == Bits::B8;
+    if call.kind != LayerKind::Linear || p.style == KernelStyle::Portable || in_place {
+        return 0.0;
+    }
+    p.cycles_per_instruction.value
+        * call.input.elements() as f64
+        * p.unpack_cycles_per_element.get(bits.weight, bits.input)
+}
+
 /// Cycles of a complete kernel call as a microbenchmark times it (fork/join included).
 pub fn call_cycles(p: &CostParams, cores: usize, call: &KernelCall, bits: Precisions) -> f64 {
-    kernel_cycles(p, cores, call, bits) + p.layer_overhead_cycles.value
+    operand_cycles(p, call, bits)
+        + kernel_cycles(p, cores, call, bits)
+        + p.layer_overhead_cycles.value
 }
 
 #[cfg(test)]

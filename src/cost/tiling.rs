@@ -1,7 +1,7 @@
 //! L1 tiling of a layer, L2<->L1 DMA with double buffering, and L3 weight streaming: the whole
 //! latency of one layer at one precision triple.
 
-use super::kernel::{KernelCall, Precisions, kernel_cycles};
+use super::kernel::{KernelCall, Precisions, kernel_cycles, operand_cycles};
 use super::memory::layer_flash;
 use crate::graph::{Layer, LayerKind, Shape};
 use crate::platform::Platform;
@@ -302,8 +302,12 @@ fn simulate(
                 .map(|(n, k, _, _)| n * k.max(hidden))
                 .sum::<f64>()
     };
-    let cycles =
-        body + tiles as f64 * cost.tile_overhead_cycles.value + cost.layer_overhead_cycles.value;
+    // A linear layer's operand is made once, before its first tile computes.
+    let operand = operand_cycles(cost, &KernelCall::of_layer(layer), bits);
+    let cycles = operand
+        + body
+        + tiles as f64 * cost.tile_overhead_cycles.value
+        + cost.layer_overhead_cycles.value;
     let weight_bytes = layer_flash(layer, bits.weight, platform) as f64;
     let cycles_l3 = if layer.kind.has_weights() && platform.has_l3() {
         cycles.max(hw.l3_latency_cycles.value + weight_bytes / hw.l3_bytes_per_cycle.value)
@@ -322,7 +326,7 @@ fn simulate(
         fits_l1,
         cycles,
         cycles_l3,
-        compute_cycles: compute,
+        compute_cycles: operand + compute,
     }
 }
 

@@ -316,10 +316,7 @@ impl LayerCode {
             },
             None => k.clone(),
         };
-        let mut pulp_kname = pulp_key.name();
-        if pulp::narrow_requant(graph, layer) {
-            pulp_kname.push_str("_narrow");
-        }
+        let pulp_kname = pulp_key.name();
         self.keys.insert(k);
         self.pulp_keys.insert(pulp_key);
         let id = format!("l{l}_{}", c_identifier(&layer.name));

@@ -2,8 +2,8 @@
 //! output rows (or output neurons) split across the cores, its data moved through L1 in tiles
 //! by DMA with double buffering (the next tile's input loads while the cores compute this one),
 //! and 4-lane dot products on XpulpV2's `sdotp` instructions. The layers that accumulate in
-//! int32 run the library's blocked kernels ([`Blocked`]), each core with its own scratch area
-//! where the kernel needs one (not the poolings); the others the generic ones. The drivers are
+//! int32 run the library's blocked kernels ([`Blocked`]), with the scratch areas the kernel needs
+//! ([`Scratch`]); the others the generic ones. The drivers are
 //! the kernel library's (`kernels/pulp_layers.h`, runtime calls in `kernels/pulp_target.h`);
 //! this module chooses each layer's kernel, plans its tiles and scratch and writes the
 //! descriptor the drivers read. The same source builds
@@ -105,8 +105,8 @@ fn row_bytes(k: usize) -> usize {
     k.next_multiple_of(4)
 }
 
-/// One core's scratch bytes for `blocked` on `layer` when the core computes `rows` output rows
-/// (a windowed layer) or any share of the neurons (a linear one): the kernel's SCRATCH macro,
+/// The bytes of one scratch area of `blocked` on `layer` when a core computes `rows` output rows
+/// (a windowed layer; a linear layer's one area holds its unpacked input): the kernel's SCRATCH macro,
 /// which the bytes here follow (`QK_CONV_BLOCKED_SCRATCH`, `QK_DEPTHWISE_SCRATCH`,
 /// `QK_LINEAR_BLOCKED_SCRATCH`); a multiple of 4.
 fn scratch_bytes(graph: &IntGraph, layer: &IntLayer, blocked: Blocked, rows: usize) -> usize {
@@ -132,8 +132,29 @@ fn scratch_bytes(graph: &IntGraph, layer: &IntLayer, blocked: Blocked, rows: usi
     }
 }
 
-/// How one layer runs on the cluster. `scratch` is each core's scratch area for a blocked
-/// kernel, in bytes (0 for a generic kernel); a tiled layer's are in L1, before its tiles.
+/// The scratch areas of a layer's blocked kernel: a windowed layer's cores each have their own (its
+/// im2col buffers or depthwise planes); a linear layer's cores share one, its input unpacked once.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Scratch {
+    /// Bytes of one area (0 for a generic kernel).
+    pub bytes: usize,
+    /// Whether the cores share one area.
+    pub shared: bool,
+}
+
+impl Scratch {
+    /// The bytes of every area on `cores` cores.
+    fn total(self, cores: usize) -> usize {
+        if self.shared {
+            self.bytes
+        } else {
+            cores * self.bytes
+        }
+    }
+}
+
+/// How one layer runs on the cluster, with its blocked kernel's scratch areas; a tiled layer's
+/// are in L1, before its tiles.
 #[derive(Clone, Debug, PartialEq)]
 pub enum LayerTiling {
     /// Output rows per tile (input rows with their halo, double-buffered in L1).
@@ -142,7 +163,7 @@ pub enum LayerTiling {
         tiles: usize,
         /// Whether the weights are copied to L1 once (`None` for a pooling).
         weights_in_l1: Option<bool>,
-        scratch: usize,
+        scratch: Scratch,
         /// The L1 the layer uses: tiles, weights and every core's scratch.
         l1_bytes: usize,
     },
@@ -150,18 +171,21 @@ pub enum LayerTiling {
     Neurons {
         neurons: usize,
         tiles: usize,
-        scratch: usize,
+        scratch: Scratch,
         l1_bytes: usize,
     },
     /// Straight from L2 (no tile fits L1, rows are not byte-aligned, or a small layer); the
     /// cores' scratch areas at the start of L1, or in a static buffer in L2 where L1 cannot hold
     /// them.
-    L2 { scratch: usize, scratch_in_l1: bool },
+    L2 {
+        scratch: Scratch,
+        scratch_in_l1: bool,
+    },
 }
 
 impl LayerTiling {
-    /// Each core's scratch bytes.
-    pub fn scratch(&self) -> usize {
+    /// The blocked kernel's scratch areas.
+    pub fn scratch(&self) -> Scratch {
         match *self {
             LayerTiling::Rows { scratch, .. }
             | LayerTiling::Neurons { scratch, .. }
@@ -169,7 +193,7 @@ impl LayerTiling {
         }
     }
 
-    /// Whether the cores' scratch areas are in L1 (every tiled layer's are).
+    /// Whether the scratch areas are in L1 (every tiled layer's are).
     fn scratch_in_l1(&self) -> bool {
         !matches!(
             self,
@@ -214,10 +238,12 @@ impl std::fmt::Display for LayerTiling {
             )?,
             LayerTiling::L2 { .. } => write!(f, "from L2")?,
         }
-        match self.scratch() {
+        let scratch = self.scratch();
+        let whose = if scratch.shared { "shared" } else { "per core" };
+        match scratch.bytes {
             0 => Ok(()),
-            bytes if self.scratch_in_l1() => write!(f, ", {bytes} B of scratch per core"),
-            bytes => write!(f, ", {bytes} B of scratch per core in L2"),
+            bytes if self.scratch_in_l1() => write!(f, ", {bytes} B of scratch {whose}"),
+            bytes => write!(f, ", {bytes} B of scratch {whose} in L2"),
         }
     }
 }
@@ -244,18 +270,21 @@ fn words(bytes: usize) -> usize {
     bytes.next_multiple_of(4)
 }
 
-/// The tiling of `layer` for `config`: the cores' scratch areas (for a blocked kernel, the
-/// largest any of the layer's tiles needs) reserved in L1 first, then the largest tiles that fit
-/// in what is left.
+/// The tiling of `layer` for `config`: the scratch areas (for a blocked kernel, the largest any
+/// of the layer's tiles needs) reserved in L1 first, then the largest tiles that fit in what is
+/// left.
 pub(crate) fn plan_layer(graph: &IntGraph, layer: &IntLayer, config: PulpConfig) -> LayerTiling {
     let x = &graph.tensors[layer.inputs[0]];
     let y = &graph.tensors[layer.output];
     let blocked = blocked_kernel(graph, layer);
-    let scratch = |rows: usize| blocked.map_or(0, |b| scratch_bytes(graph, layer, b, rows));
+    let scratch = |rows: usize| Scratch {
+        bytes: blocked.map_or(0, |b| scratch_bytes(graph, layer, b, rows)),
+        shared: blocked == Some(Blocked::Linear),
+    };
     // Straight from L2, with `cores` cores' scratch areas for `rows` output rows each.
     let from_l2 = |cores: usize, rows: usize| LayerTiling::L2 {
         scratch: scratch(rows),
-        scratch_in_l1: cores * scratch(rows) <= config.l1_bytes,
+        scratch_in_l1: scratch(rows).total(cores) <= config.l1_bytes,
     };
     match &layer.op {
         IntOp::Conv { window, .. } | IntOp::MaxPool { window } | IntOp::AvgPool { window } => {
@@ -284,7 +313,7 @@ pub(crate) fn plan_layer(graph: &IntGraph, layer: &IntLayer, config: PulpConfig)
             let in_rows =
                 |rows: usize| ((rows - 1) * window.stride[0] + window.kernel[0]).min(x.shape.h);
             // A tile of `rows` rows gives each core at most rows / cores of them.
-            let scratch_l1 = |rows: usize| cores * scratch(rows.div_ceil(cores));
+            let scratch_l1 = |rows: usize| scratch(rows.div_ceil(cores)).total(cores);
             let l1_bytes = |rows: usize| {
                 scratch_l1(rows)
                     + weights_l1
@@ -315,7 +344,7 @@ pub(crate) fn plan_layer(graph: &IntGraph, layer: &IntLayer, config: PulpConfig)
             if x_bytes.max(y_bytes) > MAX_DMA_BYTES {
                 return untiled;
             }
-            let fixed = config.cores * scratch(0) + words(x_bytes) + words(y_bytes);
+            let fixed = scratch(0).total(config.cores) + words(x_bytes) + words(y_bytes);
             // Tiles of a multiple of 8 neurons keep every tile's weights and outputs byte-aligned.
             let l1_bytes = |n: usize| fixed + 2 * words(packed_bytes(n * n_in, *weight_bits));
             let fitting = (1..=n_out.div_ceil(8))
@@ -339,8 +368,8 @@ pub(crate) fn plan_layer(graph: &IntGraph, layer: &IntLayer, config: PulpConfig)
     }
 }
 
-/// The static buffer of `network.c` that holds the cores' scratch areas of the untiled layers
-/// whose areas L1 cannot hold.
+/// The static buffer of `network.c` that holds the scratch areas of the untiled layers whose
+/// areas L1 cannot hold.
 pub(super) const SCRATCH_L2: &str = "scratch_l2";
 
 /// The bytes of [`SCRATCH_L2`] for layers run as `tilings` on `cores` cores (0: none needed).
@@ -351,14 +380,14 @@ pub(super) fn scratch_l2_bytes<'a>(
     tilings
         .into_iter()
         .filter(|t| !t.scratch_in_l1())
-        .map(|t| cores * t.scratch())
+        .map(|t| t.scratch().total(cores))
         .max()
         .unwrap_or(0)
 }
 
-/// The descriptor fields of a layer's scratch areas: their start and each core's bytes.
+/// The descriptor fields of a layer's scratch areas: their start and the bytes of one.
 fn scratch_fields(tiling: &LayerTiling) -> String {
-    match tiling.scratch() {
+    match tiling.scratch().bytes {
         0 => "0, 0".into(),
         bytes if tiling.scratch_in_l1() => format!("l1, {bytes}"),
         bytes => format!("{SCRATCH_L2}, {bytes}"),
@@ -375,9 +404,9 @@ fn kernel_fields(graph: &IntGraph, layer: &IntLayer, kname: &str) -> String {
 }
 
 /// The PULP call of a layer run as `tiling` plans, and the descriptor it reads: `(data, call)`.
-/// `kname` is the layer's kernel on the PULP path (blocked where [`blocked_kernel`] says so),
-/// `id` its C identifier, `x`/`y` its input/output buffers and `other` the second input of an
-/// add.
+/// `kname` is the layer's kernel on the PULP path (blocked where [`blocked_kernel`] says so; its
+/// `_narrow` variant is called where [`narrow_requant`] says so), `id` its C identifier, `x`/`y`
+/// its input/output buffers and `other` the second input of an add.
 pub(super) fn layer_call(
     graph: &IntGraph,
     layer: &IntLayer,
@@ -390,10 +419,15 @@ pub(super) fn layer_call(
     let xt = &graph.tensors[layer.inputs[0]];
     let yt = &graph.tensors[layer.output];
     let r = &layer.requant;
+    let kernel = if narrow_requant(graph, layer) {
+        format!("{kname}_narrow")
+    } else {
+        kname.to_string()
+    };
     let mut data = String::new();
     let call = match &layer.op {
         IntOp::Conv { .. } | IntOp::MaxPool { .. } | IntOp::AvgPool { .. } => {
-            data.push_str(&windowed_descriptor(graph, layer, tiling, kname, id));
+            data.push_str(&windowed_descriptor(graph, layer, tiling, &kernel, id));
             format!("run_windowed(&{id}_p, {x}, {y});")
         }
         IntOp::Linear { weight_bits, .. } => {
@@ -401,10 +435,14 @@ pub(super) fn layer_call(
                 LayerTiling::Neurons { neurons, .. } => neurons,
                 _ => 0,
             };
-            let kernels = kernel_fields(graph, layer, kname);
+            // A blocked kernel's input is made into its operand once per layer.
+            let operand = match blocked_kernel(graph, layer) {
+                Some(_) => format!("{kname}_operand"),
+                None => "0".into(),
+            };
             let _ = writeln!(
                 data,
-                "static const linear_layer {id}_p = {{{kernels}, {id}_w, {id}_b, {id}_k, {}, {}, {}, {}, {}, {weight_bits}, {}, {}, {neurons}, {}}};",
+                "static const linear_layer {id}_p = {{{kernel}, {operand}, {id}_w, {id}_b, {id}_k, {}, {}, {}, {}, {}, {weight_bits}, {}, {}, {neurons}, {}}};",
                 r.shift,
                 r.lo,
                 r.hi,
@@ -420,7 +458,7 @@ pub(super) fn layer_call(
             let ot = &graph.tensors[layer.inputs[1]];
             let _ = writeln!(
                 data,
-                "static const add_job {id}_p = {{{kname}, {x}, {other}, {y}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}}};",
+                "static const add_job {id}_p = {{{kernel}, {x}, {other}, {y}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}}};",
                 ra.multiplier[0],
                 rb.multiplier[0],
                 r.lo,
@@ -436,7 +474,7 @@ pub(super) fn layer_call(
         }
         // Global poolings are small: the cluster's first core runs them from L2.
         IntOp::GlobalAvgPool | IntOp::GlobalMaxPool => format!(
-            "{kname}({x}, {y}, {}, {}, {}, {}, {}, {});",
+            "{kernel}({x}, {y}, {}, {}, {}, {}, {}, {});",
             r.multiplier[0],
             r.shift,
             r.lo,

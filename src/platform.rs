@@ -688,6 +688,31 @@ mod tests {
         }
     }
 
+    /// gap8, gap9 and pulp-open price a core's work with the cost set `xpulpv2`, which holds
+    /// the RTL fit of the `cv32e40p` platform: every per-core parameter equal. Only the
+    /// cluster's own terms (a layer's fork and barrier, a tile's set-up) differ.
+    #[test]
+    fn xpulpv2_cores_cost_what_the_rtl_fit_says() {
+        let (gap8, cv32e40p) = (
+            Platform::load("gap8").unwrap().cost,
+            Platform::load("cv32e40p").unwrap().cost,
+        );
+        assert_eq!(
+            gap8.cycles_per_instruction.value,
+            cv32e40p.cycles_per_instruction.value
+        );
+        let (cluster, core) = (gap8.entries(), cv32e40p.entries());
+        assert_eq!(cluster.len(), core.len());
+        for ((name, a), (_, b)) in cluster.iter().zip(&core) {
+            if !matches!(
+                name.as_str(),
+                "layer_overhead_cycles" | "tile_overhead_cycles"
+            ) {
+                assert_eq!(a.value, b.value, "{name}");
+            }
+        }
+    }
+
     #[test]
     fn written_platform_reads_back() {
         let p = Platform::load("gap8").unwrap();

@@ -376,13 +376,14 @@ mod tests {
     #[test]
     fn eight_bit_conv_matches_the_published_peak() {
         // PULP-NN reaches 15.5 MAC/cycle on 8 cores for a 3x3 32 -> 64 conv on 16x16 (reference
-        // row peak_throughput,GAP8), the figure gap8's cycles per instruction is fitted to.
+        // row peak_throughput,GAP8). gap8's per-core cycles are fitted on one CV32E40P, not to
+        // this figure: split over 8 cores they land within 3% of it.
         let gap8 = Platform::load("gap8").unwrap();
         let call = conv(32, 64, 16, 3);
         let macs = (64 * 16 * 16 * 32 * 9) as f64;
         let cycles = call_cycles(&gap8.cost, 8, &call, Precisions::uniform(Bits::B8));
         let throughput = macs / cycles;
-        assert!((throughput - 15.5).abs() < 0.01, "{throughput}");
+        assert!((throughput / 15.5 - 1.0).abs() < 0.03, "{throughput}");
     }
 
     #[test]
@@ -392,7 +393,8 @@ mod tests {
             let p = Platform::load(platform).unwrap();
             kernel_cycles(&p.cost, 8, &call, Precisions::uniform(bits))
         };
-        assert!(at("gap8", Bits::B4) > 2.0 * at("gap8", Bits::B8));
+        // XpulpV2 has 8-bit dot products only: sub-byte operands are widened, never faster.
+        assert!(at("gap8", Bits::B4) > 1.2 * at("gap8", Bits::B8));
         assert!(at("xpulpnn", Bits::B4) < 0.7 * at("xpulpnn", Bits::B8));
         assert!(at("xpulpnn", Bits::B2) < at("xpulpnn", Bits::B4));
     }

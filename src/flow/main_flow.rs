@@ -199,11 +199,50 @@ struct Shortlist {
     winners: Vec<(String, Candidate)>,
 }
 
-/// The fine-tuned networks as the report's rows (FP32 first, then the candidates in order) and
-/// the index in `rows` of the chosen one.
-struct Ranked {
-    rows: Vec<Row>,
-    winner: usize,
+/// A fine-tuned network: its report row, its fine-tune folder and, for a network of the
+/// searched architecture, its assignment (`None` for a width-scaled network).
+struct Finetuned {
+    row: Row,
+    dir: PathBuf,
+    candidate: Option<Candidate>,
+}
+
+impl Finetuned {
+    /// Whether every weight and activation is 8-bit (a width-scaled network is).
+    fn uniform_8_bit(&self, problem: &Problem) -> bool {
+        self.candidate.as_ref().is_none_or(|c| {
+            let a = problem.space.decode(&c.genes);
+            a.weight_bits
+                .iter()
+                .chain(&a.activation_bits)
+                .all(|&b| b == Bits::B8)
+        })
+    }
+}
+
+/// Measured accuracies this close count as equal when the main job chooses: the fastest of the
+/// networks within this many points of the most accurate one wins.
+pub const ACCURACY_TIE_POINTS: f64 = 0.1;
+
+/// The chosen network: among those that meet the limits, the fastest whose measured accuracy is
+/// within [`ACCURACY_TIE_POINTS`] of the most accurate one's; the most accurate network when
+/// none meets them.
+fn choose(networks: &[Finetuned]) -> usize {
+    let fitting: Vec<usize> = (0..networks.len())
+        .filter(|&i| networks[i].row.fits)
+        .collect();
+    let pool: Vec<usize> = if fitting.is_empty() {
+        (0..networks.len()).collect()
+    } else {
+        fitting
+    };
+    let accuracy = |i: usize| networks[i].row.accuracy;
+    let best = pool.iter().map(|&i| accuracy(i)).fold(f64::MIN, f64::max);
+    let cycles = |i: usize| networks[i].row.figures.map_or(f64::MAX, |f| f.cycles);
+    pool.into_iter()
+        .filter(|&i| accuracy(i) >= best - ACCURACY_TIE_POINTS)
+        .min_by(|&a, &b| cycles(a).total_cmp(&cycles(b)).then(a.cmp(&b)))
+        .unwrap_or(0)
 }
 
 /// Runs the whole flow.
@@ -236,27 +275,19 @@ pub fn run_main(inputs: &Inputs, settings: &MainSettings) -> Result<MainReport, 
     let shortlist = shortlist(&prepared, settings)?;
     watch.lap("search");
 
-    // 4. Quantization-aware fine-tuning, and the candidates re-ranked by measured accuracy.
-    let mut ranked = finetune_shortlist(
+    // 4. Quantization-aware fine-tuning of the candidates, the winners and the baselines.
+    let mut networks = finetune_shortlist(
         &prepared.problem,
         &trained.graph,
         &dataset,
         settings,
         &shortlist,
-        fp_accuracy,
     )?;
     let dir = shortlist.dir;
-    let chosen = &shortlist.candidates[ranked.winner - 1];
-    write_chosen(
-        &prepared.problem,
-        chosen,
-        ranked.rows[ranked.winner].accuracy,
-        &dir,
-    )?;
     watch.lap("fine-tune");
 
     // 5. The 8-bit network scaled down until it fits the same limits.
-    ranked.rows.extend(width_scaled_baseline(
+    networks.extend(width_scaled_baseline(
         inputs,
         settings,
         &prepared.problem,
@@ -266,17 +297,32 @@ pub fn run_main(inputs: &Inputs, settings: &MainSettings) -> Result<MainReport, 
     watch.lap("baseline");
 
     // 6. The chosen network as integer C code, verified against the golden model.
-    let deployment = deploy_chosen(
-        inputs,
-        settings,
-        &dataset,
-        &finetune_dir(&dir, chosen),
-        &dir,
-    )?;
+    let winner = choose(&networks);
+    write_chosen(&prepared.problem, &networks[winner], &dir)?;
+    let deployment = deploy_chosen(inputs, settings, &dataset, &networks[winner].dir, &dir)?;
     watch.lap("deploy");
 
     // 7. The trade-off: report.md, the frame and the plot.
-    let text = write_report(&prepared, &ranked, fp_accuracy, &deployment, &dir)?;
+    let verdict = verdict(&prepared.problem, &networks, winner);
+    let mut rows = vec![Row {
+        label: "FP32".into(),
+        bits: "fp32".into(),
+        figures: None,
+        accuracy: fp_accuracy,
+        fits: false,
+    }];
+    rows.extend(networks.into_iter().map(|n| n.row));
+    let ranked = Ranked {
+        rows,
+        winner: winner + 1,
+    };
+    let text = write_report(
+        &prepared,
+        &ranked,
+        fp_accuracy,
+        &format!("{verdict}\n\n{deployment}"),
+        &dir,
+    )?;
     Ok(MainReport {
         text: text + &stages_text(&watch.stages),
         rows: ranked.rows,
@@ -286,8 +332,66 @@ pub fn run_main(inputs: &Inputs, settings: &MainSettings) -> Result<MainReport, 
     })
 }
 
+/// The report's rows (FP32 first) and the index in `rows` of the chosen network.
+struct Ranked {
+    rows: Vec<Row>,
+    winner: usize,
+}
+
+/// The report's one-sentence answer: which kind of network won (mixed precision or uniform
+/// 8-bit at some width) and by how much against the best of the other kind that fits.
+fn verdict(problem: &Problem, networks: &[Finetuned], winner: usize) -> String {
+    let chosen = &networks[winner];
+    let ms = |n: &Finetuned| {
+        n.row.figures.map_or(f64::NAN, |f| {
+            crate::report::display_value(problem, Metric::Latency, f.cycles)
+        })
+    };
+    let chosen_is_8_bit = chosen.uniform_8_bit(problem);
+    let kind = |eight: bool| if eight { "uniform 8-bit" } else { "mixed-precision" };
+    // The other kind's best: the fastest within the tie of its most accurate that fits.
+    let others: Vec<&Finetuned> = networks
+        .iter()
+        .filter(|n| n.row.fits && n.uniform_8_bit(problem) != chosen_is_8_bit)
+        .collect();
+    let best = others.iter().map(|n| n.row.accuracy).fold(f64::MIN, f64::max);
+    let rival = others
+        .iter()
+        .filter(|n| n.row.accuracy >= best - ACCURACY_TIE_POINTS)
+        .min_by(|a, b| ms(a).total_cmp(&ms(b)));
+    let head = format!(
+        "Chosen: {}, a {} network: {:.2}% at {:.3} ms, the fastest that fits within {ACCURACY_TIE_POINTS} point of the most accurate that fits.",
+        chosen.row.label,
+        kind(chosen_is_8_bit),
+        chosen.row.accuracy,
+        ms(chosen),
+    );
+    let Some(r) = rival else {
+        return format!("{head} No {} network fits.", kind(!chosen_is_8_bit));
+    };
+    let speed = ms(r) / ms(chosen);
+    let margin = if speed >= 1.0 {
+        format!("{speed:.2}x faster")
+    } else {
+        format!(
+            "{:.2} points more accurate, the other {:.2}x faster",
+            chosen.row.accuracy - r.row.accuracy,
+            1.0 / speed
+        )
+    };
+    format!(
+        "{head} The best {} network that fits ({}) reaches {:.2}% at {:.3} ms: {} wins, {margin}.",
+        kind(!chosen_is_8_bit),
+        r.row.label,
+        r.row.accuracy,
+        ms(r),
+        kind(chosen_is_8_bit),
+    )
+}
+
 /// Step 3: the exact optimum (written as the run's search), the ILP Pareto set against the
-/// predicted accuracy loss for the other candidates (`top_k` in all), and each policy's winner.
+/// predicted accuracy loss for the other candidates (`top_k` in all, spread along the set), and
+/// each policy's winner.
 fn shortlist(prepared: &Prepared, settings: &MainSettings) -> Result<Shortlist, FlowError> {
     let problem = &prepared.problem;
     let run_name = settings.run.clone().unwrap_or_else(|| {
@@ -315,11 +419,23 @@ fn shortlist(prepared: &Prepared, settings: &MainSettings) -> Result<Shortlist, 
     };
     let mut ilp = policy(EXACT_POLICY, &sweep)?;
     let front = run_policy(ilp.as_mut(), &pareto, &sweep, false)?;
+    // The front from the fastest to the least predicted loss, and the candidates spread along
+    // it: the fine-tunes measure the whole trade-off, not only its fast end.
+    let mut front: Vec<Candidate> = front
+        .front
+        .iter()
+        .map(|&i| problem.evaluate(&front.candidates[i].genes))
+        .collect();
+    front.sort_by(|a, b| a.metrics.cycles.total_cmp(&b.metrics.cycles));
     let mut candidates: Vec<Candidate> = vec![optimum];
-    for &i in &front.front {
-        let c = problem.evaluate(&front.candidates[i].genes);
-        if candidates.len() < settings.top_k && !candidates.iter().any(|x| x.genes == c.genes) {
-            candidates.push(c);
+    let last = front.len().saturating_sub(1);
+    let picks = settings.top_k.saturating_sub(1);
+    for k in 1..=picks {
+        let Some(c) = front.get((k * last).div_ceil(picks)) else {
+            break;
+        };
+        if !candidates.iter().any(|x| x.genes == c.genes) {
+            candidates.push(c.clone());
         }
     }
     let mut winners: Vec<(String, Candidate)> = Vec::new();
@@ -361,24 +477,17 @@ fn finetune_jobs(problem: &Problem, shortlist: &Shortlist) -> Vec<(String, Candi
     jobs
 }
 
-/// Step 4: fine-tunes every job (an assignment met twice is fine-tuned once) and re-ranks the
-/// candidates by measured test accuracy.
+/// Step 4: fine-tunes every job (an assignment met twice is fine-tuned once) and measures its
+/// test accuracy.
 fn finetune_shortlist(
     problem: &Problem,
     graph: &Graph,
     dataset: &Dataset,
     settings: &MainSettings,
     shortlist: &Shortlist,
-    fp_accuracy: f64,
-) -> Result<Ranked, FlowError> {
+) -> Result<Vec<Finetuned>, FlowError> {
     let mut accuracy_of: Vec<(Vec<u8>, f64)> = Vec::new();
-    let mut rows = vec![Row {
-        label: "FP32".into(),
-        bits: "fp32".into(),
-        figures: None,
-        accuracy: fp_accuracy,
-        fits: false,
-    }];
+    let mut networks = Vec::new();
     for (label, c) in &finetune_jobs(problem, shortlist) {
         let accuracy = match accuracy_of.iter().find(|(g, _)| *g == c.genes) {
             Some((_, a)) => *a,
@@ -398,36 +507,31 @@ fn finetune_shortlist(
                 accuracy
             }
         };
-        rows.push(Row {
-            label: label.clone(),
-            bits: bits_summary(problem, &c.genes),
-            figures: Some(figures(c)),
-            accuracy,
-            fits: c.feasible(),
+        networks.push(Finetuned {
+            row: Row {
+                label: label.clone(),
+                bits: bits_summary(problem, &c.genes),
+                figures: Some(figures(c)),
+                accuracy,
+                fits: c.feasible(),
+            },
+            dir: finetune_dir(&shortlist.dir, c),
+            candidate: Some(c.clone()),
         });
     }
-    // Re-rank the candidates by measured accuracy.
-    let winner = (1..=shortlist.candidates.len())
-        .max_by(|&a, &b| {
-            rows[a]
-                .accuracy
-                .total_cmp(&rows[b].accuracy)
-                .then(b.cmp(&a))
-        })
-        .unwrap_or(1);
-    Ok(Ranked { rows, winner })
+    Ok(networks)
 }
 
-/// `chosen.json`: the chosen assignment with its measured accuracy and fine-tuned network.
-fn write_chosen(
-    problem: &Problem,
-    chosen: &Candidate,
-    accuracy: f64,
-    dir: &Path,
-) -> Result<(), FlowError> {
-    let mut chosen_json = assignment_json(problem, chosen);
-    chosen_json["test_accuracy"] = accuracy.into();
-    chosen_json["finetuned"] = finetune_dir(dir, chosen).display().to_string().into();
+/// `chosen.json`: the chosen network (its assignment, or a width-scaled network's model and
+/// bits) with its measured accuracy and fine-tuned network.
+fn write_chosen(problem: &Problem, chosen: &Finetuned, dir: &Path) -> Result<(), FlowError> {
+    let mut chosen_json = match &chosen.candidate {
+        Some(c) => assignment_json(problem, c),
+        None => serde_json::json!({ "bits": chosen.row.bits }),
+    };
+    chosen_json["network"] = chosen.row.label.clone().into();
+    chosen_json["test_accuracy"] = chosen.row.accuracy.into();
+    chosen_json["finetuned"] = chosen.dir.display().to_string().into();
     write_json(&dir.join("chosen.json"), &chosen_json)?;
     Ok(())
 }
@@ -440,7 +544,7 @@ fn width_scaled_baseline(
     problem: &Problem,
     dataset: &Dataset,
     dir: &Path,
-) -> Result<Option<Row>, FlowError> {
+) -> Result<Option<Finetuned>, FlowError> {
     let Some((spec, width)) = widest_fitting(inputs, problem)? else {
         return Ok(None);
     };
@@ -465,16 +569,20 @@ fn width_scaled_baseline(
     )?;
     let table = crate::cost::CostTable::build(&fused, &problem.platform);
     let costs = table.evaluate(&a);
-    Ok(Some(Row {
-        label: format!("uniform 8-bit, width {width}"),
-        bits: format!("8 everywhere ({spec})"),
-        figures: Some(Figures {
-            cycles: costs.cycles,
-            flash: costs.flash,
-            ram: costs.ram,
-        }),
-        accuracy,
-        fits: true,
+    Ok(Some(Finetuned {
+        row: Row {
+            label: format!("uniform 8-bit, width {width}"),
+            bits: format!("8 everywhere ({spec})"),
+            figures: Some(Figures {
+                cycles: costs.cycles,
+                flash: costs.flash,
+                ram: costs.ram,
+            }),
+            accuracy,
+            fits: true,
+        },
+        dir: job_dir,
+        candidate: None,
     }))
 }
 
@@ -547,4 +655,46 @@ fn finetune_dir(run: &Path, c: &Candidate) -> PathBuf {
         "genes-{}",
         c.genes.iter().map(u8::to_string).collect::<String>()
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn network(accuracy: f64, cycles: f64, fits: bool) -> Finetuned {
+        Finetuned {
+            row: Row {
+                label: format!("{accuracy}% at {cycles}"),
+                bits: String::new(),
+                figures: Some(Figures {
+                    cycles,
+                    flash: 0,
+                    ram: 0,
+                }),
+                accuracy,
+                fits,
+            },
+            dir: PathBuf::new(),
+            candidate: None,
+        }
+    }
+
+    #[test]
+    fn the_fastest_network_within_the_tie_of_the_most_accurate_that_fits_wins() {
+        let networks = [
+            network(92.0, 900.0, false),
+            network(91.0, 500.0, true),
+            network(91.45, 450.0, true),
+            network(91.5, 600.0, true),
+            network(91.38, 400.0, true),
+        ];
+        // 91.5 is the best that fits; 91.45 is within 0.1 point and faster; 91.38 is not.
+        assert_eq!(choose(&networks), 2);
+    }
+
+    #[test]
+    fn without_a_fitting_network_the_most_accurate_wins() {
+        let networks = [network(90.0, 100.0, false), network(91.0, 900.0, false)];
+        assert_eq!(choose(&networks), 1);
+    }
 }

@@ -20,7 +20,9 @@
 //! [`flow::deploy`], [`flow::microbench`], and [`batch`] for sweeps on SLURM. [`flow::prepare`]
 //! turns a model, a platform and limits into the problem a search runs on. [`quant`] holds the
 //! integer arithmetic every stage shares (docs/integer-semantics.md); [`results`] writes run
-//! folders atomically; [`rtl`] compiles C for the CV32E40P and runs it on the core's RTL.
+//! folders atomically; [`rtl`] compiles C for the CV32E40P and runs it on the core's RTL;
+//! [`stats`] holds the rank correlation with which [`flow::proxy_study`] checks the accuracy
+//! proxy.
 
 pub mod batch;
 pub(crate) mod cache;
@@ -43,6 +45,7 @@ pub mod rtl;
 pub mod search;
 pub(crate) mod sensitivity;
 pub(crate) mod space;
+pub mod stats;
 pub(crate) mod table;
 pub mod train;
 pub mod units;

@@ -16,12 +16,14 @@ use std::path::PathBuf;
 mod deploy;
 mod main_flow;
 mod microbench;
+mod proxy;
 mod search;
 mod train;
 
 pub use deploy::{DeploySettings, deploy};
 pub use main_flow::{MAIN_CALIBRATION_IMAGES, MainSettings, run_main};
 pub use microbench::microbench;
+pub use proxy::{ProxyMethod, ProxyPoint, ProxySet, ProxySettings, ProxyStudy, proxy_study};
 pub use search::{compare, search};
 pub(crate) use train::cached_model;
 pub use train::{

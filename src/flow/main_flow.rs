@@ -114,8 +114,7 @@ fn measured(
 }
 
 /// The same problem minimising `[primary, predicted accuracy loss]`, for the candidates.
-fn with_accuracy(prepared: &Prepared) -> Result<Problem, FlowError> {
-    let p = &prepared.problem;
+fn with_accuracy(p: &Problem) -> Result<Problem, FlowError> {
     let objective = Objective {
         name: format!("{}-accuracy", p.objective.name),
         minimize: vec![p.objective.primary(), Metric::Accuracy],
@@ -348,13 +347,22 @@ fn verdict(problem: &Problem, networks: &[Finetuned], winner: usize) -> String {
         })
     };
     let chosen_is_8_bit = chosen.uniform_8_bit(problem);
-    let kind = |eight: bool| if eight { "uniform 8-bit" } else { "mixed-precision" };
+    let kind = |eight: bool| {
+        if eight {
+            "uniform 8-bit"
+        } else {
+            "mixed-precision"
+        }
+    };
     // The other kind's best: the fastest within the tie of its most accurate that fits.
     let others: Vec<&Finetuned> = networks
         .iter()
         .filter(|n| n.row.fits && n.uniform_8_bit(problem) != chosen_is_8_bit)
         .collect();
-    let best = others.iter().map(|n| n.row.accuracy).fold(f64::MIN, f64::max);
+    let best = others
+        .iter()
+        .map(|n| n.row.accuracy)
+        .fold(f64::MIN, f64::max);
     let rival = others
         .iter()
         .filter(|n| n.row.accuracy >= best - ACCURACY_TIE_POINTS)
@@ -389,6 +397,28 @@ fn verdict(problem: &Problem, networks: &[Finetuned], winner: usize) -> String {
     )
 }
 
+/// The ILP Pareto set of the objective's primary metric against the predicted accuracy loss
+/// (`3 * top_k` points, at least 6), from the fastest assignment to the least predicted loss.
+pub(super) fn predicted_front(
+    problem: &Problem,
+    settings: &MainSettings,
+) -> Result<Vec<Candidate>, FlowError> {
+    let pareto = with_accuracy(problem)?;
+    let sweep = Settings {
+        pareto_points: (3 * settings.top_k).max(6),
+        ..settings.search.clone()
+    };
+    let mut ilp = policy(EXACT_POLICY, &sweep)?;
+    let front = run_policy(ilp.as_mut(), &pareto, &sweep, false)?;
+    let mut front: Vec<Candidate> = front
+        .front
+        .iter()
+        .map(|&i| problem.evaluate(&front.candidates[i].genes))
+        .collect();
+    front.sort_by(|a, b| a.metrics.cycles.total_cmp(&b.metrics.cycles));
+    Ok(front)
+}
+
 /// Step 3: the exact optimum (written as the run's search), the ILP Pareto set against the
 /// predicted accuracy loss for the other candidates (`top_k` in all, spread along the set), and
 /// each policy's winner.
@@ -412,21 +442,9 @@ fn shortlist(prepared: &Prepared, settings: &MainSettings) -> Result<Shortlist, 
             "the search found no assignment meeting the limits".into(),
         ));
     };
-    let pareto = with_accuracy(prepared)?;
-    let sweep = Settings {
-        pareto_points: (3 * settings.top_k).max(6),
-        ..settings.search.clone()
-    };
-    let mut ilp = policy(EXACT_POLICY, &sweep)?;
-    let front = run_policy(ilp.as_mut(), &pareto, &sweep, false)?;
-    // The front from the fastest to the least predicted loss, and the candidates spread along
-    // it: the fine-tunes measure the whole trade-off, not only its fast end.
-    let mut front: Vec<Candidate> = front
-        .front
-        .iter()
-        .map(|&i| problem.evaluate(&front.candidates[i].genes))
-        .collect();
-    front.sort_by(|a, b| a.metrics.cycles.total_cmp(&b.metrics.cycles));
+    // The candidates spread along the front: the fine-tunes measure the whole trade-off, not
+    // only its fast end.
+    let front = predicted_front(problem, settings)?;
     let mut candidates: Vec<Candidate> = vec![optimum];
     let last = front.len().saturating_sub(1);
     let picks = settings.top_k.saturating_sub(1);

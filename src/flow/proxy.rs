@@ -4,15 +4,15 @@
 //! predicts the loss of the same fine-tuned assignments, and its Spearman correlation with the
 //! measured accuracy drop says how well it ranks them: 1 is the perfect order.
 
+use super::main_flow::predicted_front;
 use super::{
     FlowError, Inputs, MAIN_CALIBRATION_IMAGES, MainSettings, Measure, cached_model,
     finetune_assignment, measured_sensitivity, model_hash, prepare_graph,
 };
 use crate::graph::{FusedGraph, Graph};
-use crate::objective::{Metric, Objective};
 use crate::report::bits_summary;
 use crate::results::slug;
-use crate::search::{Candidate, EXACT_POLICY, Problem, Settings, policy, run_policy};
+use crate::search::{Candidate, EXACT_POLICY, Problem, policy, run_policy};
 use crate::sensitivity::Sensitivity;
 use crate::stats::{ranks, spearman};
 use crate::train::TrainError;
@@ -241,26 +241,8 @@ fn top_candidates(problem: &Problem, main: &MainSettings) -> Result<Vec<Candidat
     let search = &main.search;
     let mut ilp = policy(EXACT_POLICY, search)?;
     let exact = run_policy(ilp.as_mut(), problem, search, false)?;
-    let pareto = Problem::new(
-        problem.fused.clone(),
-        problem.platform.clone(),
-        problem.space.clone(),
-        Objective {
-            name: format!("{}-accuracy", problem.objective.name),
-            minimize: vec![problem.objective.primary(), Metric::Accuracy],
-            limits: problem.objective.limits.clone(),
-        },
-        problem.sensitivity.clone(),
-    )?;
-    let sweep = Settings {
-        pareto_points: (3 * main.top_k).max(6),
-        ..search.clone()
-    };
-    let mut ilp = policy(EXACT_POLICY, &sweep)?;
-    let front = run_policy(ilp.as_mut(), &pareto, &sweep, false)?;
     let mut top: Vec<Candidate> = exact.best().into_iter().cloned().collect();
-    for &i in &front.front {
-        let c = problem.evaluate(&front.candidates[i].genes);
+    for c in predicted_front(problem, main)? {
         if c.feasible() && !top.iter().any(|t| t.genes == c.genes) {
             top.push(c);
         }

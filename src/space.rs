@@ -68,6 +68,10 @@ pub(crate) struct SpaceConfig {
     /// Further groups of buffers (by name) that must share a precision.
     #[serde(default)]
     pub ties: Vec<Vec<String>>,
+    /// Network widths the main job searches (zoo networks with a width option). Empty: the
+    /// network's own width and the widest at which its uniform 8-bit version fits the limits.
+    #[serde(default)]
+    pub widths: Vec<f64>,
     /// Where the configuration was read from (a file, or `built-in search space NAME`), for
     /// errors.
     #[serde(skip)]
@@ -145,9 +149,13 @@ impl SpaceConfig {
             message: e.to_string(),
         })?;
         config.origin = origin.to_string();
+        config.check_widths()?;
         Ok(config)
     }
 }
+
+/// The widths a zoo network accepts (`graph::zoo`'s `width` option).
+const WIDTH_RANGE: std::ops::RangeInclusive<f64> = 0.05..=4.0;
 
 /// Union-find over buffers, for ties.
 struct Groups(Vec<usize>);
@@ -191,6 +199,23 @@ impl SpaceConfig {
             },
             message,
         }
+    }
+
+    /// Refuses widths a zoo network cannot take and a width listed twice.
+    fn check_widths(&self) -> Result<(), SpaceError> {
+        for (i, w) in self.widths.iter().enumerate() {
+            if !WIDTH_RANGE.contains(w) {
+                return Err(self.invalid(format!(
+                    "widths: {w} is outside {}..{}",
+                    WIDTH_RANGE.start(),
+                    WIDTH_RANGE.end()
+                )));
+            }
+            if self.widths[..i].contains(w) {
+                return Err(self.invalid(format!("widths: {w} is listed twice")));
+            }
+        }
+        Ok(())
     }
 
     /// The kind and layer overrides that apply to `layer`, kind first.
@@ -592,5 +617,27 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("unknown layer kind 'lstm'"), "{err}");
+    }
+
+    #[test]
+    fn widths_are_parsed_and_checked() {
+        let base = "name = \"w\"\nweight_bits = [8]\nactivation_bits = [8]\n";
+        let config = SpaceConfig::parse(&format!("{base}widths = [0.5, 1.0]"), "w.toml").unwrap();
+        assert_eq!(config.widths, vec![0.5, 1.0]);
+        assert!(SpaceConfig::load("default").unwrap().widths.is_empty());
+        for (widths, message) in [
+            ("[0.5, 0]", "w.toml: widths: 0 is outside 0.05..4"),
+            ("[0.5, 5.0]", "w.toml: widths: 5 is outside 0.05..4"),
+            ("[0.75, 0.5, 0.75]", "w.toml: widths: 0.75 is listed twice"),
+        ] {
+            let err = SpaceConfig::parse(&format!("{base}widths = {widths}"), "w.toml")
+                .unwrap_err()
+                .to_string();
+            assert_eq!(err, message);
+        }
+        let err = SpaceConfig::parse(&format!("{base}widths = [\"wide\"]"), "w.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("w.toml: "), "{err}");
     }
 }

@@ -285,7 +285,7 @@ fn main_command_runs_the_whole_flow() {
         "memory-driven winner",
         "uniform 8-bit ",
         "uniform 4-bit",
-        "uniform 8-bit, width",
+        "width 0.9 uniform 8-bit",
         "(chosen)",
         "chosen network deployed to",
         "of 1000 images bit-exact at every layer",
@@ -320,6 +320,85 @@ fn main_command_runs_the_whole_flow() {
     assert!(chosen["test_accuracy"].as_f64().unwrap() > 10.0, "{chosen}");
     let tradeoff = std::fs::read_to_string(dir.join("tradeoff.csv")).unwrap();
     assert!(tradeoff.lines().count() >= 8, "{tradeoff}");
+}
+
+/// The main flow over a search space's widths: every width's networks are fine-tuned and
+/// reported, and the chosen one, whichever width it has, deploys.
+#[test]
+fn main_command_searches_the_listed_widths() {
+    let results = temp_results("main-widths");
+    std::fs::create_dir_all(&results).unwrap();
+    let space = PathBuf::from(&results).join("widths.toml");
+    let default = include_str!("../search_spaces/default.toml");
+    std::fs::write(&space, format!("widths = [0.5, 0.25]\n{default}")).unwrap();
+    let out = qsearch(&[
+        "--space",
+        space.to_str().unwrap(),
+        "--budget",
+        "512KB",
+        "--objective",
+        "latency",
+        "--epochs",
+        "1",
+        "--train-images",
+        "1500",
+        "--finetune-images",
+        "300",
+        "--top-k",
+        "2",
+        "--policies",
+        "memory-driven",
+        "--run",
+        "main",
+        "--results",
+        &results,
+        "--quiet",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    for row in [
+        "width 0.5 candidate 1",
+        "width 0.5 memory-driven winner",
+        "width 0.5 uniform 8-bit",
+        "width 0.5 uniform 4-bit",
+        "width 0.25 candidate 1",
+        "width 0.25 uniform 8-bit",
+        "(chosen)",
+        "of 1000 images bit-exact at every layer",
+    ] {
+        assert!(text.contains(row), "{row} missing from\n{text}");
+    }
+    assert!(!text.contains("width 0.25 memory-driven"), "{text}");
+    let dir = PathBuf::from(&results).join("main");
+    let chosen: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("chosen.json")).unwrap()).unwrap();
+    let network = chosen["network"].as_str().unwrap();
+    assert!(network.starts_with("width 0."), "{chosen}");
+    let finetuned = PathBuf::from(chosen["finetuned"].as_str().unwrap());
+    assert_eq!(
+        finetuned.starts_with(dir.join("finetune").join("width-0.25")),
+        network.starts_with("width 0.25"),
+        "{chosen}"
+    );
+    assert!(dir.join("deploy/network.c").exists());
+    let tradeoff = std::fs::read_to_string(dir.join("tradeoff.csv")).unwrap();
+    assert!(tradeoff.contains("width 0.25 uniform 8-bit"), "{tradeoff}");
+    let onnx = fixture("torch_dscnn.onnx");
+    let out = qsearch(&[
+        "--model",
+        &onnx,
+        "--space",
+        space.to_str().unwrap(),
+        "--results",
+        &results,
+        "--quiet",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(&format!("lists widths, but {onnx} has no width option")),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

@@ -1,6 +1,6 @@
-//! The main command: train the network (once, cached), measure its sensitivity, search, fine-tune
-//! the best candidates and the baselines, and report the accuracy-latency-size trade-off against
-//! uniform 8 bit and against the 8-bit network scaled down until it fits the same budget.
+//! The main command: at every searched width, train the network (once, cached), measure its
+//! sensitivity, search, fine-tune the best candidates and uniform 8 bit; choose among all of them
+//! and report the accuracy-latency-size trade-off of mixed precision against uniform 8 bit.
 
 use super::{
     DeploySettings, FlowError, Inputs, Measure, Prepared, cached_model, deploy,
@@ -16,6 +16,7 @@ use crate::report::{
 use crate::results::{slug, write_frame, write_json, write_text};
 use crate::search::{Candidate, EXACT_POLICY, Problem, Settings, policy, run_policy};
 use crate::sensitivity::Sensitivity;
+use crate::space::SpaceConfig;
 use crate::train::data::{self, Dataset};
 use crate::train::{TrainConfig, TrainError};
 use std::path::{Path, PathBuf};
@@ -25,7 +26,7 @@ use std::time::Instant;
 #[derive(Clone, Debug)]
 pub struct MainSettings {
     pub data: String,
-    /// Floating-point training schedule (of the network and of the width-scaled baseline).
+    /// Floating-point training schedule (of the network at every width).
     pub train: TrainConfig,
     /// Quantization-aware fine-tuning schedule (short).
     pub finetune: TrainConfig,
@@ -73,13 +74,18 @@ impl Stopwatch {
         }
     }
 
+    /// Adds the time since the last lap to stage `name` (a stage met again, at another width,
+    /// keeps its first place).
     fn lap(&mut self, name: &str) {
         let seconds =
             self.started.elapsed().as_secs_f64() - self.stages.iter().map(|s| s.1).sum::<f64>();
         if self.progress {
             eprintln!("stage {name}: {seconds:.1} s");
         }
-        self.stages.push((name.to_string(), seconds));
+        match self.stages.iter_mut().find(|s| s.0 == name) {
+            Some(stage) => stage.1 += seconds,
+            None => self.stages.push((name.to_string(), seconds)),
+        }
     }
 }
 
@@ -129,16 +135,27 @@ fn with_accuracy(p: &Problem) -> Result<Problem, FlowError> {
     )?)
 }
 
-/// The zoo spec of `model` at `width`, when it is a zoo network with a width option.
-fn scaled_spec(model: &str, width: f64) -> Option<String> {
+/// A zoo network with a width option: its name, its options (`a=1,b=2`) and its default width.
+fn zoo_with_width(model: &str) -> Option<(&str, &str, f64)> {
     let name = model.strip_prefix("zoo:")?;
     let (base, options) = name.split_once(':').unwrap_or((name, ""));
     let entry = zoo::ENTRIES.iter().find(|e| e.name == base)?;
-    entry
-        .options
-        .iter()
-        .any(|(k, _)| *k == "width")
-        .then_some(())?;
+    let default = entry.options.iter().find(|(k, _)| *k == "width")?.1;
+    Some((base, options, default))
+}
+
+/// The width of `model`, when it is a zoo network with a width option.
+fn own_width(model: &str) -> Option<f64> {
+    let (_, options, default) = zoo_with_width(model)?;
+    let given = options
+        .split(',')
+        .find_map(|o| o.strip_prefix("width=")?.parse().ok());
+    Some(given.unwrap_or(default))
+}
+
+/// The zoo spec of `model` at `width`, when it is a zoo network with a width option.
+fn scaled_spec(model: &str, width: f64) -> Option<String> {
+    let (base, options, _) = zoo_with_width(model)?;
     let kept: Vec<&str> = options
         .split(',')
         .filter(|o| !o.is_empty() && !o.starts_with("width="))
@@ -148,6 +165,35 @@ fn scaled_spec(model: &str, width: f64) -> Option<String> {
         opts.push(',');
     }
     Some(format!("zoo:{base}:{opts}width={width}"))
+}
+
+/// The widths the search space lists, widest first, each with its model spec (`model` itself at
+/// its own width); without a list, `model` alone at its own width (1.0 when it has none). An error
+/// when widths are listed for a network without a width option.
+fn listed_widths(
+    model: &str,
+    space: &str,
+    listed: &[f64],
+) -> Result<Vec<(f64, String)>, FlowError> {
+    let own = own_width(model);
+    if listed.is_empty() {
+        return Ok(vec![(own.unwrap_or(1.0), model.to_string())]);
+    }
+    let mut specs = Vec::new();
+    for &width in listed {
+        let spec = match scaled_spec(model, width) {
+            Some(_) if Some(width) == own => model.to_string(),
+            Some(spec) => spec,
+            None => {
+                return Err(FlowError::Input(format!(
+                    "the search space {space} lists widths, but {model} has no width option; widths apply to the zoo networks that take one (see `qsearch zoo`)"
+                )));
+            }
+        };
+        specs.push((width, spec));
+    }
+    specs.sort_by(|a, b| b.0.total_cmp(&a.0));
+    Ok(specs)
 }
 
 /// The widest scaling of the network whose uniform 8-bit version meets the memory limits.
@@ -190,33 +236,32 @@ fn widest_fitting(inputs: &Inputs, problem: &Problem) -> Result<Option<(String, 
     Ok(None)
 }
 
-/// The search stage's result: the run folder, the candidates to fine-tune (the exact optimum
-/// first) and each policy's winner.
+/// One searched width: its trained network's problem (with its measured sensitivity table), the
+/// network's floating-point accuracy and what the report's labels start with.
+struct Width {
+    width: f64,
+    prepared: Prepared,
+    fp_accuracy: f64,
+    /// `width 0.9 ` when several widths are searched, else empty.
+    prefix: String,
+}
+
+/// The search stage's result at one width: the candidates to fine-tune (the exact optimum
+/// first), each policy's winner and, at the primary width, the run folder the search wrote.
 struct Shortlist {
-    dir: PathBuf,
+    dir: Option<PathBuf>,
     candidates: Vec<Candidate>,
     winners: Vec<(String, Candidate)>,
 }
 
-/// A fine-tuned network: its report row, its fine-tune folder and, for a network of the
-/// searched architecture, its assignment (`None` for a width-scaled network).
+/// A fine-tuned network: its report row, its fine-tune folder, its width (an index into the
+/// searched widths) and assignment, and whether every weight and activation is 8-bit.
 struct Finetuned {
     row: Row,
     dir: PathBuf,
-    candidate: Option<Candidate>,
-}
-
-impl Finetuned {
-    /// Whether every weight and activation is 8-bit (a width-scaled network is).
-    fn uniform_8_bit(&self, problem: &Problem) -> bool {
-        self.candidate.as_ref().is_none_or(|c| {
-            let a = problem.space.decode(&c.genes);
-            a.weight_bits
-                .iter()
-                .chain(&a.activation_bits)
-                .all(|&b| b == Bits::B8)
-        })
-    }
+    width: usize,
+    genes: Vec<u8>,
+    eight_bit: bool,
 }
 
 /// Measured accuracies this close count as equal when the main job chooses: the fastest of the
@@ -246,68 +291,78 @@ fn choose(networks: &[Finetuned]) -> usize {
 
 /// Runs the whole flow.
 pub fn run_main(inputs: &Inputs, settings: &MainSettings) -> Result<MainReport, FlowError> {
-    let progress = settings.progress;
-    let mut watch = Stopwatch::new(progress);
+    let mut watch = Stopwatch::new(settings.progress);
     let dataset = data::load(&settings.data).map_err(TrainError::from)?;
 
-    // 1. The floating-point network (trained on first use, then cached).
-    let trained = cached_model(
-        &inputs.model,
-        &settings.data,
-        &settings.train,
-        &inputs.results,
-        progress,
-    )?;
-    let fp_accuracy = trained
-        .state
-        .history
-        .last()
-        .map_or(0.0, |h| h.test_accuracy);
-    watch.lap("train");
+    // 1-2. At every width: the floating-point network and its measured sensitivity. Without a
+    // width list, the widest width whose uniform 8-bit network fits joins the network's own.
+    let listed = SpaceConfig::load(&inputs.space)?.widths;
+    let mut widths = Vec::new();
+    for (width, spec) in listed_widths(&inputs.model, &inputs.space, &listed)? {
+        widths.push(prepare_width(
+            inputs, settings, &dataset, width, &spec, &mut watch,
+        )?);
+    }
+    if listed.is_empty()
+        && let Some((spec, width)) = widest_fitting(inputs, &widths[0].prepared.problem)?
+        && width != widths[0].width
+    {
+        widths.push(prepare_width(
+            inputs, settings, &dataset, width, &spec, &mut watch,
+        )?);
+        widths.sort_by(|a, b| b.width.total_cmp(&a.width));
+    }
+    if widths.len() > 1 {
+        for w in &mut widths {
+            w.prefix = format!("width {:?} ", w.width);
+        }
+    }
+    // The primary width (the network's own, else the widest) writes the run's search and also
+    // gets the policies' winners and uniform 4 bit.
+    let primary = own_width(&inputs.model)
+        .and_then(|own| widths.iter().position(|w| w.width == own))
+        .unwrap_or(0);
 
-    // 2. Measured sensitivity: the accuracy drop of quantizing each tensor alone.
-    let table = measured(&trained.graph, &dataset, inputs, progress)?;
-    watch.lap("sensitivity");
-
-    // 3. Search: the exact optimum, the candidates and each policy's winner.
-    let prepared = prepare_graph(trained.graph.clone(), inputs, Some(table))?;
-    let shortlist = shortlist(&prepared, settings)?;
+    // 3. Search: at every width the exact optimum and the candidates along the predicted front.
+    let mut shortlists = Vec::new();
+    for (i, w) in widths.iter().enumerate() {
+        shortlists.push(shortlist(&w.prepared, settings, i == primary)?);
+    }
+    let dir = shortlists[primary]
+        .dir
+        .clone()
+        .expect("the primary width's search writes the run folder");
     watch.lap("search");
 
-    // 4. Quantization-aware fine-tuning of the candidates, the winners and the baselines.
-    let mut networks = finetune_shortlist(
-        &prepared.problem,
-        &trained.graph,
-        &dataset,
-        settings,
-        &shortlist,
-    )?;
-    let dir = shortlist.dir;
+    // 4. Quantization-aware fine-tuning of every width's candidates, winners and baselines.
+    let mut networks = Vec::new();
+    for (i, (w, list)) in widths.iter().zip(&shortlists).enumerate() {
+        let root = if i == primary {
+            dir.join("finetune")
+        } else {
+            dir.join("finetune")
+                .join(slug(&format!("width-{:?}", w.width)))
+        };
+        let jobs = finetune_jobs(w, list, i == primary);
+        networks.extend(finetune_width(i, w, &jobs, &dataset, settings, &root)?);
+    }
     watch.lap("fine-tune");
 
-    // 5. The 8-bit network scaled down until it fits the same limits.
-    networks.extend(width_scaled_baseline(
-        inputs,
-        settings,
-        &prepared.problem,
-        &dataset,
-        &dir,
-    )?);
-    watch.lap("baseline");
-
-    // 6. The chosen network as integer C code, verified against the golden model.
+    // 5. The chosen network as integer C code, verified against the golden model.
     let winner = choose(&networks);
-    write_chosen(&prepared.problem, &networks[winner], &dir)?;
-    let deployment = deploy_chosen(inputs, settings, &dataset, &networks[winner].dir, &dir)?;
+    let chosen = &networks[winner];
+    write_chosen(&widths[chosen.width].prepared.problem, chosen, &dir)?;
+    let deployment = deploy_chosen(inputs, settings, &dataset, &chosen.dir, &dir)?;
     watch.lap("deploy");
 
-    // 7. The trade-off: report.md, the frame and the plot.
-    let verdict = verdict(&prepared.problem, &networks, winner);
+    // 6. The trade-off: report.md, the frame and the plot.
+    let main = &widths[primary];
+    let verdict = verdict(&main.prepared.problem, &networks, winner);
     let mut rows = vec![Row {
         label: "FP32".into(),
         bits: "fp32".into(),
         figures: None,
-        accuracy: fp_accuracy,
+        accuracy: main.fp_accuracy,
         fits: false,
     }];
     rows.extend(networks.into_iter().map(|n| n.row));
@@ -316,9 +371,9 @@ pub fn run_main(inputs: &Inputs, settings: &MainSettings) -> Result<MainReport, 
         winner: winner + 1,
     };
     let text = write_report(
-        &prepared,
+        &main.prepared,
         &ranked,
-        fp_accuracy,
+        main.fp_accuracy,
         &format!("{verdict}\n\n{deployment}"),
         &dir,
     )?;
@@ -328,6 +383,40 @@ pub fn run_main(inputs: &Inputs, settings: &MainSettings) -> Result<MainReport, 
         stages: watch.stages,
         dir,
         winner: ranked.winner,
+    })
+}
+
+/// Steps 1-2 at one width: the floating-point network (trained on first use, then cached) and
+/// its problem with the measured sensitivity table (the accuracy drop of quantizing each tensor
+/// alone; cached too).
+fn prepare_width(
+    inputs: &Inputs,
+    settings: &MainSettings,
+    dataset: &Dataset,
+    width: f64,
+    spec: &str,
+    watch: &mut Stopwatch,
+) -> Result<Width, FlowError> {
+    let trained = cached_model(
+        spec,
+        &settings.data,
+        &settings.train,
+        &inputs.results,
+        settings.progress,
+    )?;
+    let fp_accuracy = trained
+        .state
+        .history
+        .last()
+        .map_or(0.0, |h| h.test_accuracy);
+    watch.lap("train");
+    let table = measured(&trained.graph, dataset, inputs, settings.progress)?;
+    watch.lap("sensitivity");
+    Ok(Width {
+        width,
+        prepared: prepare_graph(trained.graph, inputs, Some(table))?,
+        fp_accuracy,
+        prefix: String::new(),
     })
 }
 
@@ -346,7 +435,7 @@ fn verdict(problem: &Problem, networks: &[Finetuned], winner: usize) -> String {
             crate::report::display_value(problem, Metric::Latency, f.cycles)
         })
     };
-    let chosen_is_8_bit = chosen.uniform_8_bit(problem);
+    let chosen_is_8_bit = chosen.eight_bit;
     let kind = |eight: bool| {
         if eight {
             "uniform 8-bit"
@@ -357,7 +446,7 @@ fn verdict(problem: &Problem, networks: &[Finetuned], winner: usize) -> String {
     // The other kind's best: the fastest within the tie of its most accurate that fits.
     let others: Vec<&Finetuned> = networks
         .iter()
-        .filter(|n| n.row.fits && n.uniform_8_bit(problem) != chosen_is_8_bit)
+        .filter(|n| n.row.fits && n.eight_bit != chosen_is_8_bit)
         .collect();
     let best = others
         .iter()
@@ -419,28 +508,47 @@ pub(super) fn predicted_front(
     Ok(front)
 }
 
-/// Step 3: the exact optimum (written as the run's search), the ILP Pareto set against the
-/// predicted accuracy loss for the other candidates (`top_k` in all, spread along the set), and
-/// each policy's winner.
-fn shortlist(prepared: &Prepared, settings: &MainSettings) -> Result<Shortlist, FlowError> {
+/// Step 3 at one width: the exact optimum, the ILP Pareto set against the predicted accuracy loss
+/// for the other candidates (`top_k` in all, spread along the set) and, at the primary width,
+/// each policy's winner, with the exact search written as the run. Another width whose search
+/// finds nothing meeting the limits has no candidates.
+fn shortlist(
+    prepared: &Prepared,
+    settings: &MainSettings,
+    primary: bool,
+) -> Result<Shortlist, FlowError> {
     let problem = &prepared.problem;
-    let run_name = settings.run.clone().unwrap_or_else(|| {
-        slug(&format!(
-            "main-{}-{}-{}",
-            prepared.graph.name, problem.platform.name, problem.objective.name
-        ))
-    });
-    let exact = search(
-        prepared,
-        EXACT_POLICY,
-        &settings.search,
-        Some(&run_name),
-        settings.progress,
-    )?;
-    let Some(optimum) = exact.result.best().cloned() else {
-        return Err(FlowError::Input(
-            "the search found no assignment meeting the limits".into(),
-        ));
+    let (optimum, dir) = if primary {
+        let run_name = settings.run.clone().unwrap_or_else(|| {
+            slug(&format!(
+                "main-{}-{}-{}",
+                prepared.graph.name, problem.platform.name, problem.objective.name
+            ))
+        });
+        let exact = search(
+            prepared,
+            EXACT_POLICY,
+            &settings.search,
+            Some(&run_name),
+            settings.progress,
+        )?;
+        let Some(optimum) = exact.result.best().cloned() else {
+            return Err(FlowError::Input(
+                "the search found no assignment meeting the limits".into(),
+            ));
+        };
+        (Some(optimum), Some(exact.dir))
+    } else {
+        let mut ilp = policy(EXACT_POLICY, &settings.search)?;
+        let exact = run_policy(ilp.as_mut(), problem, &settings.search, false)?;
+        (exact.best().cloned(), None)
+    };
+    let Some(optimum) = optimum else {
+        return Ok(Shortlist {
+            dir,
+            candidates: Vec::new(),
+            winners: Vec::new(),
+        });
     };
     // The candidates spread along the front: the fine-tunes measure the whole trade-off, not
     // only its fast end.
@@ -457,7 +565,8 @@ fn shortlist(prepared: &Prepared, settings: &MainSettings) -> Result<Shortlist, 
         }
     }
     let mut winners: Vec<(String, Candidate)> = Vec::new();
-    for name in &settings.policies {
+    let policies = if primary { &settings.policies[..] } else { &[] };
+    for name in policies {
         let mut p = policy(name, &settings.search)?;
         let r = run_policy(p.as_mut(), problem, &settings.search, false)?;
         if let Some(best) = r.best() {
@@ -465,59 +574,69 @@ fn shortlist(prepared: &Prepared, settings: &MainSettings) -> Result<Shortlist, 
         }
     }
     Ok(Shortlist {
-        dir: exact.dir,
+        dir,
         candidates,
         winners,
     })
 }
 
-/// What step 4 fine-tunes, labelled as the report names it: the candidates, the winners and
-/// the uniform 8-bit and 4-bit baselines.
-fn finetune_jobs(problem: &Problem, shortlist: &Shortlist) -> Vec<(String, Candidate)> {
+/// What step 4 fine-tunes at one width, labelled as the report names it: the candidates, the
+/// winners, uniform 8 bit (at another width than the primary one only when it fits) and, at the
+/// primary width, uniform 4 bit.
+fn finetune_jobs(width: &Width, shortlist: &Shortlist, primary: bool) -> Vec<(String, Candidate)> {
+    let problem = &width.prepared.problem;
+    let prefix = &width.prefix;
     let mut jobs: Vec<(String, Candidate)> = shortlist
         .candidates
         .iter()
         .enumerate()
-        .map(|(k, c)| (format!("candidate {}", k + 1), c.clone()))
+        .map(|(k, c)| (format!("{prefix}candidate {}", k + 1), c.clone()))
         .collect();
     jobs.extend(
         shortlist
             .winners
             .iter()
-            .map(|(name, c)| (format!("{name} winner"), c.clone())),
+            .map(|(name, c)| (format!("{prefix}{name} winner"), c.clone())),
     );
-    for bits in [Bits::B8, Bits::B4] {
-        jobs.push((
-            format!("uniform {bits}-bit"),
-            problem.evaluate(&problem.space.uniform(bits)),
-        ));
+    let uniform = if primary {
+        &[Bits::B8, Bits::B4][..]
+    } else {
+        &[Bits::B8][..]
+    };
+    for &bits in uniform {
+        let c = problem.evaluate(&problem.space.uniform(bits));
+        if primary || c.feasible() {
+            jobs.push((format!("{prefix}uniform {bits}-bit"), c));
+        }
     }
     jobs
 }
 
-/// Step 4: fine-tunes every job (an assignment met twice is fine-tuned once) and measures its
-/// test accuracy.
-fn finetune_shortlist(
-    problem: &Problem,
-    graph: &Graph,
+/// Step 4 at one width (`index` among the searched ones): fine-tunes every job into `root` (an
+/// assignment met twice is fine-tuned once) and measures its test accuracy.
+fn finetune_width(
+    index: usize,
+    width: &Width,
+    jobs: &[(String, Candidate)],
     dataset: &Dataset,
     settings: &MainSettings,
-    shortlist: &Shortlist,
+    root: &Path,
 ) -> Result<Vec<Finetuned>, FlowError> {
+    let problem = &width.prepared.problem;
     let mut accuracy_of: Vec<(Vec<u8>, f64)> = Vec::new();
     let mut networks = Vec::new();
-    for (label, c) in &finetune_jobs(problem, shortlist) {
+    for (label, c) in jobs {
+        let a = problem.space.decode(&c.genes);
+        let dir = finetune_dir(root, c);
         let accuracy = match accuracy_of.iter().find(|(g, _)| *g == c.genes) {
-            Some((_, a)) => *a,
+            Some((_, accuracy)) => *accuracy,
             None => {
-                let a = problem.space.decode(&c.genes);
-                let job_dir = finetune_dir(&shortlist.dir, c);
                 let accuracy = finetune_assignment(
-                    graph,
+                    &width.prepared.graph,
                     &a,
                     dataset,
                     &settings.finetune,
-                    &job_dir,
+                    &dir,
                     label,
                     settings.progress,
                 )?;
@@ -533,20 +652,23 @@ fn finetune_shortlist(
                 accuracy,
                 fits: c.feasible(),
             },
-            dir: finetune_dir(&shortlist.dir, c),
-            candidate: Some(c.clone()),
+            dir,
+            width: index,
+            genes: c.genes.clone(),
+            eight_bit: a
+                .weight_bits
+                .iter()
+                .chain(&a.activation_bits)
+                .all(|&b| b == Bits::B8),
         });
     }
     Ok(networks)
 }
 
-/// `chosen.json`: the chosen network (its assignment, or a width-scaled network's model and
-/// bits) with its measured accuracy and fine-tuned network.
+/// `chosen.json`: the chosen network's assignment (`problem` is its width's) with its measured
+/// accuracy and fine-tuned network.
 fn write_chosen(problem: &Problem, chosen: &Finetuned, dir: &Path) -> Result<(), FlowError> {
-    let mut chosen_json = match &chosen.candidate {
-        Some(c) => assignment_json(problem, c),
-        None => serde_json::json!({ "bits": chosen.row.bits }),
-    };
+    let mut chosen_json = assignment_json(problem, &problem.evaluate(&chosen.genes));
     chosen_json["network"] = chosen.row.label.clone().into();
     chosen_json["test_accuracy"] = chosen.row.accuracy.into();
     chosen_json["finetuned"] = chosen.dir.display().to_string().into();
@@ -554,57 +676,7 @@ fn write_chosen(problem: &Problem, chosen: &Finetuned, dir: &Path) -> Result<(),
     Ok(())
 }
 
-/// Step 5: the widest uniform 8-bit scaling of the network that meets the memory limits,
-/// trained (cached) and fine-tuned; none when the network has no width option or no limit.
-fn width_scaled_baseline(
-    inputs: &Inputs,
-    settings: &MainSettings,
-    problem: &Problem,
-    dataset: &Dataset,
-    dir: &Path,
-) -> Result<Option<Finetuned>, FlowError> {
-    let Some((spec, width)) = widest_fitting(inputs, problem)? else {
-        return Ok(None);
-    };
-    let scaled = cached_model(
-        &spec,
-        &settings.data,
-        &settings.train,
-        &inputs.results,
-        settings.progress,
-    )?;
-    let fused = FusedGraph::from_graph(&scaled.graph);
-    let a = Assignment::uniform(fused.layers.len(), fused.tensors.len(), Bits::B8);
-    let job_dir = dir.join("finetune").join(slug(&format!("width-{width}")));
-    let accuracy = finetune_assignment(
-        &scaled.graph,
-        &a,
-        dataset,
-        &settings.finetune,
-        &job_dir,
-        "width-scaled 8-bit",
-        settings.progress,
-    )?;
-    let table = crate::cost::CostTable::build(&fused, &problem.platform);
-    let costs = table.evaluate(&a);
-    Ok(Some(Finetuned {
-        row: Row {
-            label: format!("uniform 8-bit, width {width}"),
-            bits: format!("8 everywhere ({spec})"),
-            figures: Some(Figures {
-                cycles: costs.cycles,
-                flash: costs.flash,
-                ram: costs.ram,
-            }),
-            accuracy,
-            fits: true,
-        },
-        dir: job_dir,
-        candidate: None,
-    }))
-}
-
-/// Step 6: deploys the fine-tuned network in `finetuned` to `dir/deploy/` and returns the lines
+/// Step 5: deploys the fine-tuned network in `finetuned` to `dir/deploy/` and returns the lines
 /// the report repeats; an error unless the generated C reproduced the golden model on every
 /// image.
 fn deploy_chosen(
@@ -639,7 +711,7 @@ fn deploy_chosen(
     Ok(deployment_text(&deployed.dir, &deployed.text))
 }
 
-/// Step 7: writes `report.md`, `tradeoff.{parquet,csv}` and `tradeoff.{svg,png}`; returns the
+/// Step 6: writes `report.md`, `tradeoff.{parquet,csv}` and `tradeoff.{svg,png}`; returns the
 /// report's text.
 fn write_report(
     prepared: &Prepared,
@@ -667,9 +739,10 @@ fn write_report(
     Ok(text)
 }
 
-/// Where a candidate's fine-tuning writes (checkpoint, quantized.onnx, quantization.json).
-fn finetune_dir(run: &Path, c: &Candidate) -> PathBuf {
-    run.join("finetune").join(format!(
+/// Where a candidate's fine-tuning writes (checkpoint, quantized.onnx, quantization.json) under
+/// its width's folder `root`.
+fn finetune_dir(root: &Path, c: &Candidate) -> PathBuf {
+    root.join(format!(
         "genes-{}",
         c.genes.iter().map(u8::to_string).collect::<String>()
     ))
@@ -693,7 +766,9 @@ mod tests {
                 fits,
             },
             dir: PathBuf::new(),
-            candidate: None,
+            width: 0,
+            genes: Vec::new(),
+            eight_bit: false,
         }
     }
 
@@ -714,5 +789,34 @@ mod tests {
     fn without_a_fitting_network_the_most_accurate_wins() {
         let networks = [network(90.0, 100.0, false), network(91.0, 900.0, false)];
         assert_eq!(choose(&networks), 1);
+    }
+
+    #[test]
+    fn listed_widths_name_their_zoo_specs_and_need_a_width_option() {
+        let specs = listed_widths("zoo:fashion-cnn:seed=1", "w.toml", &[0.5, 1.0]).unwrap();
+        assert_eq!(
+            specs,
+            vec![
+                (1.0, "zoo:fashion-cnn:seed=1".to_string()),
+                (0.5, "zoo:fashion-cnn:seed=1,width=0.5".to_string()),
+            ]
+        );
+        let own = listed_widths("zoo:fashion-cnn:width=0.5", "default", &[]).unwrap();
+        assert_eq!(own, vec![(0.5, "zoo:fashion-cnn:width=0.5".to_string())]);
+        assert_eq!(
+            listed_widths("net.onnx", "default", &[]).unwrap(),
+            vec![(1.0, "net.onnx".to_string())]
+        );
+        for model in ["net.onnx", "zoo:resnet8"] {
+            let err = listed_widths(model, "w.toml", &[0.5])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!(
+                    "the search space w.toml lists widths, but {model} has no width option"
+                )),
+                "{err}"
+            );
+        }
     }
 }

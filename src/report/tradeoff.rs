@@ -70,6 +70,7 @@ pub(crate) fn tradeoff_text(
         "RAM B",
         "fits<",
     ])
+    .wrap("network")
     .wrap("bits (w / a)");
     for (i, row) in rows.iter().enumerate() {
         let (ms, cycles, flash, ram) = match &row.figures {

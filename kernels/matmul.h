@@ -204,10 +204,37 @@ static inline __attribute__((always_inline)) void qk_mm_block(
 /* The requantization's three paths, a compile-time constant in the kernels' loops
  * (QK_UNSWITCH_REQUANT). */
 enum {
-    QK_REQUANT_64,     /* any shift: the product in 64 bits */
-    QK_REQUANT_WIDE,   /* shift >= 33: only the product's high word matters */
-    QK_REQUANT_NARROW, /* name##_narrow of QK_BLOCKED_KERNEL: the product in 32 bits */
+    QK_REQUANT_64,        /* any shift: the product in 64 bits */
+    QK_REQUANT_WIDE,      /* shift >= 33: only the product's high word matters */
+    QK_REQUANT_WIDE_CLIP, /* QK_REQUANT_WIDE where qk_wide_clips: the clamp as one clip */
+    QK_REQUANT_NARROW,    /* name##_narrow of QK_BLOCKED_KERNEL: the product in 32 bits */
 };
+
+/* Whether QK_REQUANT_WIDE_CLIP is exact at (shift, lo, hi): shift >= 33 (QK_REQUANT_WIDE), a
+ * range lo <= hi whose width fits int32, and the product's high word (within [-2^30, 2^30]) plus
+ * -lo * 2^(shift-32) plus the rounding within int32, which holds for any output range at the
+ * usual shifts (|lo| <= 2^8 up to shift 54). */
+static inline int qk_wide_clips(int shift, int32_t lo, int32_t hi)
+{
+    int64_t moved;
+    if (shift < 33 || shift > 62 || hi < lo || (int64_t)hi - lo > INT32_MAX) {
+        return 0;
+    }
+    moved = -(int64_t)lo * ((int64_t)1 << (shift - 32)) + ((int64_t)1 << (shift - 33));
+    return moved >= -(1 << 30) && moved < (1 << 30);
+}
+
+/* QK_REQUANT_WIDE_CLIP's output less lo, clamp(qk_requant(acc), lo, hi) - lo: with H the
+ * product's high word as in QK_REQUANT_WIDE, (H - lo * 2^(shift-32) + 2^(shift-33)) >>
+ * (shift - 32) is the unclamped output less lo (the subtracted multiple of 2^(shift-32) passes
+ * the shift exactly), then clipped to [0, hi - lo]: a mulh, cv.addrnr and cv.clipur on the core,
+ * where QK_REQUANT_WIDE needs a mulh, an add, a shift, a min and a max. */
+static inline __attribute__((always_inline)) int32_t qk_requant_less_lo(int32_t acc, int32_t k,
+    int shift, int32_t lo, int32_t hi)
+{
+    int32_t high = (int32_t)(((int64_t)k * acc) >> 32);
+    return qk_clipu(qk_add_round_shift(high, -lo * (1 << (shift - 32)), shift - 32), hi - lo);
+}
 
 /* qk_requant of an int32 accumulator, for shifts 0 to 62 (the integerizer's range), on `path`.
  * QK_REQUANT_WIDE is the usual case at 64-bit products (the integerizer takes the largest shift
@@ -222,6 +249,9 @@ static inline __attribute__((always_inline)) int32_t qk_requant_words(int32_t ac
     int shift, int path, int32_t lo, int32_t hi)
 {
     int32_t y;
+    if (path == QK_REQUANT_WIDE_CLIP) {
+        return qk_requant_less_lo(acc, k, shift, lo, hi) + lo;
+    }
     if (path == QK_REQUANT_NARROW) {
         uint32_t half = shift > 0 ? 1u << (shift - 1) : 0;
         y = (int32_t)((uint32_t)k * (uint32_t)acc + half) >> shift;
@@ -242,12 +272,20 @@ static inline __attribute__((always_inline)) int32_t qk_requant_words(int32_t ac
  * (a constant of QK_BLOCKED_KERNEL), else QK_REQUANT_WIDE or QK_REQUANT_64 as shift >= 33: the
  * kernel's loops once per path, each with its requantization free of the test. */
 #define QK_UNSWITCH_REQUANT(shift, narrow, CALL)                                                 \
+    QK_UNSWITCH_REQUANT_PATHS((shift) >= 33, QK_REQUANT_WIDE, narrow, CALL)
+
+/* The same with QK_REQUANT_WIDE_CLIP for QK_REQUANT_WIDE, where qk_wide_clips (else
+ * QK_REQUANT_64, exact at any shift). */
+#define QK_UNSWITCH_REQUANT_CLIP(shift, lo, hi, narrow, CALL)                                    \
+    QK_UNSWITCH_REQUANT_PATHS(qk_wide_clips(shift, lo, hi), QK_REQUANT_WIDE_CLIP, narrow, CALL)
+
+#define QK_UNSWITCH_REQUANT_PATHS(wide, wide_path, narrow, CALL)                                 \
     do {                                                                                         \
         if (narrow) {                                                                            \
             const int path = QK_REQUANT_NARROW;                                                  \
             CALL;                                                                                \
-        } else if ((shift) >= 33) {                                                              \
-            const int path = QK_REQUANT_WIDE;                                                    \
+        } else if (wide) {                                                                       \
+            const int path = wide_path;                                                          \
             CALL;                                                                                \
         } else {                                                                                 \
             const int path = QK_REQUANT_64;                                                      \
@@ -263,6 +301,16 @@ static inline __attribute__((always_inline)) void qk_store_block(uint8_t *y, int
 {
     int32_t v[QK_BLOCK_ROWS];
     int r;
+    if (path == QK_REQUANT_WIDE_CLIP && ob == 8 && n == QK_BLOCK_ROWS) {
+        /* The outputs less lo packed into one word, lo added back to its four lanes at once
+         * (modulo 256, as the byte stores would). */
+        QK_UNROLL
+        for (r = 0; r < n; r++) {
+            v[r] = qk_requant_less_lo(acc[r][p], k[r], shift, lo, hi);
+        }
+        qk_st32(y + first, qk_add4(qk_pack4(v[0], v[1], v[2], v[3]), (uint8_t)lo * 0x01010101u));
+        return;
+    }
     QK_UNROLL
     for (r = 0; r < n; r++) {
         v[r] = qk_requant_words(acc[r][p], k[r], shift, path, lo, hi);

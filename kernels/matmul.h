@@ -29,41 +29,44 @@ static inline __attribute__((always_inline)) int32_t qk_act(const uint8_t *row, 
 #if defined(QK_CV32E40P)
 /* The operands every 4x2 loop updates: the 8 accumulators, the 4 weight-row and the 2
  * activation pointers (post-incremented). */
-#define QK_MM4X2_STATE                                                                           \
+#define QK_MM4X2_ACC                                                                             \
     [c00] "+r"(acc[0][0]), [c01] "+r"(acc[0][1]), [c10] "+r"(acc[1][0]),                         \
     [c11] "+r"(acc[1][1]), [c20] "+r"(acc[2][0]), [c21] "+r"(acc[2][1]),                         \
-    [c30] "+r"(acc[3][0]), [c31] "+r"(acc[3][1]), [p0] "+r"(wp[0]), [p1] "+r"(wp[1]),            \
-    [p2] "+r"(wp[2]), [p3] "+r"(wp[3]), [a0] "+r"(ap[0]), [a1] "+r"(ap[1])
+    [c30] "+r"(acc[3][0]), [c31] "+r"(acc[3][1])
+#define QK_MM4X2_STATE                                                                           \
+    QK_MM4X2_ACC, [p0] "+r"(wp[0]), [p1] "+r"(wp[1]), [p2] "+r"(wp[2]), [p3] "+r"(wp[3]),        \
+    [a0] "+r"(ap[0]), [a1] "+r"(ap[1])
 
 /* The 8-bit 4x2 step as a hardware loop (cv.setup, which LLVM 19 cannot assemble: encoded with
  * .insn as the decoder reads it: opcode 0x2b, funct3 4, bits 11:8 0111, bit 7 the loop (0), rs1
  * the count, imm the end as (end - pc) / 4). The 14 instructions per 32 MAC are 4 weight and 2
  * activation loads with post-increment and 8 sdotp, each loaded word used two or more
- * instructions later so that no load stalls. The core wants the loop's start and end on words
- * and no compressed instructions in its body, which also makes the body's length known (14
- * words: end = pc + 15 * 4). */
+ * instructions later so that no load stalls. The four weight rows are read through one pointer
+ * that steps a row ahead three times and back to the next word of the first row the fourth (a
+ * register post-increment): fewer registers held across the block than four row pointers. The
+ * core wants the loop's start and end on words and no compressed instructions in its body, which
+ * also makes the body's length known (14 words: end = pc + 15 * 4). */
 #define QK_MM4X2_W8_LOOP(DOT)                                                                    \
     __asm__ volatile(".balign 4\n\t.option push\n\t.option norvc\n\t"                            \
         ".insn i 0x2b, 4, x14, %[n], 15\n\t"                                                     \
         "cv.lw %[x0], (%[a0]), 4\n\t"                                                            \
-        "cv.lw %[w0], (%[p0]), 4\n\t"                                                            \
+        "cv.lw %[wa], (%[p]), %[rb]\n\t"                                                         \
         "cv.lw %[x1], (%[a1]), 4\n\t"                                                            \
-        "cv.lw %[w1], (%[p1]), 4\n\t"                                                            \
-        DOT " %[c00], %[x0], %[w0]\n\t"                                                          \
-        DOT " %[c01], %[x1], %[w0]\n\t"                                                          \
-        "cv.lw %[w2], (%[p2]), 4\n\t"                                                            \
-        DOT " %[c10], %[x0], %[w1]\n\t"                                                          \
-        DOT " %[c11], %[x1], %[w1]\n\t"                                                          \
-        "cv.lw %[w3], (%[p3]), 4\n\t"                                                            \
-        DOT " %[c20], %[x0], %[w2]\n\t"                                                          \
-        DOT " %[c21], %[x1], %[w2]\n\t"                                                          \
-        DOT " %[c30], %[x0], %[w3]\n\t"                                                          \
-        DOT " %[c31], %[x1], %[w3]\n\t"                                                          \
+        "cv.lw %[wb], (%[p]), %[rb]\n\t"                                                         \
+        DOT " %[c00], %[x0], %[wa]\n\t"                                                          \
+        DOT " %[c01], %[x1], %[wa]\n\t"                                                          \
+        "cv.lw %[wa], (%[p]), %[rb]\n\t"                                                         \
+        DOT " %[c10], %[x0], %[wb]\n\t"                                                          \
+        DOT " %[c11], %[x1], %[wb]\n\t"                                                          \
+        "cv.lw %[wb], (%[p]), %[back]\n\t"                                                       \
+        DOT " %[c20], %[x0], %[wa]\n\t"                                                          \
+        DOT " %[c21], %[x1], %[wa]\n\t"                                                          \
+        DOT " %[c30], %[x0], %[wb]\n\t"                                                          \
+        DOT " %[c31], %[x1], %[wb]\n\t"                                                          \
         ".option pop"                                                                            \
-        : QK_MM4X2_STATE,                                                                        \
-          [x0] "=&r"(t[0]), [x1] "=&r"(t[1]), [w0] "=&r"(t[2]), [w1] "=&r"(t[3]),                \
-          [w2] "=&r"(t[4]), [w3] "=&r"(t[5])                                                     \
-        : [n] "r"(words)                                                                         \
+        : QK_MM4X2_ACC, [p] "+r"(wp[0]), [a0] "+r"(ap[0]), [a1] "+r"(ap[1]),                     \
+          [x0] "=&r"(t[0]), [x1] "=&r"(t[1]), [wa] "=&r"(t[2]), [wb] "=&r"(t[3])                 \
+        : [n] "r"(words), [rb] "r"(row_bytes), [back] "r"(4 - 3 * row_bytes)                     \
         : "memory")
 /* The same step at 4-bit weights: each weight word unpacked to its two slots (low nibbles:
  * shift left then arithmetic right by 4; high nibbles: arithmetic right by 4) against the two
@@ -125,13 +128,18 @@ static inline __attribute__((always_inline)) void qk_mm_block(
     }
 #if defined(QK_CV32E40P)
     if (wb == 8 && rows == 4 && pixels == 2) {
-        uint32_t t[6];
+        uint32_t t[4];
         if (words > 0) {
             if (x_signed) {
                 QK_MM4X2_W8_LOOP("cv.sdotsp.b");
             } else {
                 QK_MM4X2_W8_LOOP("cv.sdotusp.b");
             }
+        }
+        /* where the other rows' pointers would be for the values short of a word */
+        QK_UNROLL
+        for (r = 1; r < rows; r++) {
+            wp[r] = wp[0] + r * row_bytes;
         }
     } else if (wb == 4 && rows == 4 && pixels == 2) {
         uint32_t t[8];

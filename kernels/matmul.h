@@ -43,11 +43,14 @@ static inline __attribute__((always_inline)) int32_t qk_act(const uint8_t *row, 
  * activation loads with post-increment and 8 sdotp, each loaded word used two or more
  * instructions later so that no load stalls. The four weight rows are read through one pointer
  * that steps a row ahead three times and back to the next word of the first row the fourth (a
- * register post-increment): fewer registers held across the block than four row pointers. The
- * core wants the loop's start and end on words and no compressed instructions in its body, which
+ * register post-increment): fewer registers held across the block than four row pointers. A
+ * block shorter than a word skips the loop inside the asm statement, not in C: the accumulators
+ * then leave it in the registers they entered, with no copies for two paths that meet. The core
+ * wants the loop's start and end on words and no compressed instructions in its body, which
  * also makes the body's length known (14 words: end = pc + 15 * 4). */
 #define QK_MM4X2_W8_LOOP(DOT)                                                                    \
-    __asm__ volatile(".balign 4\n\t.option push\n\t.option norvc\n\t"                            \
+    __asm__ volatile("beqz %[n], 1f\n\t"                                                         \
+        ".balign 4\n\t.option push\n\t.option norvc\n\t"                                         \
         ".insn i 0x2b, 4, x14, %[n], 15\n\t"                                                     \
         "cv.lw %[x0], (%[a0]), 4\n\t"                                                            \
         "cv.lw %[wa], (%[p]), %[rb]\n\t"                                                         \
@@ -63,7 +66,8 @@ static inline __attribute__((always_inline)) int32_t qk_act(const uint8_t *row, 
         DOT " %[c21], %[x1], %[wa]\n\t"                                                          \
         DOT " %[c30], %[x0], %[wb]\n\t"                                                          \
         DOT " %[c31], %[x1], %[wb]\n\t"                                                          \
-        ".option pop"                                                                            \
+        ".option pop\n"                                                                          \
+        "1:"                                                                                     \
         : QK_MM4X2_ACC, [p] "+r"(wp[0]), [a0] "+r"(ap[0]), [a1] "+r"(ap[1]),                     \
           [x0] "=&r"(t[0]), [x1] "=&r"(t[1]), [wa] "=&r"(t[2]), [wb] "=&r"(t[3])                 \
         : [n] "r"(words), [rb] "r"(row_bytes), [back] "r"(4 - 3 * row_bytes)                     \
@@ -129,12 +133,10 @@ static inline __attribute__((always_inline)) void qk_mm_block(
 #if defined(QK_CV32E40P)
     if (wb == 8 && rows == 4 && pixels == 2) {
         uint32_t t[4];
-        if (words > 0) {
-            if (x_signed) {
-                QK_MM4X2_W8_LOOP("cv.sdotsp.b");
-            } else {
-                QK_MM4X2_W8_LOOP("cv.sdotusp.b");
-            }
+        if (x_signed) {
+            QK_MM4X2_W8_LOOP("cv.sdotsp.b");
+        } else {
+            QK_MM4X2_W8_LOOP("cv.sdotusp.b");
         }
         /* where the other rows' pointers would be for the values short of a word */
         QK_UNROLL

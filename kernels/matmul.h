@@ -75,7 +75,8 @@ static inline __attribute__((always_inline)) int32_t qk_act(const uint8_t *row, 
 /* The same step at 4-bit weights: each weight word unpacked to its two slots (low nibbles:
  * shift left then arithmetic right by 4; high nibbles: arithmetic right by 4) against the two
  * activation words of each pixel that the chunk permutation put in slot order. 36 instructions
- * per 64 MAC (4 weight and 4 activation loads, 12 lane shifts, 16 sdotp), no load stalls. */
+ * per 64 MAC (4 weight and 4 activation loads, 12 lane shifts, 16 sdotp), no load stalls;
+ * skipped inside the asm statement as the 8-bit step is. */
 #define QK_MM4X2_W4_ROW(DOT, W, L, C0, C1)                                                       \
     "cv.sll.sci.b %[" L "], %[" W "], 4\n\t"                                                     \
     "cv.sra.sci.b %[" W "], %[" W "], 4\n\t"                                                     \
@@ -85,7 +86,8 @@ static inline __attribute__((always_inline)) int32_t qk_act(const uint8_t *row, 
     DOT " %[" C0 "], %[x01], %[" W "]\n\t"                                                       \
     DOT " %[" C1 "], %[x11], %[" W "]\n\t"
 #define QK_MM4X2_W4_LOOP(DOT)                                                                    \
-    __asm__ volatile(".balign 4\n\t.option push\n\t.option norvc\n\t"                            \
+    __asm__ volatile("beqz %[n], 1f\n\t"                                                         \
+        ".balign 4\n\t.option push\n\t.option norvc\n\t"                                         \
         ".insn i 0x2b, 4, x14, %[n], 37\n\t"                                                     \
         "cv.lw %[x00], (%[a0]), 4\n\t"                                                           \
         "cv.lw %[x01], (%[a0]), 4\n\t"                                                           \
@@ -99,7 +101,8 @@ static inline __attribute__((always_inline)) int32_t qk_act(const uint8_t *row, 
         "cv.lw %[wb], (%[p3]), 4\n\t"                                                            \
         QK_MM4X2_W4_ROW(DOT, "wa", "la", "c20", "c21")                                           \
         QK_MM4X2_W4_ROW(DOT, "wb", "lb", "c30", "c31")                                           \
-        ".option pop"                                                                            \
+        ".option pop\n"                                                                          \
+        "1:"                                                                                     \
         : QK_MM4X2_STATE,                                                                        \
           [x00] "=&r"(t[0]), [x01] "=&r"(t[1]), [x10] "=&r"(t[2]), [x11] "=&r"(t[3]),            \
           [wa] "=&r"(t[4]), [wb] "=&r"(t[5]), [la] "=&r"(t[6]), [lb] "=&r"(t[7])                 \
@@ -145,12 +148,10 @@ static inline __attribute__((always_inline)) void qk_mm_block(
         }
     } else if (wb == 4 && rows == 4 && pixels == 2) {
         uint32_t t[8];
-        if (words > 0) {
-            if (x_signed) {
-                QK_MM4X2_W4_LOOP("cv.sdotsp.b");
-            } else {
-                QK_MM4X2_W4_LOOP("cv.sdotusp.b");
-            }
+        if (x_signed) {
+            QK_MM4X2_W4_LOOP("cv.sdotsp.b");
+        } else {
+            QK_MM4X2_W4_LOOP("cv.sdotusp.b");
         }
     } else
 #endif

@@ -158,8 +158,8 @@ static inline __attribute__((always_inline)) void qk_conv_blocked(const uint8_t 
         qk_conv_int32_t(x, y, w, bias, k, shift, lo, hi, shape, dot, ob);
         return;
     }
-    QK_UNSWITCH_REQUANT(shift, narrow, qk_conv_pixels(x, y, w, bias, k, shift, path, lo, hi, &s,
-        scratch, wb, ib, is, ob));
+    QK_UNSWITCH_REQUANT_CLIP(shift, lo, hi, narrow, qk_conv_pixels(x, y, w, bias, k, shift, path,
+        lo, hi, &s, scratch, wb, ib, is, ob));
 }
 
 #define QK_CONV_BLOCKED(name, WB, IB, IS, OB)                                                    \

@@ -29,46 +29,54 @@ static inline __attribute__((always_inline)) int32_t qk_act(const uint8_t *row, 
 #if defined(QK_CV32E40P)
 /* The operands every 4x2 loop updates: the 8 accumulators, the 4 weight-row and the 2
  * activation pointers (post-incremented). */
-#define QK_MM4X2_STATE                                                                           \
+#define QK_MM4X2_ACC                                                                             \
     [c00] "+r"(acc[0][0]), [c01] "+r"(acc[0][1]), [c10] "+r"(acc[1][0]),                         \
     [c11] "+r"(acc[1][1]), [c20] "+r"(acc[2][0]), [c21] "+r"(acc[2][1]),                         \
-    [c30] "+r"(acc[3][0]), [c31] "+r"(acc[3][1]), [p0] "+r"(wp[0]), [p1] "+r"(wp[1]),            \
-    [p2] "+r"(wp[2]), [p3] "+r"(wp[3]), [a0] "+r"(ap[0]), [a1] "+r"(ap[1])
+    [c30] "+r"(acc[3][0]), [c31] "+r"(acc[3][1])
+#define QK_MM4X2_STATE                                                                           \
+    QK_MM4X2_ACC, [p0] "+r"(wp[0]), [p1] "+r"(wp[1]), [p2] "+r"(wp[2]), [p3] "+r"(wp[3]),        \
+    [a0] "+r"(ap[0]), [a1] "+r"(ap[1])
 
 /* The 8-bit 4x2 step as a hardware loop (cv.setup, which LLVM 19 cannot assemble: encoded with
  * .insn as the decoder reads it: opcode 0x2b, funct3 4, bits 11:8 0111, bit 7 the loop (0), rs1
  * the count, imm the end as (end - pc) / 4). The 14 instructions per 32 MAC are 4 weight and 2
  * activation loads with post-increment and 8 sdotp, each loaded word used two or more
- * instructions later so that no load stalls. The core wants the loop's start and end on words
- * and no compressed instructions in its body, which also makes the body's length known (14
- * words: end = pc + 15 * 4). */
+ * instructions later so that no load stalls. The four weight rows are read through one pointer
+ * that steps a row ahead three times and back to the next word of the first row the fourth (a
+ * register post-increment): fewer registers held across the block than four row pointers. A
+ * block shorter than a word skips the loop inside the asm statement, not in C: the accumulators
+ * then leave it in the registers they entered, with no copies for two paths that meet. The core
+ * wants the loop's start and end on words and no compressed instructions in its body, which
+ * also makes the body's length known (14 words: end = pc + 15 * 4). */
 #define QK_MM4X2_W8_LOOP(DOT)                                                                    \
-    __asm__ volatile(".balign 4\n\t.option push\n\t.option norvc\n\t"                            \
+    __asm__ volatile("beqz %[n], 1f\n\t"                                                         \
+        ".balign 4\n\t.option push\n\t.option norvc\n\t"                                         \
         ".insn i 0x2b, 4, x14, %[n], 15\n\t"                                                     \
         "cv.lw %[x0], (%[a0]), 4\n\t"                                                            \
-        "cv.lw %[w0], (%[p0]), 4\n\t"                                                            \
+        "cv.lw %[wa], (%[p]), %[rb]\n\t"                                                         \
         "cv.lw %[x1], (%[a1]), 4\n\t"                                                            \
-        "cv.lw %[w1], (%[p1]), 4\n\t"                                                            \
-        DOT " %[c00], %[x0], %[w0]\n\t"                                                          \
-        DOT " %[c01], %[x1], %[w0]\n\t"                                                          \
-        "cv.lw %[w2], (%[p2]), 4\n\t"                                                            \
-        DOT " %[c10], %[x0], %[w1]\n\t"                                                          \
-        DOT " %[c11], %[x1], %[w1]\n\t"                                                          \
-        "cv.lw %[w3], (%[p3]), 4\n\t"                                                            \
-        DOT " %[c20], %[x0], %[w2]\n\t"                                                          \
-        DOT " %[c21], %[x1], %[w2]\n\t"                                                          \
-        DOT " %[c30], %[x0], %[w3]\n\t"                                                          \
-        DOT " %[c31], %[x1], %[w3]\n\t"                                                          \
-        ".option pop"                                                                            \
-        : QK_MM4X2_STATE,                                                                        \
-          [x0] "=&r"(t[0]), [x1] "=&r"(t[1]), [w0] "=&r"(t[2]), [w1] "=&r"(t[3]),                \
-          [w2] "=&r"(t[4]), [w3] "=&r"(t[5])                                                     \
-        : [n] "r"(words)                                                                         \
+        "cv.lw %[wb], (%[p]), %[rb]\n\t"                                                         \
+        DOT " %[c00], %[x0], %[wa]\n\t"                                                          \
+        DOT " %[c01], %[x1], %[wa]\n\t"                                                          \
+        "cv.lw %[wa], (%[p]), %[rb]\n\t"                                                         \
+        DOT " %[c10], %[x0], %[wb]\n\t"                                                          \
+        DOT " %[c11], %[x1], %[wb]\n\t"                                                          \
+        "cv.lw %[wb], (%[p]), %[back]\n\t"                                                       \
+        DOT " %[c20], %[x0], %[wa]\n\t"                                                          \
+        DOT " %[c21], %[x1], %[wa]\n\t"                                                          \
+        DOT " %[c30], %[x0], %[wb]\n\t"                                                          \
+        DOT " %[c31], %[x1], %[wb]\n\t"                                                          \
+        ".option pop\n"                                                                          \
+        "1:"                                                                                     \
+        : QK_MM4X2_ACC, [p] "+r"(wp[0]), [a0] "+r"(ap[0]), [a1] "+r"(ap[1]),                     \
+          [x0] "=&r"(t[0]), [x1] "=&r"(t[1]), [wa] "=&r"(t[2]), [wb] "=&r"(t[3])                 \
+        : [n] "r"(words), [rb] "r"(row_bytes), [back] "r"(4 - 3 * row_bytes)                     \
         : "memory")
 /* The same step at 4-bit weights: each weight word unpacked to its two slots (low nibbles:
  * shift left then arithmetic right by 4; high nibbles: arithmetic right by 4) against the two
  * activation words of each pixel that the chunk permutation put in slot order. 36 instructions
- * per 64 MAC (4 weight and 4 activation loads, 12 lane shifts, 16 sdotp), no load stalls. */
+ * per 64 MAC (4 weight and 4 activation loads, 12 lane shifts, 16 sdotp), no load stalls;
+ * skipped inside the asm statement as the 8-bit step is. */
 #define QK_MM4X2_W4_ROW(DOT, W, L, C0, C1)                                                       \
     "cv.sll.sci.b %[" L "], %[" W "], 4\n\t"                                                     \
     "cv.sra.sci.b %[" W "], %[" W "], 4\n\t"                                                     \
@@ -78,7 +86,8 @@ static inline __attribute__((always_inline)) int32_t qk_act(const uint8_t *row, 
     DOT " %[" C0 "], %[x01], %[" W "]\n\t"                                                       \
     DOT " %[" C1 "], %[x11], %[" W "]\n\t"
 #define QK_MM4X2_W4_LOOP(DOT)                                                                    \
-    __asm__ volatile(".balign 4\n\t.option push\n\t.option norvc\n\t"                            \
+    __asm__ volatile("beqz %[n], 1f\n\t"                                                         \
+        ".balign 4\n\t.option push\n\t.option norvc\n\t"                                         \
         ".insn i 0x2b, 4, x14, %[n], 37\n\t"                                                     \
         "cv.lw %[x00], (%[a0]), 4\n\t"                                                           \
         "cv.lw %[x01], (%[a0]), 4\n\t"                                                           \
@@ -92,7 +101,8 @@ static inline __attribute__((always_inline)) int32_t qk_act(const uint8_t *row, 
         "cv.lw %[wb], (%[p3]), 4\n\t"                                                            \
         QK_MM4X2_W4_ROW(DOT, "wa", "la", "c20", "c21")                                           \
         QK_MM4X2_W4_ROW(DOT, "wb", "lb", "c30", "c31")                                           \
-        ".option pop"                                                                            \
+        ".option pop\n"                                                                          \
+        "1:"                                                                                     \
         : QK_MM4X2_STATE,                                                                        \
           [x00] "=&r"(t[0]), [x01] "=&r"(t[1]), [x10] "=&r"(t[2]), [x11] "=&r"(t[3]),            \
           [wa] "=&r"(t[4]), [wb] "=&r"(t[5]), [la] "=&r"(t[6]), [lb] "=&r"(t[7])                 \
@@ -125,22 +135,23 @@ static inline __attribute__((always_inline)) void qk_mm_block(
     }
 #if defined(QK_CV32E40P)
     if (wb == 8 && rows == 4 && pixels == 2) {
-        uint32_t t[6];
-        if (words > 0) {
-            if (x_signed) {
-                QK_MM4X2_W8_LOOP("cv.sdotsp.b");
-            } else {
-                QK_MM4X2_W8_LOOP("cv.sdotusp.b");
-            }
+        uint32_t t[4];
+        if (x_signed) {
+            QK_MM4X2_W8_LOOP("cv.sdotsp.b");
+        } else {
+            QK_MM4X2_W8_LOOP("cv.sdotusp.b");
+        }
+        /* where the other rows' pointers would be for the values short of a word */
+        QK_UNROLL
+        for (r = 1; r < rows; r++) {
+            wp[r] = wp[0] + r * row_bytes;
         }
     } else if (wb == 4 && rows == 4 && pixels == 2) {
         uint32_t t[8];
-        if (words > 0) {
-            if (x_signed) {
-                QK_MM4X2_W4_LOOP("cv.sdotsp.b");
-            } else {
-                QK_MM4X2_W4_LOOP("cv.sdotusp.b");
-            }
+        if (x_signed) {
+            QK_MM4X2_W4_LOOP("cv.sdotsp.b");
+        } else {
+            QK_MM4X2_W4_LOOP("cv.sdotusp.b");
         }
     } else
 #endif
@@ -204,10 +215,37 @@ static inline __attribute__((always_inline)) void qk_mm_block(
 /* The requantization's three paths, a compile-time constant in the kernels' loops
  * (QK_UNSWITCH_REQUANT). */
 enum {
-    QK_REQUANT_64,     /* any shift: the product in 64 bits */
-    QK_REQUANT_WIDE,   /* shift >= 33: only the product's high word matters */
-    QK_REQUANT_NARROW, /* name##_narrow of QK_BLOCKED_KERNEL: the product in 32 bits */
+    QK_REQUANT_64,        /* any shift: the product in 64 bits */
+    QK_REQUANT_WIDE,      /* shift >= 33: only the product's high word matters */
+    QK_REQUANT_WIDE_CLIP, /* QK_REQUANT_WIDE where qk_wide_clips: the clamp as one clip */
+    QK_REQUANT_NARROW,    /* name##_narrow of QK_BLOCKED_KERNEL: the product in 32 bits */
 };
+
+/* Whether QK_REQUANT_WIDE_CLIP is exact at (shift, lo, hi): shift >= 33 (QK_REQUANT_WIDE), a
+ * range lo <= hi whose width fits int32, and the product's high word (within [-2^30, 2^30]) plus
+ * -lo * 2^(shift-32) plus the rounding within int32, which holds for any output range at the
+ * usual shifts (|lo| <= 2^8 up to shift 54). */
+static inline int qk_wide_clips(int shift, int32_t lo, int32_t hi)
+{
+    int64_t moved;
+    if (shift < 33 || shift > 62 || hi < lo || (int64_t)hi - lo > INT32_MAX) {
+        return 0;
+    }
+    moved = -(int64_t)lo * ((int64_t)1 << (shift - 32)) + ((int64_t)1 << (shift - 33));
+    return moved >= -(1 << 30) && moved < (1 << 30);
+}
+
+/* QK_REQUANT_WIDE_CLIP's output less lo, clamp(qk_requant(acc), lo, hi) - lo: with H the
+ * product's high word as in QK_REQUANT_WIDE, (H - lo * 2^(shift-32) + 2^(shift-33)) >>
+ * (shift - 32) is the unclamped output less lo (the subtracted multiple of 2^(shift-32) passes
+ * the shift exactly), then clipped to [0, hi - lo]: a mulh, cv.addrnr and cv.clipur on the core,
+ * where QK_REQUANT_WIDE needs a mulh, an add, a shift, a min and a max. */
+static inline __attribute__((always_inline)) int32_t qk_requant_less_lo(int32_t acc, int32_t k,
+    int shift, int32_t lo, int32_t hi)
+{
+    int32_t high = (int32_t)(((int64_t)k * acc) >> 32);
+    return qk_clipu(qk_add_round_shift(high, -lo * (1 << (shift - 32)), shift - 32), hi - lo);
+}
 
 /* qk_requant of an int32 accumulator, for shifts 0 to 62 (the integerizer's range), on `path`.
  * QK_REQUANT_WIDE is the usual case at 64-bit products (the integerizer takes the largest shift
@@ -222,6 +260,9 @@ static inline __attribute__((always_inline)) int32_t qk_requant_words(int32_t ac
     int shift, int path, int32_t lo, int32_t hi)
 {
     int32_t y;
+    if (path == QK_REQUANT_WIDE_CLIP) {
+        return qk_requant_less_lo(acc, k, shift, lo, hi) + lo;
+    }
     if (path == QK_REQUANT_NARROW) {
         uint32_t half = shift > 0 ? 1u << (shift - 1) : 0;
         y = (int32_t)((uint32_t)k * (uint32_t)acc + half) >> shift;
@@ -242,12 +283,20 @@ static inline __attribute__((always_inline)) int32_t qk_requant_words(int32_t ac
  * (a constant of QK_BLOCKED_KERNEL), else QK_REQUANT_WIDE or QK_REQUANT_64 as shift >= 33: the
  * kernel's loops once per path, each with its requantization free of the test. */
 #define QK_UNSWITCH_REQUANT(shift, narrow, CALL)                                                 \
+    QK_UNSWITCH_REQUANT_PATHS((shift) >= 33, QK_REQUANT_WIDE, narrow, CALL)
+
+/* The same with QK_REQUANT_WIDE_CLIP for QK_REQUANT_WIDE, where qk_wide_clips (else
+ * QK_REQUANT_64, exact at any shift). */
+#define QK_UNSWITCH_REQUANT_CLIP(shift, lo, hi, narrow, CALL)                                    \
+    QK_UNSWITCH_REQUANT_PATHS(qk_wide_clips(shift, lo, hi), QK_REQUANT_WIDE_CLIP, narrow, CALL)
+
+#define QK_UNSWITCH_REQUANT_PATHS(wide, wide_path, narrow, CALL)                                 \
     do {                                                                                         \
         if (narrow) {                                                                            \
             const int path = QK_REQUANT_NARROW;                                                  \
             CALL;                                                                                \
-        } else if ((shift) >= 33) {                                                              \
-            const int path = QK_REQUANT_WIDE;                                                    \
+        } else if (wide) {                                                                       \
+            const int path = wide_path;                                                          \
             CALL;                                                                                \
         } else {                                                                                 \
             const int path = QK_REQUANT_64;                                                      \
@@ -263,6 +312,16 @@ static inline __attribute__((always_inline)) void qk_store_block(uint8_t *y, int
 {
     int32_t v[QK_BLOCK_ROWS];
     int r;
+    if (path == QK_REQUANT_WIDE_CLIP && ob == 8 && n == QK_BLOCK_ROWS) {
+        /* The outputs less lo packed into one word, lo added back to its four lanes at once
+         * (modulo 256, as the byte stores would). */
+        QK_UNROLL
+        for (r = 0; r < n; r++) {
+            v[r] = qk_requant_less_lo(acc[r][p], k[r], shift, lo, hi);
+        }
+        qk_st32(y + first, qk_add4(qk_pack4(v[0], v[1], v[2], v[3]), (uint8_t)lo * 0x01010101u));
+        return;
+    }
     QK_UNROLL
     for (r = 0; r < n; r++) {
         v[r] = qk_requant_words(acc[r][p], k[r], shift, path, lo, hi);

@@ -7,8 +7,10 @@
  *
  * Besides the dot products: the lane-wise maxima qk_max4/qk_maxu4 (the poolings),
  * qk_ld32/qk_st32/qk_copy_words (words at any byte address), and the lane shifts qk_sll4/qk_sra4
- * that unpack sub-byte values to 8-bit lanes (qk_lanes_s). Shift amounts must be compile-time
- * constants after inlining: the CV32E40P encodes them as immediates. */
+ * that unpack sub-byte values to 8-bit lanes (qk_lanes_s), the requantization's rounding shift
+ * and clip (qk_add_round_shift, qk_clipu) and the byte packing of its outputs (qk_pack4,
+ * qk_add4). The lane shifts' amounts must be compile-time constants after inlining: the CV32E40P
+ * encodes them as immediates. */
 #ifndef QSEARCH_KERNELS_SIMD_H
 #define QSEARCH_KERNELS_SIMD_H
 
@@ -221,6 +223,73 @@ static inline void qk_copy_words(uint8_t *dst, const uint8_t *src, int32_t words
         *(qk_word *)dst = *(const qk_word *)src;
     }
 }
+#endif
+
+/* The requantization's last steps: a rounding shift, a clip and four outputs' bytes as one word.
+ * Single XpulpV2 ALU instructions on the CV32E40P; portable C elsewhere (GCC folds the clip to
+ * its min/max instructions on PULP). */
+#if defined(QK_CV32E40P)
+
+/* (a + b + 2^(n-1)) >> n, arithmetic, for n in 1..31, where a + b + 2^(n-1) fits int32. */
+static inline __attribute__((always_inline)) int32_t qk_add_round_shift(int32_t a, int32_t b,
+    int32_t n)
+{
+    __asm__("cv.addrnr %0, %1, %2" : "+r"(a) : "r"(b), "r"(n));
+    return a;
+}
+
+/* v clamped to [0, b], for b >= 0. */
+static inline __attribute__((always_inline)) int32_t qk_clipu(int32_t v, int32_t b)
+{
+    __asm__("cv.clipur %0, %1, %2" : "=r"(v) : "r"(v), "r"(b));
+    return v;
+}
+
+/* The low bytes of v0..v3 as the lanes 0..3 of a word. */
+static inline __attribute__((always_inline)) uint32_t qk_pack4(int32_t v0, int32_t v1,
+    int32_t v2, int32_t v3)
+{
+    uint32_t w;
+    __asm__("cv.packhi.b %0, %1, %2" : "=r"(w) : "r"(v3), "r"(v2));
+    __asm__("cv.packlo.b %0, %1, %2" : "+r"(w) : "r"(v1), "r"(v0));
+    return w;
+}
+
+/* Each lane a's plus b's, modulo 256. */
+static inline __attribute__((always_inline)) uint32_t qk_add4(uint32_t a, uint32_t b)
+{
+    __asm__("cv.add.b %0, %1, %2" : "=r"(a) : "r"(a), "r"(b));
+    return a;
+}
+
+#else
+
+static inline int32_t qk_add_round_shift(int32_t a, int32_t b, int32_t n)
+{
+    return (a + b + (1 << (n - 1))) >> n;
+}
+
+static inline int32_t qk_clipu(int32_t v, int32_t b)
+{
+    return v < 0 ? 0 : (v > b ? b : v);
+}
+
+static inline uint32_t qk_pack4(int32_t v0, int32_t v1, int32_t v2, int32_t v3)
+{
+    return (uint32_t)(uint8_t)v0 | (uint32_t)(uint8_t)v1 << 8 | (uint32_t)(uint8_t)v2 << 16
+        | (uint32_t)(uint8_t)v3 << 24;
+}
+
+static inline uint32_t qk_add4(uint32_t a, uint32_t b)
+{
+    uint32_t r = 0;
+    int lane;
+    for (lane = 0; lane < 32; lane += 8) {
+        r |= (uint32_t)(uint8_t)((a >> lane) + (b >> lane)) << lane;
+    }
+    return r;
+}
+
 #endif
 
 /* The word at p, which may be misaligned. */

@@ -119,11 +119,10 @@ pub(crate) fn tradeoff_text(
 }
 
 /// A row's precisions as the terminal table shows them: long digit runs in groups of ten (so
-/// that a deep network's wrap at the spaces and a layer's position can be counted), and the
-/// width-scaled baseline's model spec, which its network label names, left to the CSV.
+/// that a deep network's wrap at the spaces and a layer's position can be counted).
 fn bits_display(bits: &str) -> String {
     if !bits.starts_with("w ") {
-        return bits.split(" (").next().unwrap_or(bits).to_string();
+        return bits.to_string();
     }
     bits.split(' ')
         .map(|word| {
@@ -282,15 +281,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn long_digit_runs_are_grouped_and_the_baseline_spec_left_to_the_csv() {
+    fn long_digit_runs_are_grouped() {
         assert_eq!(bits_display("w 88848 / a 88888848"), "w 88848 / a 88888848");
         assert_eq!(
             bits_display(&format!("w {} / a 8", "8".repeat(23))),
             "w 8888888888 8888888888 888 / a 8"
-        );
-        assert_eq!(
-            bits_display("8 everywhere (zoo:fashion-cnn:width=0.9)"),
-            "8 everywhere"
         );
     }
 

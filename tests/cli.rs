@@ -246,12 +246,11 @@ fn temp_results(name: &str) -> String {
         .to_string()
 }
 
-/// The main flow end to end on a small schedule: training, measured sensitivity, search,
-/// fine-tuning, the width-scaled baseline and the report.
-#[test]
-fn main_command_runs_the_whole_flow() {
-    let results = temp_results("main");
-    let out = qsearch(&[
+/// The main job at 512 KB on a small schedule (one epoch on 1,500 images, two candidates, one
+/// other policy), fine-tuning on `finetune_images`, with `extra` arguments first.
+fn tiny_main_job(results: &str, extra: &[&str], finetune_images: &str) -> Output {
+    let mut args = extra.to_vec();
+    args.extend([
         "--budget",
         "512KB",
         "--objective",
@@ -261,7 +260,7 @@ fn main_command_runs_the_whole_flow() {
         "--train-images",
         "1500",
         "--finetune-images",
-        "500",
+        finetune_images,
         "--top-k",
         "2",
         "--policies",
@@ -269,9 +268,18 @@ fn main_command_runs_the_whole_flow() {
         "--run",
         "main",
         "--results",
-        &results,
+        results,
         "--quiet",
     ]);
+    qsearch(&args)
+}
+
+/// The main flow end to end on a small schedule: training, measured sensitivity, search,
+/// fine-tuning, the width-scaled baseline and the report.
+#[test]
+fn main_command_runs_the_whole_flow() {
+    let results = temp_results("main");
+    let out = tiny_main_job(&results, &[], "500");
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(
@@ -331,29 +339,7 @@ fn main_command_searches_the_listed_widths() {
     let space = PathBuf::from(&results).join("widths.toml");
     let default = include_str!("../search_spaces/default.toml");
     std::fs::write(&space, format!("widths = [0.5, 0.25]\n{default}")).unwrap();
-    let out = qsearch(&[
-        "--space",
-        space.to_str().unwrap(),
-        "--budget",
-        "512KB",
-        "--objective",
-        "latency",
-        "--epochs",
-        "1",
-        "--train-images",
-        "1500",
-        "--finetune-images",
-        "300",
-        "--top-k",
-        "2",
-        "--policies",
-        "memory-driven",
-        "--run",
-        "main",
-        "--results",
-        &results,
-        "--quiet",
-    ]);
+    let out = tiny_main_job(&results, &["--space", space.to_str().unwrap()], "300");
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     for row in [

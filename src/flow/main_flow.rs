@@ -275,18 +275,23 @@ fn choose(networks: &[Finetuned]) -> usize {
     let fitting: Vec<usize> = (0..networks.len())
         .filter(|&i| networks[i].row.fits)
         .collect();
-    let pool: Vec<usize> = if fitting.is_empty() {
+    let pool = if fitting.is_empty() {
         (0..networks.len()).collect()
     } else {
         fitting
     };
+    fastest_within_tie(networks, pool).unwrap_or(0)
+}
+
+/// Of the networks at `pool`'s indices, the fastest whose measured accuracy is within
+/// [`ACCURACY_TIE_POINTS`] of the most accurate one's (the earlier on equal latency).
+fn fastest_within_tie(networks: &[Finetuned], pool: Vec<usize>) -> Option<usize> {
     let accuracy = |i: usize| networks[i].row.accuracy;
     let best = pool.iter().map(|&i| accuracy(i)).fold(f64::MIN, f64::max);
     let cycles = |i: usize| networks[i].row.figures.map_or(f64::MAX, |f| f.cycles);
     pool.into_iter()
         .filter(|&i| accuracy(i) >= best - ACCURACY_TIE_POINTS)
         .min_by(|&a, &b| cycles(a).total_cmp(&cycles(b)).then(a.cmp(&b)))
-        .unwrap_or(0)
 }
 
 /// Runs the whole flow.
@@ -444,18 +449,10 @@ fn verdict(problem: &Problem, networks: &[Finetuned], winner: usize) -> String {
         }
     };
     // The other kind's best: the fastest within the tie of its most accurate that fits.
-    let others: Vec<&Finetuned> = networks
-        .iter()
-        .filter(|n| n.row.fits && n.eight_bit != chosen_is_8_bit)
+    let others = (0..networks.len())
+        .filter(|&i| networks[i].row.fits && networks[i].eight_bit != chosen_is_8_bit)
         .collect();
-    let best = others
-        .iter()
-        .map(|n| n.row.accuracy)
-        .fold(f64::MIN, f64::max);
-    let rival = others
-        .iter()
-        .filter(|n| n.row.accuracy >= best - ACCURACY_TIE_POINTS)
-        .min_by(|a, b| ms(a).total_cmp(&ms(b)));
+    let rival = fastest_within_tie(networks, others).map(|i| &networks[i]);
     let head = format!(
         "Chosen: {}, a {} network: {:.2}% at {:.3} ms, the fastest that fits within {ACCURACY_TIE_POINTS} point of the most accurate that fits.",
         chosen.row.label,

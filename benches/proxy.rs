@@ -10,11 +10,9 @@
 //! Run: `cargo bench --bench proxy`
 
 use qsearch::flow::{
-    Inputs, Limits, MAIN_CALIBRATION_IMAGES, MainSettings, ProxySet, ProxySettings, ProxyStudy,
-    proxy_study,
+    Inputs, Limits, MainSchedule, MainSettings, ProxySet, ProxySettings, ProxyStudy, proxy_study,
 };
 use qsearch::search::Settings;
-use qsearch::train::{TrainConfig, presets};
 use std::path::Path;
 use std::time::Instant;
 
@@ -55,28 +53,11 @@ fn main() {
     qsearch::results::write_json(&root.join("proxy.json"), &json).expect("write");
 }
 
-/// The main job's defaults, as `qsearch --budget 512KB --objective latency` sets them
-/// (`MainArgs::settings` in the CLI): 3 epochs of training and one fine-tuning pass over 10 000
-/// images, both keeping the calibration images out, seed 0, the default search settings.
+/// The main job's defaults, as `qsearch --budget 512KB --objective latency` sets them: 3 epochs
+/// of training and one fine-tuning pass over 10 000 images, both keeping the calibration images
+/// out, seed 0, the default search settings.
 fn main_job_settings() -> MainSettings {
-    MainSettings {
-        data: "fashion-mnist".into(),
-        train: TrainConfig {
-            epochs: 3,
-            holdout: MAIN_CALIBRATION_IMAGES,
-            ..TrainConfig::default()
-        },
-        finetune: TrainConfig {
-            limit: Some(10_000),
-            holdout: MAIN_CALIBRATION_IMAGES,
-            ..presets::finetune()
-        },
-        top_k: 3,
-        policies: Vec::new(),
-        search: Settings::default(),
-        run: None,
-        progress: true,
-    }
+    MainSchedule::default().settings(&[], Settings::default(), None, true, true)
 }
 
 /// The printed table and verdict.

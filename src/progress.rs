@@ -3,7 +3,9 @@
 //! with the elapsed time, the count and an ETA; when standard error goes to a file (a SLURM log,
 //! a pipe) a plain line every `LOG_INTERVAL` (10 s); nothing after [`set_quiet`] (`--quiet`).
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle, TermLike};
+use indicatif::{
+    HumanDuration, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle, TermLike,
+};
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -47,10 +49,25 @@ pub(crate) fn bar(show: bool, label: &str, total: u64, unit: &str) -> ProgressBa
 }
 
 fn styled(bar: ProgressBar, template: &str) -> ProgressBar {
-    bar.set_style(
-        ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let style = ProgressStyle::with_template(template)
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .with_key("eta", mean_rate_eta);
+    bar.set_style(style);
     bar
+}
+
+/// The time left at the mean rate so far. indicatif's own estimate weighs recent steps, which
+/// for work of a few long steps (a sweep's tasks) decays towards no progress between steps and
+/// shows centuries.
+fn mean_rate_eta(state: &ProgressState, w: &mut dyn std::fmt::Write) {
+    let (done, total) = (state.pos(), state.len().unwrap_or(0));
+    let eta = if done == 0 || total < done {
+        "?".to_string()
+    } else {
+        let left = state.elapsed().mul_f64((total - done) as f64 / done as f64);
+        HumanDuration(left).to_string()
+    };
+    let _ = w.write_str(&eta);
 }
 
 /// The bar of a log: a plain line without the bar itself.

@@ -69,9 +69,15 @@ pub(crate) struct SpaceConfig {
     #[serde(default)]
     pub ties: Vec<Vec<String>>,
     /// Network widths the main job searches (zoo networks with a width option). Empty: the
-    /// network's own width and the widest at which its uniform 8-bit version fits the limits.
+    /// network's own width. The widest at which its uniform 8-bit version fits the limits
+    /// joins them.
     #[serde(default)]
     pub widths: Vec<f64>,
+    /// Input resolutions (image sides in pixels) the main job searches at every width (zoo
+    /// networks with a resolution option; the dataset's images are resized). Empty: the
+    /// network's own.
+    #[serde(default)]
+    pub resolutions: Vec<usize>,
     /// Where the configuration was read from (a file, or `built-in search space NAME`), for
     /// errors.
     #[serde(skip)]
@@ -201,8 +207,17 @@ impl SpaceConfig {
         }
     }
 
-    /// Refuses widths a zoo network cannot take and a width listed twice.
+    /// Refuses widths a zoo network cannot take, resolutions of no pixels and an entry listed
+    /// twice.
     fn check_widths(&self) -> Result<(), SpaceError> {
+        for (i, r) in self.resolutions.iter().enumerate() {
+            if *r == 0 {
+                return Err(self.invalid("resolutions: 0 is not an image side".into()));
+            }
+            if self.resolutions[..i].contains(r) {
+                return Err(self.invalid(format!("resolutions: {r} is listed twice")));
+            }
+        }
         for (i, w) in self.widths.iter().enumerate() {
             if !WIDTH_RANGE.contains(w) {
                 return Err(self.invalid(format!(
@@ -639,5 +654,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("w.toml: "), "{err}");
+        let config = SpaceConfig::parse(&format!("{base}resolutions = [20, 28]"), "r.toml");
+        assert_eq!(config.unwrap().resolutions, vec![20, 28]);
+        for (resolutions, message) in [
+            ("[20, 0]", "r.toml: resolutions: 0 is not an image side"),
+            ("[20, 24, 20]", "r.toml: resolutions: 20 is listed twice"),
+        ] {
+            let err = SpaceConfig::parse(&format!("{base}resolutions = {resolutions}"), "r.toml")
+                .unwrap_err()
+                .to_string();
+            assert_eq!(err, message);
+        }
     }
 }

@@ -122,6 +122,84 @@ fn local_sweep_is_resumable_and_merges() {
     hostile_sweep_merged(&work, &model, &hostile);
 }
 
+/// A main sweep on a small schedule: two cells (GAP8 and XpulpNN at 128 KB) of the default network
+/// at width 0.5, searched also at width 0.25 and at the widest width whose uniform 8-bit network
+/// fits (0.425), run as two local processes that share the trained networks.
+#[test]
+fn local_main_sweep_compares_the_joint_choice_with_both_kinds() {
+    let work = temp("main");
+    let space = work.join("space.toml");
+    let default = include_str!("../search_spaces/default.toml");
+    std::fs::write(&space, format!("widths = [0.5, 0.25]\n{default}")).unwrap();
+    let sweep = work.join("sweep.toml");
+    std::fs::write(
+        &sweep,
+        format!(
+            r#"name = "test-main"
+models = ["zoo:fashion-cnn:width=0.5"]
+platforms = ["gap8", "xpulpnn"]
+budgets = ["128KB"]
+policies = ["memory-driven"]
+space = "{}"
+
+[main]
+epochs = 1
+train_images = 1500
+finetune_images = 300
+top_k = 2
+"#,
+            space.display()
+        ),
+    )
+    .unwrap();
+    let dir = work.join("sweep");
+    let d = dir.to_str().unwrap();
+    let sweep = sweep.to_str().unwrap();
+    assert!(ok(&["batch", "plan", sweep, "-o", d]).contains("2 tasks planned"));
+    assert!(ok(&["batch", "submit", d, "--local", "2"]).contains("ran 2 tasks"));
+    assert!(ok(&["batch", "submit", d, "--local", "2"]).contains("nothing to run"));
+    let text = ok(&["batch", "merge", d]);
+    for line in [
+        "joint search (chosen)",
+        "uniform 8-bit, any width",
+        "mixed, width 0.5",
+        "gap8 memory 128KB: the joint search chose width ",
+        "xpulpnn memory 128KB: the joint search chose width ",
+        "The joint search is faster than both at equal accuracy (within 0.1 point)",
+    ] {
+        assert!(text.contains(line), "{line} missing from\n{text}");
+    }
+    let trained: Vec<String> = std::fs::read_dir(dir.join("models"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| !name.ends_with(".lock"))
+        .collect();
+    assert_eq!(trained.len(), 3, "{trained:?}");
+
+    let file = std::fs::File::open(dir.join("summary.parquet")).unwrap();
+    let summary = ParquetReader::new(file).finish().unwrap();
+    assert_eq!(summary.height(), 6, "{summary}");
+    let column = |name: &str| -> Vec<Option<f64>> {
+        let c = summary.column(name).unwrap().cast(&DataType::Float64);
+        c.unwrap().f64().unwrap().iter().collect()
+    };
+    let (width, accuracy, memory) = (column("width"), column("accuracy"), column("memory_bytes"));
+    for cell in 0..2 {
+        let [joint, eight, _mixed] = [0, 1, 2].map(|k| 3 * cell + k);
+        // The widest 8-bit network that fits 128 KB is the width-0.425 one.
+        assert_eq!(width[eight], Some(0.425), "{summary}");
+        assert!(memory[joint].unwrap() <= 128_000.0, "{summary}");
+        // The joint choice is within the tie of the most accurate network that fits.
+        for other in [3 * cell + 1, 3 * cell + 2] {
+            if let (Some(j), Some(o)) = (accuracy[joint], accuracy[other]) {
+                assert!(j >= o - 0.1 - 1e-9, "{summary}");
+            }
+        }
+    }
+    let merged = merged(&dir);
+    assert!(merged.column("chosen").is_ok() && merged.column("uniform_8_bit").is_ok());
+}
+
 /// A one-task sweep over an ONNX model whose folder, file and node names hold spaces, quotes and
 /// shell syntax, planned into a sweep folder under the same hostile folder; returns the model's
 /// path and the sweep folder.

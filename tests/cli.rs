@@ -339,7 +339,15 @@ fn main_command_searches_the_listed_widths() {
     let space = PathBuf::from(&results).join("widths.toml");
     let default = include_str!("../search_spaces/default.toml");
     std::fs::write(&space, format!("widths = [0.5, 0.25]\n{default}")).unwrap();
-    let out = tiny_main_job(&results, &["--space", space.to_str().unwrap()], "300");
+    // The network's own width is 0.5; the widest whose uniform 8-bit network fits 512 KB (0.9)
+    // joins the listed ones.
+    let space_args = [
+        "--model",
+        "zoo:fashion-cnn:width=0.5",
+        "--space",
+        space.to_str().unwrap(),
+    ];
+    let out = tiny_main_job(&results, &space_args, "300");
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     for row in [
@@ -349,12 +357,14 @@ fn main_command_searches_the_listed_widths() {
         "width 0.5 uniform 4-bit",
         "width 0.25 candidate 1",
         "width 0.25 uniform 8-bit",
+        "width 0.9 uniform 8-bit",
         "(chosen)",
         "of 1000 images bit-exact at every layer",
     ] {
         assert!(text.contains(row), "{row} missing from\n{text}");
     }
     assert!(!text.contains("width 0.25 memory-driven"), "{text}");
+    assert!(!text.contains("width 0.9 memory-driven"), "{text}");
     let dir = PathBuf::from(&results).join("main");
     let chosen: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("chosen.json")).unwrap()).unwrap();
@@ -382,6 +392,81 @@ fn main_command_searches_the_listed_widths() {
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains(&format!("lists widths, but {onnx} has no width option")),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// Input resolution as a search variable: the network at 16x16 (Fashion-MNIST resized) next to
+/// its own 28x28, each with its FP32 reference; a 16x16 network deploys bit-exact on the resized
+/// images, and the wrong images are refused.
+#[test]
+fn main_command_searches_the_listed_resolutions() {
+    let results = temp_results("main-resolutions");
+    std::fs::create_dir_all(&results).unwrap();
+    let space = PathBuf::from(&results).join("resolutions.toml");
+    let default = include_str!("../search_spaces/default.toml");
+    std::fs::write(&space, format!("resolutions = [16, 28]\n{default}")).unwrap();
+    let args = [
+        "--model",
+        "zoo:fashion-cnn:width=0.25",
+        "--space",
+        space.to_str().unwrap(),
+    ];
+    let out = tiny_main_job(&results, &args, "300");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    for row in [
+        "width 0.25 at 28x28 FP32",
+        "width 0.25 at 16x16 FP32",
+        "width 0.25 at 16x16 candidate 1",
+        "width 0.25 at 16x16 uniform 8-bit",
+        "width 0.25 at 28x28 memory-driven",
+        "width 0.9 at 28x28 uniform 8-bit",
+    ] {
+        assert!(text.contains(row), "{row} missing from\n{text}");
+    }
+    let dir = PathBuf::from(&results).join("main");
+    let tradeoff = std::fs::read_to_string(dir.join("tradeoff.csv")).unwrap();
+    assert!(
+        tradeoff.lines().next().unwrap().contains("resolution"),
+        "{tradeoff}"
+    );
+    let small = std::fs::read_dir(dir.join("finetune/width-0.25-at-16x16"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.join("quantized.onnx").exists())
+        .expect("a fine-tuned 16x16 network");
+    let small = small.to_str().unwrap();
+    let deployed = PathBuf::from(&results).join("deploy-16");
+    let deploy = |data: &str| {
+        qsearch(&[
+            "deploy",
+            "--checkpoint",
+            small,
+            "--data",
+            data,
+            "--no-rtl",
+            "--verify-images",
+            "50",
+            "--agreement-images",
+            "200",
+            "-o",
+            deployed.to_str().unwrap(),
+            "--quiet",
+        ])
+    };
+    let out = deploy("fashion-mnist@16");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("50 of 50 images bit-exact at every layer"),
+        "{}",
+        stdout(&out)
+    );
+    let out = deploy("fashion-mnist");
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("takes 1x16x16 inputs but fashion-mnist has 1x28x28 images"),
         "{}",
         stderr(&out)
     );

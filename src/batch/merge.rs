@@ -1,6 +1,7 @@
 //! Merging a sweep's shards: one table of every task's candidates, a summary per problem and
 //! policy over the seeds (best objective, hypervolume, wall time: mean and spread), and a plot
-//! of the best objective against the budget for each model, platform and objective.
+//! of the best objective against the budget for each model, platform and objective. A main
+//! sweep's merge is [`super::main_sweep`]'s.
 
 use super::BatchError;
 use super::sweep::{Plan, SweepDir, Task};
@@ -161,20 +162,17 @@ pub fn merge(dir: &Path) -> Result<Merged, BatchError> {
             dir.display()
         )));
     }
-    let mut frame: Option<DataFrame> = None;
+    if plan.sweep.main.is_some() {
+        return super::main_sweep::merge_cells(&folder, &plan);
+    }
+    let mut shards = Vec::new();
     let mut results = Vec::new();
     for task in &plan.tasks {
         let (shard, result) = read_task(&folder, task)?;
-        match &mut frame {
-            Some(f) => {
-                f.vstack_mut(&shard)
-                    .map_err(table_error(&folder.shard(task.task)))?;
-            }
-            None => frame = Some(shard),
-        }
+        shards.push((shard, folder.shard(task.task)));
         results.push(result);
     }
-    let mut frame = frame.unwrap_or_default();
+    let mut frame = stack(shards)?;
     // Hypervolumes are normalised within each problem, over every policy and seed.
     let mut problems: BTreeMap<_, Vec<usize>> = BTreeMap::new();
     for t in &plan.tasks {
@@ -198,6 +196,20 @@ pub fn merge(dir: &Path) -> Result<Merged, BatchError> {
         text,
         plots,
     })
+}
+
+/// The shards (each with its path) one under the other.
+pub(super) fn stack(shards: Vec<(DataFrame, PathBuf)>) -> Result<DataFrame, BatchError> {
+    let mut frame: Option<DataFrame> = None;
+    for (shard, path) in shards {
+        match &mut frame {
+            Some(f) => {
+                f.vstack_mut(&shard).map_err(table_error(&path))?;
+            }
+            None => frame = Some(shard),
+        }
+    }
+    Ok(frame.unwrap_or_default())
 }
 
 /// The tasks of each problem and policy (their seeds), each group with its first task, in the

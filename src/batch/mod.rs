@@ -1,9 +1,11 @@
 //! Batch sweeps: a grid of searches (models x platforms x objectives x budgets x policies x
-//! seeds) planned into numbered tasks, run as a SLURM job array (or as local processes), each
+//! seeds), or of main jobs (models x platforms x objectives x budgets), planned into numbered
+//! tasks, run as a SLURM job array (or as local processes), each
 //! task writing its own shard atomically, and merged with polars into one table, a summary and
 //! plots.
 
 pub mod local;
+mod main_sweep;
 pub mod merge;
 pub mod slurm;
 pub mod status;

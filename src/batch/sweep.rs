@@ -1,7 +1,9 @@
 //! Sweep files and their plans: the grid (models x platforms x objectives x budgets x policies x
-//! seeds) and the SLURM resources, expanded into numbered tasks in a fixed order.
+//! seeds, or for a main sweep one main job per model, platform, objective and budget) and the
+//! SLURM resources, expanded into numbered tasks in a fixed order.
 
 use super::BatchError;
+use crate::flow::MainSchedule;
 use crate::results::write_json;
 use crate::search::{self, Settings};
 use crate::units::parse_bytes;
@@ -25,6 +27,9 @@ pub struct Sweep {
     #[serde(default)]
     pub limit: BudgetKind,
     pub budgets: Vec<String>,
+    /// A search sweep's policies (one task each), or the policies whose winners every main job
+    /// of a main sweep fine-tunes.
+    #[serde(default)]
     pub policies: Vec<String>,
     /// Seeds 0..N of the seed-dependent policies; deterministic ones run once (seed 0).
     #[serde(default = "one")]
@@ -37,7 +42,14 @@ pub struct Sweep {
     pub settings: Settings,
     #[serde(default)]
     pub slurm: SlurmResources,
+    /// Present in a main sweep: every grid cell runs the main job (train at every width, search,
+    /// fine-tune, choose) on this schedule instead of one search.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub main: Option<MainSchedule>,
 }
+
+/// The policy name a main sweep's tasks carry.
+pub const MAIN_TASK: &str = "main";
 
 /// The memory a budget limits.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -160,9 +172,18 @@ impl Sweep {
         Ok(sweep)
     }
 
+    /// The policies of one grid cell's tasks: each policy of a search sweep, the main job of a
+    /// main sweep.
+    fn task_policies(&self) -> Vec<String> {
+        match self.main {
+            Some(_) => vec![MAIN_TASK.to_string()],
+            None => self.policies.clone(),
+        }
+    }
+
     /// Runs of `policy` per grid point: one per seed when its result depends on the seed.
     fn seeds_of(&self, policy: &str) -> u64 {
-        if search::seeded(policy) {
+        if self.main.is_none() && search::seeded(policy) {
             self.seeds
         } else {
             1
@@ -171,9 +192,11 @@ impl Sweep {
 
     /// The number of tasks the grid expands to, `None` past `usize`.
     fn task_count(&self) -> Option<usize> {
-        let seeded = self.policies.iter().filter(|p| search::seeded(p)).count();
-        let per_budget = (self.policies.len() - seeded)
-            .checked_add(seeded.checked_mul(usize::try_from(self.seeds).ok()?)?)?;
+        let policies = self.task_policies();
+        let seeds = usize::try_from(self.seeds).ok()?;
+        let per_budget = policies.iter().try_fold(0usize, |n, p| {
+            n.checked_add(if self.seeds_of(p) == 1 { 1 } else { seeds })
+        })?;
         [
             self.models.len(),
             self.platforms.len(),
@@ -196,11 +219,17 @@ impl Sweep {
             ("platforms", &self.platforms),
             ("objectives", &self.objectives),
             ("budgets", &self.budgets),
-            ("policies", &self.policies),
+            ("policies", &self.task_policies()),
         ] {
             if list.is_empty() {
                 return fail(format!("'{field}' is empty; give at least one entry"));
             }
+        }
+        if self.main.is_some() && self.seeds != 1 {
+            return fail(
+                "'seeds': a main sweep runs each cell once (its seed is 0); leave 'seeds' out"
+                    .into(),
+            );
         }
         for p in &self.policies {
             if let Err(e) = search::policy(p, &self.settings) {
@@ -255,7 +284,7 @@ impl Sweep {
                 for objective in &self.objectives {
                     for budget in &self.budgets {
                         let budget_bytes = parse_bytes(budget).unwrap_or(0);
-                        for policy in &self.policies {
+                        for policy in &self.task_policies() {
                             for seed in 0..self.seeds_of(policy) {
                                 tasks.push(Task {
                                     task: tasks.len(),
@@ -455,6 +484,57 @@ seeds = 2"#,
         .unwrap_err()
         .to_string();
         assert!(err.contains("wall-time limit must be a positive"), "{err}");
+    }
+
+    #[test]
+    fn a_main_sweep_runs_one_main_job_per_cell() {
+        let s = sweep(
+            r#"name = "t"
+models = ["zoo:fashion-cnn"]
+platforms = ["gap8", "xpulpnn"]
+budgets = ["128KB", "512KB"]
+policies = ["memory-driven", "evolution"]
+[main]
+epochs = 1
+top_k = 2"#,
+        )
+        .unwrap();
+        let schedule = s.main.clone().unwrap();
+        assert_eq!((schedule.epochs, schedule.top_k), (1, 2));
+        assert_eq!(
+            schedule.finetune_images,
+            MainSchedule::default().finetune_images
+        );
+        let tasks = s.expand();
+        let cells: Vec<(&str, u64, &str)> = tasks
+            .iter()
+            .map(|t| (t.platform.as_str(), t.budget_bytes, t.policy.as_str()))
+            .collect();
+        assert_eq!(
+            cells,
+            vec![
+                ("gap8", 128_000, MAIN_TASK),
+                ("gap8", 512_000, MAIN_TASK),
+                ("xpulpnn", 128_000, MAIN_TASK),
+                ("xpulpnn", 512_000, MAIN_TASK),
+            ]
+        );
+        // Without policies a main job fine-tunes no policy winners; a search sweep needs one.
+        let base = "name = \"t\"\nmodels = [\"zoo:fashion-cnn\"]\nbudgets = [\"1MB\"]\n";
+        assert_eq!(sweep(&format!("{base}[main]")).unwrap().expand().len(), 1);
+        let err = sweep(base).unwrap_err().to_string();
+        assert!(err.contains("'policies' is empty"), "{err}");
+        let err = sweep(&format!("{base}seeds = 3\n[main]"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("'seeds': a main sweep runs each cell once"),
+            "{err}"
+        );
+        let err = sweep(&format!("{base}[main]\nepoch = 3"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `epoch`"), "{err}");
     }
 
     #[test]

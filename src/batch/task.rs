@@ -1,6 +1,7 @@
-//! One task of a sweep: a search whose candidates become the task's shard. The shard is written
-//! atomically once the search is over, so a finished task re-run is a no-op and a task killed
-//! midway leaves no shard at all.
+//! One task of a sweep: a search whose candidates become the task's shard (a main sweep's task
+//! runs the main job instead, [`super::main_sweep`]). The shard is written atomically once the
+//! task is over, so a finished task re-run is a no-op and a task killed midway leaves no shard at
+//! all.
 
 use super::BatchError;
 use super::status::Status;
@@ -36,7 +37,11 @@ pub fn run_task(dir: &Path, index: usize) -> Result<TaskRun, BatchError> {
     if folder.shard(index).exists() {
         return Ok(TaskRun::AlreadyDone);
     }
-    match search_task(dir, &plan.sweep, task) {
+    let ran = match &plan.sweep.main {
+        Some(schedule) => super::main_sweep::run_cell(dir, &plan.sweep, schedule, task),
+        None => search_task(dir, &plan.sweep, task),
+    };
+    match ran {
         Ok((mut frame, seconds)) => {
             let candidates = frame.height();
             write_parquet(&mut frame, &folder.shard(index))?;
@@ -63,12 +68,10 @@ pub fn tasks_to_submit(status: &Status, only_unfinished: bool) -> Vec<usize> {
     }
 }
 
-/// The task's search: its candidates with the task's coordinates, and the search's wall time.
-fn search_task(dir: &Path, sweep: &Sweep, task: &Task) -> Result<(DataFrame, f64), BatchError> {
-    let settings = &Settings {
-        seed: task.seed,
-        ..sweep.settings.clone()
-    };
+/// What the task's problem is made from: its model, platform, objective and budget, the sweep's
+/// search space, and the sweep folder as the results folder (shared caches of trained networks
+/// and sensitivity tables).
+pub(super) fn task_inputs(dir: &Path, sweep: &Sweep, task: &Task) -> Inputs {
     let budget = Some(task.budget_bytes);
     let limits = match task.limit {
         BudgetKind::Memory => Limits {
@@ -84,7 +87,7 @@ fn search_task(dir: &Path, sweep: &Sweep, task: &Task) -> Result<(DataFrame, f64
             ..Limits::default()
         },
     };
-    let inputs = Inputs {
+    Inputs {
         model: task.model.clone(),
         platform: task.platform.clone(),
         space: sweep.space.clone(),
@@ -93,8 +96,47 @@ fn search_task(dir: &Path, sweep: &Sweep, task: &Task) -> Result<(DataFrame, f64
         sensitivity: None,
         results: dir.to_path_buf(),
         progress: false,
+    }
+}
+
+/// Puts the task's coordinates (task, model, platform, objective, limit, budget) in front of
+/// `frame`'s columns.
+pub(super) fn with_coordinates(
+    mut frame: DataFrame,
+    task: &Task,
+    path: &Path,
+) -> Result<DataFrame, BatchError> {
+    let rows = frame.height();
+    let columns = [
+        Column::new("task".into(), vec![task.task as u32; rows]),
+        Column::new("model".into(), vec![task.model.clone(); rows]),
+        Column::new("platform".into(), vec![task.platform.clone(); rows]),
+        Column::new("objective".into(), vec![task.objective.clone(); rows]),
+        Column::new("limit".into(), vec![task.limit.name().to_string(); rows]),
+        Column::new("budget_bytes".into(), vec![task.budget_bytes; rows]),
+    ];
+    for (i, c) in columns.into_iter().enumerate() {
+        frame
+            .insert_column(i, c)
+            .map_err(|e| table_error(path, e))?;
+    }
+    Ok(frame)
+}
+
+pub(super) fn table_error(path: &Path, source: PolarsError) -> BatchError {
+    BatchError::from(ResultsError::Table {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// The task's search: its candidates with the task's coordinates, and the search's wall time.
+fn search_task(dir: &Path, sweep: &Sweep, task: &Task) -> Result<(DataFrame, f64), BatchError> {
+    let settings = &Settings {
+        seed: task.seed,
+        ..sweep.settings.clone()
     };
-    let prepared = prepare(&inputs)?;
+    let prepared = prepare(&task_inputs(dir, sweep, task))?;
     let problem = &prepared.problem;
     let mut p = policy(&task.policy, settings)?;
     let result = run_policy(p.as_mut(), problem, settings, false)?;
@@ -105,20 +147,9 @@ fn search_task(dir: &Path, sweep: &Sweep, task: &Task) -> Result<(DataFrame, f64
         .map(|c| display_value(problem, primary, c.metrics.get(primary)))
         .collect();
     let rows = result.candidates.len();
-    let table = |e: PolarsError| {
-        BatchError::from(ResultsError::Table {
-            path: dir.display().to_string(),
-            source: e,
-        })
-    };
+    let table = |e: PolarsError| table_error(dir, e);
     let mut frame = candidates_frame(problem, &[&result]).map_err(table)?;
     let columns = [
-        Column::new("task".into(), vec![task.task as u32; rows]),
-        Column::new("model".into(), vec![task.model.clone(); rows]),
-        Column::new("platform".into(), vec![task.platform.clone(); rows]),
-        Column::new("objective".into(), vec![task.objective.clone(); rows]),
-        Column::new("limit".into(), vec![task.limit.name().to_string(); rows]),
-        Column::new("budget_bytes".into(), vec![task.budget_bytes; rows]),
         Column::new("objective_value".into(), primary_values),
         Column::new(
             "objective_unit".into(),
@@ -130,5 +161,5 @@ fn search_task(dir: &Path, sweep: &Sweep, task: &Task) -> Result<(DataFrame, f64
     for (i, c) in columns.into_iter().enumerate() {
         frame.insert_column(i, c).map_err(table)?;
     }
-    Ok((frame, result.seconds))
+    Ok((with_coordinates(frame, task, dir)?, result.seconds))
 }

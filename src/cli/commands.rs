@@ -327,11 +327,14 @@ fn run_batch(command: BatchCommand) -> Result<()> {
         BatchCommand::Merge { dir } => {
             let merged = batch::merge(&dir)?;
             print!("{}", merged.text);
+            let plots = match merged.plots.len() {
+                0 => String::new(),
+                n => format!(", {n} plots in plots/"),
+            };
             println!(
-                "wrote {}/: merged.parquet, merged.csv ({} rows), summary.parquet, summary.csv, summary.txt, {} plots in plots/",
+                "wrote {}/: merged.parquet, merged.csv ({} rows), summary.parquet, summary.csv, summary.txt{plots}",
                 dir.display(),
                 merged.frame.height(),
-                merged.plots.len()
             );
         }
     }

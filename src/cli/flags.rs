@@ -4,8 +4,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use qsearch::flow::{
-    CALIBRATION_IMAGES, DeploySettings, Inputs, Limits, MAIN_CALIBRATION_IMAGES, MainSettings,
-    Measure,
+    CALIBRATION_IMAGES, DeploySettings, Inputs, Limits, MainSchedule, MainSettings, Measure,
 };
 use qsearch::graph::zoo;
 use qsearch::platform::DEFAULT_PLATFORM;
@@ -57,19 +56,19 @@ pub struct MainArgs {
     pub policy_args: PolicyArgs,
     /// Dataset to train and fine-tune on: fashion-mnist, an MNIST or CIFAR-10 directory, or an
     /// .npz with x_train, y_train, x_test, y_test.
-    #[arg(long, default_value = "fashion-mnist")]
+    #[arg(long, default_value_t = MainSchedule::default().data)]
     pub data: String,
     /// Floating-point training epochs (the trained network is cached under the results folder).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = MainSchedule::default().epochs)]
     pub epochs: usize,
     /// Use only the first N training images for floating-point training (all when absent).
     #[arg(long)]
     pub train_images: Option<usize>,
     /// Training images per fine-tuning run (a short schedule of one pass).
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = MainSchedule::default().finetune_images)]
     pub finetune_images: usize,
     /// Candidates fine-tuned and re-ranked by measured accuracy.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = MainSchedule::default().top_k)]
     pub top_k: usize,
     /// Policies whose winners are fine-tuned and reported next to the exact optimum.
     #[arg(
@@ -528,28 +527,15 @@ impl MainArgs {
     pub fn settings(&self, progress: bool) -> Result<MainSettings, SearchError> {
         let search = self.policy_args.settings()?;
         check_policies(&self.policies, &search)?;
-        let seed = self.policy_args.seed;
-        Ok(MainSettings {
+        let schedule = MainSchedule {
             data: self.data.clone(),
-            train: TrainConfig {
-                epochs: self.epochs,
-                seed,
-                limit: self.train_images,
-                holdout: MAIN_CALIBRATION_IMAGES,
-                ..TrainConfig::default()
-            },
-            finetune: TrainConfig {
-                seed,
-                limit: Some(self.finetune_images),
-                holdout: MAIN_CALIBRATION_IMAGES,
-                ..presets::finetune()
-            },
-            top_k: self.top_k.max(1),
-            policies: self.policies.clone(),
-            search,
-            run: self.policy_args.run.clone(),
-            progress,
-        })
+            epochs: self.epochs,
+            train_images: self.train_images,
+            finetune_images: self.finetune_images,
+            top_k: self.top_k,
+        };
+        let run = self.policy_args.run.clone();
+        Ok(schedule.settings(&self.policies, search, run, true, progress))
     }
 }
 

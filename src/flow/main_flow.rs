@@ -2,13 +2,14 @@
 //! sensitivity, search, fine-tune the best candidates and uniform 8 bit; choose among all of them
 //! and report the accuracy-latency-size trade-off of mixed precision against uniform 8 bit.
 
+use super::variants::{self, Variant};
 use super::{
     DeploySettings, FlowError, Inputs, Measure, Prepared, cached_model, deploy,
     finetune_assignment, measured_sensitivity, model_hash, prepare_graph, search,
 };
-use crate::graph::{FusedGraph, Graph, zoo};
+use crate::graph::{FusedGraph, Graph};
 use crate::objective::{Metric, Objective};
-use crate::precision::{Assignment, Bits};
+use crate::precision::Bits;
 use crate::report::{
     Figures, Row, assignment_json, bits_summary, deployment_text, plot, stages_text,
     tradeoff_frame, tradeoff_markdown, tradeoff_plot, tradeoff_text,
@@ -18,7 +19,8 @@ use crate::search::{Candidate, EXACT_POLICY, Problem, Settings, policy, run_poli
 use crate::sensitivity::Sensitivity;
 use crate::space::SpaceConfig;
 use crate::train::data::{self, Dataset};
-use crate::train::{TrainConfig, TrainError};
+use crate::train::{TrainConfig, TrainError, presets};
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -36,7 +38,75 @@ pub struct MainSettings {
     pub policies: Vec<String>,
     pub search: Settings,
     pub run: Option<String>,
+    /// Whether the chosen network is deployed and verified (step 5); a sweep's cells skip it.
+    pub deploy: bool,
     pub progress: bool,
+}
+
+/// The main flow's schedule as the CLI's flags and a main sweep's `[main]` table give it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MainSchedule {
+    /// Dataset to train and fine-tune on (`fashion-mnist`, a directory or an `.npz`).
+    pub data: String,
+    /// Floating-point training epochs at every width.
+    pub epochs: usize,
+    /// Only the first N training images for floating-point training (all when absent).
+    pub train_images: Option<usize>,
+    /// Training images per fine-tuning run (one pass).
+    pub finetune_images: usize,
+    /// Candidates fine-tuned at every width.
+    pub top_k: usize,
+}
+
+impl Default for MainSchedule {
+    fn default() -> MainSchedule {
+        MainSchedule {
+            data: "fashion-mnist".into(),
+            epochs: 3,
+            train_images: None,
+            finetune_images: 10_000,
+            top_k: 3,
+        }
+    }
+}
+
+impl MainSchedule {
+    /// The main flow's settings on this schedule: training and fine-tuning seeded by
+    /// `search.seed`, each policy's winner fine-tuned too; the chosen network deployed when
+    /// `deploy`.
+    pub fn settings(
+        &self,
+        policies: &[String],
+        search: Settings,
+        run: Option<String>,
+        deploy: bool,
+        progress: bool,
+    ) -> MainSettings {
+        let seed = search.seed;
+        MainSettings {
+            data: self.data.clone(),
+            train: TrainConfig {
+                epochs: self.epochs,
+                seed,
+                limit: self.train_images,
+                holdout: MAIN_CALIBRATION_IMAGES,
+                ..TrainConfig::default()
+            },
+            finetune: TrainConfig {
+                seed,
+                limit: Some(self.finetune_images),
+                holdout: MAIN_CALIBRATION_IMAGES,
+                ..presets::finetune()
+            },
+            top_k: self.top_k.max(1),
+            policies: policies.to_vec(),
+            search,
+            run,
+            deploy,
+            progress,
+        }
+    }
 }
 
 fn figures(c: &Candidate) -> Figures {
@@ -135,133 +205,37 @@ fn with_accuracy(p: &Problem) -> Result<Problem, FlowError> {
     )?)
 }
 
-/// A zoo network with a width option: its name, its options (`a=1,b=2`) and its default width.
-fn zoo_with_width(model: &str) -> Option<(&str, &str, f64)> {
-    let name = model.strip_prefix("zoo:")?;
-    let (base, options) = name.split_once(':').unwrap_or((name, ""));
-    let entry = zoo::ENTRIES.iter().find(|e| e.name == base)?;
-    let default = entry.options.iter().find(|(k, _)| *k == "width")?.1;
-    Some((base, options, default))
-}
-
-/// The width of `model`, when it is a zoo network with a width option.
-fn own_width(model: &str) -> Option<f64> {
-    let (_, options, default) = zoo_with_width(model)?;
-    let given = options
-        .split(',')
-        .find_map(|o| o.strip_prefix("width=")?.parse().ok());
-    Some(given.unwrap_or(default))
-}
-
-/// The zoo spec of `model` at `width`, when it is a zoo network with a width option.
-fn scaled_spec(model: &str, width: f64) -> Option<String> {
-    let (base, options, _) = zoo_with_width(model)?;
-    let kept: Vec<&str> = options
-        .split(',')
-        .filter(|o| !o.is_empty() && !o.starts_with("width="))
-        .collect();
-    let mut opts = kept.join(",");
-    if !opts.is_empty() {
-        opts.push(',');
-    }
-    Some(format!("zoo:{base}:{opts}width={width}"))
-}
-
-/// The widths the search space lists, widest first, each with its model spec (`model` itself at
-/// its own width); without a list, `model` alone at its own width (1.0 when it has none). An error
-/// when widths are listed for a network without a width option.
-fn listed_widths(
-    model: &str,
-    space: &str,
-    listed: &[f64],
-) -> Result<Vec<(f64, String)>, FlowError> {
-    let own = own_width(model);
-    if listed.is_empty() {
-        return Ok(vec![(own.unwrap_or(1.0), model.to_string())]);
-    }
-    let mut specs = Vec::new();
-    for &width in listed {
-        let spec = match scaled_spec(model, width) {
-            Some(_) if Some(width) == own => model.to_string(),
-            Some(spec) => spec,
-            None => {
-                return Err(FlowError::Input(format!(
-                    "the search space {space} lists widths, but {model} has no width option; widths apply to the zoo networks that take one (see `qsearch zoo`)"
-                )));
-            }
-        };
-        specs.push((width, spec));
-    }
-    specs.sort_by(|a, b| b.0.total_cmp(&a.0));
-    Ok(specs)
-}
-
-/// The widest scaling of the network whose uniform 8-bit version meets the memory limits.
-fn widest_fitting(inputs: &Inputs, problem: &Problem) -> Result<Option<(String, f64)>, FlowError> {
-    let memory_limits: Vec<_> = problem
-        .objective
-        .limits
-        .iter()
-        .filter(|l| matches!(l.metric, Metric::Memory | Metric::Flash | Metric::Ram))
-        .collect();
-    if memory_limits.is_empty() {
-        return Ok(None);
-    }
-    for k in (10..=40).rev() {
-        let width = f64::from(k) / 40.0;
-        let Some(spec) = scaled_spec(&inputs.model, width) else {
-            return Ok(None);
-        };
-        let graph = crate::graph::load_model(&spec)?;
-        let fused = FusedGraph::from_graph(&graph);
-        let table = crate::cost::CostTable::build(&fused, &problem.platform);
-        let costs = table.evaluate(&Assignment::uniform(
-            fused.layers.len(),
-            fused.tensors.len(),
-            Bits::B8,
-        ));
-        let fits = memory_limits.iter().all(|l| {
-            let v = match l.metric {
-                Metric::Memory => costs.total_memory(),
-                Metric::Flash => costs.flash,
-                _ => costs.ram,
-            };
-            v as f64 <= l.max
-        }) && costs.fits_l1
-            && costs.fits_l2;
-        if fits {
-            return Ok(Some((spec, width)));
-        }
-    }
-    Ok(None)
-}
-
-/// One searched width: its trained network's problem (with its measured sensitivity table), the
-/// network's floating-point accuracy and what the report's labels start with.
-struct Width {
-    width: f64,
+/// One searched variant: its trained network's problem (with its measured sensitivity table),
+/// the network's floating-point accuracy, its dataset (resized to its resolution) and what the
+/// report's labels start with.
+struct Searched {
+    variant: Variant,
     prepared: Prepared,
     fp_accuracy: f64,
-    /// `width 0.9 ` when several widths are searched, else empty.
+    /// The dataset spec its network trains and is tested on (`fashion-mnist@20` when resized).
+    data: String,
+    dataset: Dataset,
+    /// `width 0.9 ` (`width 0.9 at 20x20 ` when resolutions are listed) when several variants
+    /// are searched, else empty.
     prefix: String,
 }
 
 /// The search stage's result at one width: the candidates to fine-tune (the exact optimum
-/// first), each policy's winner and, at the primary width, the run folder the search wrote.
+/// first) and each policy's winner; or, when no assignment at this width can meet the memory
+/// limits, why.
 struct Shortlist {
-    dir: Option<PathBuf>,
     candidates: Vec<Candidate>,
     winners: Vec<(String, Candidate)>,
+    out_of_reach: Option<String>,
 }
 
-/// A fine-tuned network: its report row, its fine-tune folder, its width (an index into the
-/// searched widths) and assignment, and whether every weight and activation is 8-bit.
+/// A fine-tuned network: its report row, its fine-tune folder, its variant (an index into the
+/// searched ones) and assignment.
 struct Finetuned {
     row: Row,
     dir: PathBuf,
-    width: usize,
+    variant: usize,
     genes: Vec<u8>,
-    eight_bit: bool,
 }
 
 /// Measured accuracies this close count as equal when the main job chooses: the fastest of the
@@ -271,10 +245,8 @@ pub const ACCURACY_TIE_POINTS: f64 = 0.1;
 /// The chosen network: among those that meet the limits, the fastest whose measured accuracy is
 /// within [`ACCURACY_TIE_POINTS`] of the most accurate one's; the most accurate network when
 /// none meets them.
-fn choose(networks: &[Finetuned]) -> usize {
-    let fitting: Vec<usize> = (0..networks.len())
-        .filter(|&i| networks[i].row.fits)
-        .collect();
+fn choose(networks: &[Row]) -> usize {
+    let fitting: Vec<usize> = (0..networks.len()).filter(|&i| networks[i].fits).collect();
     let pool = if fitting.is_empty() {
         (0..networks.len()).collect()
     } else {
@@ -285,10 +257,10 @@ fn choose(networks: &[Finetuned]) -> usize {
 
 /// Of the networks at `pool`'s indices, the fastest whose measured accuracy is within
 /// [`ACCURACY_TIE_POINTS`] of the most accurate one's (the earlier on equal latency).
-fn fastest_within_tie(networks: &[Finetuned], pool: Vec<usize>) -> Option<usize> {
-    let accuracy = |i: usize| networks[i].row.accuracy;
+pub fn fastest_within_tie(networks: &[Row], pool: Vec<usize>) -> Option<usize> {
+    let accuracy = |i: usize| networks[i].accuracy;
     let best = pool.iter().map(|&i| accuracy(i)).fold(f64::MIN, f64::max);
-    let cycles = |i: usize| networks[i].row.figures.map_or(f64::MAX, |f| f.cycles);
+    let cycles = |i: usize| networks[i].figures.map_or(f64::MAX, |f| f.cycles);
     pool.into_iter()
         .filter(|&i| accuracy(i) >= best - ACCURACY_TIE_POINTS)
         .min_by(|&a, &b| cycles(a).total_cmp(&cycles(b)).then(a.cmp(&b)))
@@ -299,44 +271,87 @@ pub fn run_main(inputs: &Inputs, settings: &MainSettings) -> Result<MainReport, 
     let mut watch = Stopwatch::new(settings.progress);
     let dataset = data::load(&settings.data).map_err(TrainError::from)?;
 
-    // 1-2. At every width: the floating-point network and its measured sensitivity. Without a
-    // width list, the widest width whose uniform 8-bit network fits joins the network's own.
-    let listed = SpaceConfig::load(&inputs.space)?.widths;
+    // 1-2. At every variant (width and resolution): the floating-point network and its measured
+    // sensitivity. The widest width whose uniform 8-bit network fits joins the listed ones (or
+    // the network's own), so that the best 8-bit network that fits is always among the answers.
+    let space = SpaceConfig::load(&inputs.space)?;
     let mut widths = Vec::new();
-    for (width, spec) in listed_widths(&inputs.model, &inputs.space, &listed)? {
-        widths.push(prepare_width(
-            inputs, settings, &dataset, width, &spec, &mut watch,
+    let listed = variants::listed(
+        &inputs.model,
+        &inputs.space,
+        &space.widths,
+        &space.resolutions,
+    )?;
+    for variant in listed {
+        widths.push(prepare_variant(
+            inputs, settings, &dataset, variant, &mut watch,
         )?);
     }
-    if listed.is_empty()
-        && let Some((spec, width)) = widest_fitting(inputs, &widths[0].prepared.problem)?
-        && width != widths[0].width
+    if let Some(variant) = variants::widest_fitting(&inputs.model, &widths[0].prepared.problem)?
+        && widths
+            .iter()
+            .all(|w| (w.variant.width, w.variant.resolution) != (variant.width, variant.resolution))
     {
-        widths.push(prepare_width(
-            inputs, settings, &dataset, width, &spec, &mut watch,
+        widths.push(prepare_variant(
+            inputs, settings, &dataset, variant, &mut watch,
         )?);
-        widths.sort_by(|a, b| b.width.total_cmp(&a.width));
+        widths.sort_by(|a, b| {
+            let (a, b) = (&a.variant, &b.variant);
+            b.width
+                .total_cmp(&a.width)
+                .then(b.resolution.cmp(&a.resolution))
+        });
     }
     if widths.len() > 1 {
         for w in &mut widths {
-            w.prefix = format!("width {:?} ", w.width);
+            let v = &w.variant;
+            w.prefix = match v.resolution {
+                Some(r) if !space.resolutions.is_empty() => {
+                    format!("width {:?} at {r}x{r} ", v.width)
+                }
+                _ => format!("width {:?} ", v.width),
+            };
         }
     }
-    // The primary width (the network's own, else the widest) writes the run's search and also
+    // The primary variant (the network's own, else the widest) writes the run's search and also
     // gets the policies' winners and uniform 4 bit.
-    let primary = own_width(&inputs.model)
-        .and_then(|own| widths.iter().position(|w| w.width == own))
+    let primary = widths
+        .iter()
+        .position(|w| w.variant.spec == inputs.model)
         .unwrap_or(0);
 
     // 3. Search: at every width the exact optimum and the candidates along the predicted front.
+    let main = &widths[primary];
+    let run = settings.run.clone().unwrap_or_else(|| {
+        let problem = &main.prepared.problem;
+        slug(&format!(
+            "main-{}-{}-{}",
+            main.prepared.graph.name, problem.platform.name, problem.objective.name
+        ))
+    });
+    let dir = inputs.results.join(&run);
     let mut shortlists = Vec::new();
     for (i, w) in widths.iter().enumerate() {
-        shortlists.push(shortlist(&w.prepared, settings, i == primary)?);
+        let written = (i == primary).then_some(run.as_str());
+        shortlists.push(shortlist(&w.prepared, settings, written)?);
     }
-    let dir = shortlists[primary]
-        .dir
-        .clone()
-        .expect("the primary width's search writes the run folder");
+    if shortlists.iter().all(|s| s.candidates.is_empty()) {
+        let why: Vec<String> = widths
+            .iter()
+            .zip(&shortlists)
+            .map(|(w, s)| {
+                let reason = s
+                    .out_of_reach
+                    .as_deref()
+                    .unwrap_or("the exact search found none");
+                format!("at {}: {reason}", w.prefix.trim_end())
+            })
+            .collect();
+        return Err(FlowError::Input(format!(
+            "no assignment meets the limits at any searched width; {}",
+            why.join("; ")
+        )));
+    }
     watch.lap("search");
 
     // 4. Quantization-aware fine-tuning of every width's candidates, winners and baselines.
@@ -346,35 +361,53 @@ pub fn run_main(inputs: &Inputs, settings: &MainSettings) -> Result<MainReport, 
             dir.join("finetune")
         } else {
             dir.join("finetune")
-                .join(slug(&format!("width-{:?}", w.width)))
+                .join(slug(&w.prefix.trim_end().replace(' ', "-")))
         };
         let jobs = finetune_jobs(w, list, i == primary);
-        networks.extend(finetune_width(i, w, &jobs, &dataset, settings, &root)?);
+        networks.extend(finetune_variant(i, w, &jobs, settings, &root)?);
     }
     watch.lap("fine-tune");
 
     // 5. The chosen network as integer C code, verified against the golden model.
-    let winner = choose(&networks);
+    let finetuned_rows: Vec<Row> = networks.iter().map(|n| n.row.clone()).collect();
+    let winner = choose(&finetuned_rows);
     let chosen = &networks[winner];
-    write_chosen(&widths[chosen.width].prepared.problem, chosen, &dir)?;
-    let deployment = deploy_chosen(inputs, settings, &dataset, &chosen.dir, &dir)?;
-    watch.lap("deploy");
+    let chosen_variant = &widths[chosen.variant];
+    write_chosen(&chosen_variant.prepared.problem, chosen, &dir)?;
+    let deployment = if settings.deploy {
+        let text = deploy_chosen(inputs, chosen_variant, &chosen.dir, &dir)?;
+        watch.lap("deploy");
+        text
+    } else {
+        format!(
+            "Not deployed here; `qsearch deploy --checkpoint {}` deploys the chosen network.",
+            chosen.dir.display()
+        )
+    };
 
     // 6. The trade-off: report.md, the frame and the plot.
-    let main = &widths[primary];
-    let verdict = verdict(&main.prepared.problem, &networks, winner);
-    let mut rows = vec![Row {
-        label: "FP32".into(),
-        bits: "fp32".into(),
-        figures: None,
-        accuracy: main.fp_accuracy,
-        fits: false,
-    }];
-    rows.extend(networks.into_iter().map(|n| n.row));
-    let ranked = Ranked {
-        rows,
-        winner: winner + 1,
-    };
+    let verdict = verdict(&main.prepared.problem, &finetuned_rows, winner);
+    // Each variant's floating-point network, the primary's first: what its networks' accuracy
+    // is compared with.
+    let order = std::iter::once(primary).chain((0..widths.len()).filter(|&i| i != primary));
+    let mut rows: Vec<Row> = order
+        .map(|i| {
+            let w = &widths[i];
+            Row {
+                label: format!("{}FP32", w.prefix),
+                bits: "fp32".into(),
+                figures: None,
+                accuracy: w.fp_accuracy,
+                fits: false,
+                width: w.variant.width,
+                resolution: w.prepared.graph.input_shape().h,
+                uniform_8_bit: false,
+            }
+        })
+        .collect();
+    let winner = rows.len() + winner;
+    rows.extend(finetuned_rows);
+    let ranked = Ranked { rows, winner };
     let text = write_report(
         &main.prepared,
         &ranked,
@@ -391,20 +424,28 @@ pub fn run_main(inputs: &Inputs, settings: &MainSettings) -> Result<MainReport, 
     })
 }
 
-/// Steps 1-2 at one width: the floating-point network (trained on first use, then cached) and
-/// its problem with the measured sensitivity table (the accuracy drop of quantizing each tensor
-/// alone; cached too).
-fn prepare_width(
+/// Steps 1-2 at one variant: its dataset (`dataset`, resized when the variant's resolution
+/// differs from its images'), the floating-point network (trained on first use, then cached)
+/// and its problem with the measured sensitivity table (the accuracy drop of quantizing each
+/// tensor alone; cached too).
+fn prepare_variant(
     inputs: &Inputs,
     settings: &MainSettings,
     dataset: &Dataset,
-    width: f64,
-    spec: &str,
+    variant: Variant,
     watch: &mut Stopwatch,
-) -> Result<Width, FlowError> {
+) -> Result<Searched, FlowError> {
+    let (data, dataset) = match variant.resolution {
+        Some(r) if (r, r) != (dataset.train.height, dataset.train.width) => {
+            let data = format!("{}@{r}", settings.data);
+            let resized = data::load(&data).map_err(TrainError::from)?;
+            (data, resized)
+        }
+        _ => (settings.data.clone(), dataset.clone()),
+    };
     let trained = cached_model(
-        spec,
-        &settings.data,
+        &variant.spec,
+        &data,
         &settings.train,
         &inputs.results,
         settings.progress,
@@ -415,12 +456,14 @@ fn prepare_width(
         .last()
         .map_or(0.0, |h| h.test_accuracy);
     watch.lap("train");
-    let table = measured(&trained.graph, dataset, inputs, settings.progress)?;
+    let table = measured(&trained.graph, &dataset, inputs, settings.progress)?;
     watch.lap("sensitivity");
-    Ok(Width {
-        width,
+    Ok(Searched {
+        variant,
         prepared: prepare_graph(trained.graph, inputs, Some(table))?,
         fp_accuracy,
+        data,
+        dataset,
         prefix: String::new(),
     })
 }
@@ -433,14 +476,14 @@ struct Ranked {
 
 /// The report's one-sentence answer: which kind of network won (mixed precision or uniform
 /// 8-bit at some width) and by how much against the best of the other kind that fits.
-fn verdict(problem: &Problem, networks: &[Finetuned], winner: usize) -> String {
+fn verdict(problem: &Problem, networks: &[Row], winner: usize) -> String {
     let chosen = &networks[winner];
-    let ms = |n: &Finetuned| {
-        n.row.figures.map_or(f64::NAN, |f| {
+    let ms = |n: &Row| {
+        n.figures.map_or(f64::NAN, |f| {
             crate::report::display_value(problem, Metric::Latency, f.cycles)
         })
     };
-    let chosen_is_8_bit = chosen.eight_bit;
+    let chosen_is_8_bit = chosen.uniform_8_bit;
     let kind = |eight: bool| {
         if eight {
             "uniform 8-bit"
@@ -450,14 +493,14 @@ fn verdict(problem: &Problem, networks: &[Finetuned], winner: usize) -> String {
     };
     // The other kind's best: the fastest within the tie of its most accurate that fits.
     let others = (0..networks.len())
-        .filter(|&i| networks[i].row.fits && networks[i].eight_bit != chosen_is_8_bit)
+        .filter(|&i| networks[i].fits && networks[i].uniform_8_bit != chosen_is_8_bit)
         .collect();
     let rival = fastest_within_tie(networks, others).map(|i| &networks[i]);
     let head = format!(
         "Chosen: {}, a {} network: {:.2}% at {:.3} ms, the fastest that fits within {ACCURACY_TIE_POINTS} point of the most accurate that fits.",
-        chosen.row.label,
+        chosen.label,
         kind(chosen_is_8_bit),
-        chosen.row.accuracy,
+        chosen.accuracy,
         ms(chosen),
     );
     let Some(r) = rival else {
@@ -469,15 +512,15 @@ fn verdict(problem: &Problem, networks: &[Finetuned], winner: usize) -> String {
     } else {
         format!(
             "{:.2} points more accurate, the other {:.2}x faster",
-            chosen.row.accuracy - r.row.accuracy,
+            chosen.accuracy - r.accuracy,
             1.0 / speed
         )
     };
     format!(
         "{head} The best {} network that fits ({}) reaches {:.2}% at {:.3} ms: {} wins, {margin}.",
         kind(!chosen_is_8_bit),
-        r.row.label,
-        r.row.accuracy,
+        r.label,
+        r.accuracy,
         ms(r),
         kind(chosen_is_8_bit),
     )
@@ -507,45 +550,41 @@ pub(super) fn predicted_front(
 
 /// Step 3 at one width: the exact optimum, the ILP Pareto set against the predicted accuracy loss
 /// for the other candidates (`top_k` in all, spread along the set) and, at the primary width,
-/// each policy's winner, with the exact search written as the run. Another width whose search
-/// finds nothing meeting the limits has no candidates.
+/// each policy's winner, with the exact search written as the run. A width whose search finds
+/// nothing meeting the limits has no candidates.
 fn shortlist(
     prepared: &Prepared,
     settings: &MainSettings,
-    primary: bool,
+    run: Option<&str>,
 ) -> Result<Shortlist, FlowError> {
     let problem = &prepared.problem;
-    let (optimum, dir) = if primary {
-        let run_name = settings.run.clone().unwrap_or_else(|| {
-            slug(&format!(
-                "main-{}-{}-{}",
-                prepared.graph.name, problem.platform.name, problem.objective.name
-            ))
-        });
-        let exact = search(
-            prepared,
-            EXACT_POLICY,
-            &settings.search,
-            Some(&run_name),
-            settings.progress,
-        )?;
-        let Some(optimum) = exact.result.best().cloned() else {
-            return Err(FlowError::Input(
-                "the search found no assignment meeting the limits".into(),
-            ));
-        };
-        (Some(optimum), Some(exact.dir))
-    } else {
-        let mut ilp = policy(EXACT_POLICY, &settings.search)?;
-        let exact = run_policy(ilp.as_mut(), problem, &settings.search, false)?;
-        (exact.best().cloned(), None)
+    let nothing = |out_of_reach| Shortlist {
+        candidates: Vec::new(),
+        winners: Vec::new(),
+        out_of_reach,
+    };
+    if let Some(reason) = problem.memory_infeasibility() {
+        return Ok(nothing(Some(reason)));
+    }
+    let optimum = match run {
+        Some(run) => {
+            let exact = search(
+                prepared,
+                EXACT_POLICY,
+                &settings.search,
+                Some(run),
+                settings.progress,
+            )?;
+            exact.result.best().cloned()
+        }
+        None => {
+            let mut ilp = policy(EXACT_POLICY, &settings.search)?;
+            let exact = run_policy(ilp.as_mut(), problem, &settings.search, false)?;
+            exact.best().cloned()
+        }
     };
     let Some(optimum) = optimum else {
-        return Ok(Shortlist {
-            dir,
-            candidates: Vec::new(),
-            winners: Vec::new(),
-        });
+        return Ok(nothing(None));
     };
     // The candidates spread along the front: the fine-tunes measure the whole trade-off, not
     // only its fast end.
@@ -562,7 +601,11 @@ fn shortlist(
         }
     }
     let mut winners: Vec<(String, Candidate)> = Vec::new();
-    let policies = if primary { &settings.policies[..] } else { &[] };
+    let policies = if run.is_some() {
+        &settings.policies[..]
+    } else {
+        &[]
+    };
     for name in policies {
         let mut p = policy(name, &settings.search)?;
         let r = run_policy(p.as_mut(), problem, &settings.search, false)?;
@@ -571,18 +614,22 @@ fn shortlist(
         }
     }
     Ok(Shortlist {
-        dir,
         candidates,
         winners,
+        out_of_reach: None,
     })
 }
 
-/// What step 4 fine-tunes at one width, labelled as the report names it: the candidates, the
-/// winners, uniform 8 bit (at another width than the primary one only when it fits) and, at the
-/// primary width, uniform 4 bit.
-fn finetune_jobs(width: &Width, shortlist: &Shortlist, primary: bool) -> Vec<(String, Candidate)> {
-    let problem = &width.prepared.problem;
-    let prefix = &width.prefix;
+/// What step 4 fine-tunes at one variant, labelled as the report names it: the candidates, the
+/// winners, uniform 8 bit (at another variant than the primary one only when it fits) and, at
+/// the primary variant, uniform 4 bit.
+fn finetune_jobs(
+    searched: &Searched,
+    shortlist: &Shortlist,
+    primary: bool,
+) -> Vec<(String, Candidate)> {
+    let problem = &searched.prepared.problem;
+    let prefix = &searched.prefix;
     let mut jobs: Vec<(String, Candidate)> = shortlist
         .candidates
         .iter()
@@ -609,17 +656,16 @@ fn finetune_jobs(width: &Width, shortlist: &Shortlist, primary: bool) -> Vec<(St
     jobs
 }
 
-/// Step 4 at one width (`index` among the searched ones): fine-tunes every job into `root` (an
-/// assignment met twice is fine-tuned once) and measures its test accuracy.
-fn finetune_width(
+/// Step 4 at one variant (`index` among the searched ones): fine-tunes every job into `root`
+/// (an assignment met twice is fine-tuned once) and measures its test accuracy.
+fn finetune_variant(
     index: usize,
-    width: &Width,
+    searched: &Searched,
     jobs: &[(String, Candidate)],
-    dataset: &Dataset,
     settings: &MainSettings,
     root: &Path,
 ) -> Result<Vec<Finetuned>, FlowError> {
-    let problem = &width.prepared.problem;
+    let problem = &searched.prepared.problem;
     let mut accuracy_of: Vec<(Vec<u8>, f64)> = Vec::new();
     let mut networks = Vec::new();
     for (label, c) in jobs {
@@ -629,9 +675,9 @@ fn finetune_width(
             Some((_, accuracy)) => *accuracy,
             None => {
                 let accuracy = finetune_assignment(
-                    &width.prepared.graph,
+                    &searched.prepared.graph,
                     &a,
-                    dataset,
+                    &searched.dataset,
                     &settings.finetune,
                     &dir,
                     label,
@@ -648,21 +694,23 @@ fn finetune_width(
                 figures: Some(figures(c)),
                 accuracy,
                 fits: c.feasible(),
+                width: searched.variant.width,
+                resolution: searched.prepared.graph.input_shape().h,
+                uniform_8_bit: a
+                    .weight_bits
+                    .iter()
+                    .chain(&a.activation_bits)
+                    .all(|&b| b == Bits::B8),
             },
             dir,
-            width: index,
+            variant: index,
             genes: c.genes.clone(),
-            eight_bit: a
-                .weight_bits
-                .iter()
-                .chain(&a.activation_bits)
-                .all(|&b| b == Bits::B8),
         });
     }
     Ok(networks)
 }
 
-/// `chosen.json`: the chosen network's assignment (`problem` is its width's) with its measured
+/// `chosen.json`: the chosen network's assignment (`problem` is its variant's) with its measured
 /// accuracy and fine-tuned network.
 fn write_chosen(problem: &Problem, chosen: &Finetuned, dir: &Path) -> Result<(), FlowError> {
     let mut chosen_json = assignment_json(problem, &problem.evaluate(&chosen.genes));
@@ -673,13 +721,12 @@ fn write_chosen(problem: &Problem, chosen: &Finetuned, dir: &Path) -> Result<(),
     Ok(())
 }
 
-/// Step 5: deploys the fine-tuned network in `finetuned` to `dir/deploy/` and returns the lines
-/// the report repeats; an error unless the generated C reproduced the golden model on every
-/// image.
+/// Step 5: deploys the fine-tuned network in `finetuned` (of variant `searched`, tested on its
+/// dataset) to `dir/deploy/` and returns the lines the report repeats; an error unless the
+/// generated C reproduced the golden model on every image.
 fn deploy_chosen(
     inputs: &Inputs,
-    settings: &MainSettings,
-    dataset: &Dataset,
+    searched: &Searched,
     finetuned: &Path,
     dir: &Path,
 ) -> Result<String, FlowError> {
@@ -687,9 +734,9 @@ fn deploy_chosen(
         finetuned,
         &DeploySettings {
             platform: inputs.platform.clone(),
-            data: settings.data.clone(),
+            data: searched.data.clone(),
             verify_images: DEPLOY_VERIFY_IMAGES,
-            agreement_images: dataset.test.len(),
+            agreement_images: searched.dataset.test.len(),
             assignment: None,
             requant_bits: 64,
             deeploy_strict: false,
@@ -749,23 +796,20 @@ fn finetune_dir(root: &Path, c: &Candidate) -> PathBuf {
 mod tests {
     use super::*;
 
-    fn network(accuracy: f64, cycles: f64, fits: bool) -> Finetuned {
-        Finetuned {
-            row: Row {
-                label: format!("{accuracy}% at {cycles}"),
-                bits: String::new(),
-                figures: Some(Figures {
-                    cycles,
-                    flash: 0,
-                    ram: 0,
-                }),
-                accuracy,
-                fits,
-            },
-            dir: PathBuf::new(),
-            width: 0,
-            genes: Vec::new(),
-            eight_bit: false,
+    fn network(accuracy: f64, cycles: f64, fits: bool) -> Row {
+        Row {
+            label: format!("{accuracy}% at {cycles}"),
+            bits: String::new(),
+            figures: Some(Figures {
+                cycles,
+                flash: 0,
+                ram: 0,
+            }),
+            accuracy,
+            fits,
+            width: 1.0,
+            resolution: 28,
+            uniform_8_bit: false,
         }
     }
 
@@ -786,34 +830,5 @@ mod tests {
     fn without_a_fitting_network_the_most_accurate_wins() {
         let networks = [network(90.0, 100.0, false), network(91.0, 900.0, false)];
         assert_eq!(choose(&networks), 1);
-    }
-
-    #[test]
-    fn listed_widths_name_their_zoo_specs_and_need_a_width_option() {
-        let specs = listed_widths("zoo:fashion-cnn:seed=1", "w.toml", &[0.5, 1.0]).unwrap();
-        assert_eq!(
-            specs,
-            vec![
-                (1.0, "zoo:fashion-cnn:seed=1".to_string()),
-                (0.5, "zoo:fashion-cnn:seed=1,width=0.5".to_string()),
-            ]
-        );
-        let own = listed_widths("zoo:fashion-cnn:width=0.5", "default", &[]).unwrap();
-        assert_eq!(own, vec![(0.5, "zoo:fashion-cnn:width=0.5".to_string())]);
-        assert_eq!(
-            listed_widths("net.onnx", "default", &[]).unwrap(),
-            vec![(1.0, "net.onnx".to_string())]
-        );
-        for model in ["net.onnx", "zoo:resnet8"] {
-            let err = listed_widths(model, "w.toml", &[0.5])
-                .unwrap_err()
-                .to_string();
-            assert!(
-                err.contains(&format!(
-                    "the search space w.toml lists widths, but {model} has no width option"
-                )),
-                "{err}"
-            );
-        }
     }
 }

@@ -19,9 +19,13 @@ mod microbench;
 mod proxy;
 mod search;
 mod train;
+mod variants;
 
 pub use deploy::{DeploySettings, deploy};
-pub use main_flow::{MAIN_CALIBRATION_IMAGES, MainSettings, run_main};
+pub use main_flow::{
+    ACCURACY_TIE_POINTS, MAIN_CALIBRATION_IMAGES, MainReport, MainSchedule, MainSettings,
+    fastest_within_tie, run_main,
+};
 pub use microbench::microbench;
 pub use proxy::{ProxyMethod, ProxyPoint, ProxySet, ProxySettings, ProxyStudy, proxy_study};
 pub use search::{compare, search};

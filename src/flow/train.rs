@@ -37,8 +37,17 @@ pub fn check_fit(graph: &Graph, data: &Dataset) -> Result<(), FlowError> {
 fn check_images(graph: &Graph, split: &Split, source: &str) -> Result<(), FlowError> {
     let s = graph.input_shape();
     if (s.c, s.h, s.w) != (split.channels, split.height, split.width) {
+        // Square images of the right channels only differ in resolution: say how to resize.
+        let hint = if s.c == split.channels && s.h == s.w {
+            format!(
+                "; a dataset followed by @{} (e.g. fashion-mnist@{}) resizes its images to {}x{}",
+                s.h, s.h, s.h, s.w
+            )
+        } else {
+            String::new()
+        };
         return Err(FlowError::Input(format!(
-            "{} takes {}x{}x{} inputs but {source} has {}x{}x{} images",
+            "{} takes {}x{}x{} inputs but {source} has {}x{}x{} images{hint}",
             graph.name, s.c, s.h, s.w, split.channels, split.height, split.width
         )));
     }
@@ -120,10 +129,18 @@ pub(crate) fn cached_model(
     results: &Path,
     progress: bool,
 ) -> Result<Trained, FlowError> {
-    let dir = results.join("models").join(slug(&format!(
+    let name = slug(&format!(
         "{model}-{data_spec}-e{}-s{}",
         config.epochs, config.seed
-    )));
+    ));
+    let dir = results.join("models").join(&name);
+    // Processes sharing the results folder (a sweep's tasks) train each network once: the first
+    // holds the lock while it trains, the others then find its checkpoint.
+    let lock_path = results.join("models").join(format!("{name}.lock"));
+    let lock = std::fs::create_dir_all(results.join("models"))
+        .and_then(|()| std::fs::File::create(&lock_path))
+        .and_then(|file| file.lock().map(|()| file))
+        .map_err(|e| io_error(&lock_path, e))?;
     let checkpoint = Checkpoint::new(&dir);
     let onnx_path = dir.join("model.onnx");
     if checkpoint.exists() && onnx_path.exists() {
@@ -135,7 +152,9 @@ pub(crate) fn cached_model(
             return Ok(Trained { graph, state });
         }
     }
-    train(model, data_spec, config, &dir, true, progress)
+    let trained = train(model, data_spec, config, &dir, true, progress);
+    drop(lock);
+    trained
 }
 
 /// Fine-tunes the checkpoint's network at the assignment in `assignment_file` into `out`.

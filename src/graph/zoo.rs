@@ -17,14 +17,23 @@ pub struct ZooEntry {
     pub description: &'static str,
     /// `(key, default)` for every option the network accepts.
     pub options: &'static [(&'static str, f64)],
+    /// The smallest input resolution its downsampling leaves at least one pixel for (0 without
+    /// a resolution option).
+    min_resolution: f64,
     build: fn(&Options) -> Result<Graph, GraphError>,
 }
 
 pub const ENTRIES: &[ZooEntry] = &[
     ZooEntry {
         name: "fashion-cnn",
-        description: "default: 3 conv + 2 FC for 28x28x1 Fashion-MNIST; ~0.63 MB of 8-bit weights, so uniform 8-bit misses a 512 KB budget",
-        options: &[("width", 1.0), ("classes", 10.0), ("seed", 0.0)],
+        description: "default: 3 conv + 2 FC for 28x28x1 Fashion-MNIST (other resolutions take resized images); ~0.63 MB of 8-bit weights, so uniform 8-bit misses a 512 KB budget",
+        options: &[
+            ("width", 1.0),
+            ("resolution", 28.0),
+            ("classes", 10.0),
+            ("seed", 0.0),
+        ],
+        min_resolution: 4.0,
         build: fashion_cnn,
     },
     ZooEntry {
@@ -36,6 +45,7 @@ pub const ENTRIES: &[ZooEntry] = &[
             ("classes", 1000.0),
             ("seed", 0.0),
         ],
+        min_resolution: 32.0,
         build: mobilenet_v1,
     },
     ZooEntry {
@@ -47,6 +57,7 @@ pub const ENTRIES: &[ZooEntry] = &[
             ("classes", 1000.0),
             ("seed", 0.0),
         ],
+        min_resolution: 32.0,
         build: mobilenet_v2,
     },
     ZooEntry {
@@ -58,18 +69,21 @@ pub const ENTRIES: &[ZooEntry] = &[
             ("classes", 1000.0),
             ("seed", 0.0),
         ],
+        min_resolution: 32.0,
         build: mcunet,
     },
     ZooEntry {
         name: "resnet8",
         description: "ResNet-8 of MLPerf Tiny image classification: 32x32x3 CIFAR-10, 3 residual stacks",
         options: &[("classes", 10.0), ("seed", 0.0)],
+        min_resolution: 0.0,
         build: resnet8,
     },
     ZooEntry {
         name: "ds-cnn",
         description: "DS-CNN of MLPerf Tiny keyword spotting: 49x10x1 MFCC input, 12 classes",
         options: &[("classes", 12.0), ("seed", 0.0)],
+        min_resolution: 0.0,
         build: ds_cnn,
     },
 ];
@@ -174,10 +188,11 @@ pub fn build(spec: &str) -> Result<Graph, ZooError> {
         return Err(option_err(format!("width={w} is outside 0.05..4")));
     }
     if let Some(&r) = values.get("resolution")
-        && r < 32.0
+        && r < entry.min_resolution
     {
         return Err(option_err(format!(
-            "resolution={r} is below the minimum of 32"
+            "resolution={r} is below the minimum of {}",
+            entry.min_resolution
         )));
     }
     (entry.build)(&Options { values }).map_err(|source| ZooError::Graph {
@@ -311,8 +326,8 @@ fn scaled(c: usize, width: f64, divisor: usize) -> usize {
 }
 
 fn fashion_cnn(o: &Options) -> Result<Graph, GraphError> {
-    let w = o.get("width");
-    let mut net = Net::new("fashion-cnn", Shape::new(1, 28, 28), o.seed());
+    let (w, r) = (o.get("width"), o.count("resolution"));
+    let mut net = Net::new("fashion-cnn", Shape::new(1, r, r), o.seed());
     let relu = Some(Activation::Relu);
     let pool = Op::Pool {
         kind: PoolKind::Max,

@@ -111,7 +111,10 @@ pub(crate) fn tradeoff_frame(problem: &Problem, rows: &[Row]) -> Result<DataFram
     let figure = |f: fn(&Figures) -> f64| rows.iter().map(move |r| r.figures.as_ref().map(f));
     DataFrame::new_infer_height(vec![
         column("network", rows.iter().map(|r| r.label.clone())),
+        column("width", rows.iter().map(|r| r.width)),
+        column("resolution", rows.iter().map(|r| r.resolution as u32)),
         column("bits", rows.iter().map(|r| r.bits.clone())),
+        column("uniform_8_bit", rows.iter().map(|r| r.uniform_8_bit)),
         column("accuracy", rows.iter().map(|r| r.accuracy)),
         column(
             "latency_ms",

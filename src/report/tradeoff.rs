@@ -30,6 +30,12 @@ pub struct Row {
     pub accuracy: f64,
     /// Whether it meets the limits.
     pub fits: bool,
+    /// The network's width (the zoo's `width` option; 1.0 for a network without one).
+    pub width: f64,
+    /// The side of its input images, in pixels (their height).
+    pub resolution: usize,
+    /// Whether every weight and activation is 8-bit (not the floating-point network).
+    pub uniform_8_bit: bool,
 }
 
 /// A candidate's precisions as a [`Row`] holds them: `w <weight bits> / a <activation bits>`.
@@ -72,6 +78,12 @@ pub(crate) fn tradeoff_text(
     ])
     .wrap("network")
     .wrap("bits (w / a)");
+    // A network is compared with the FP32 row of its width and resolution when there is one.
+    let fp_of = |row: &Row| {
+        rows.iter()
+            .find(|r| r.figures.is_none() && (r.width, r.resolution) == (row.width, row.resolution))
+            .map_or(fp, |r| r.accuracy)
+    };
     for (i, row) in rows.iter().enumerate() {
         let (ms, cycles, flash, ram) = match &row.figures {
             Some(f) => (
@@ -87,7 +99,7 @@ pub(crate) fn tradeoff_text(
             bits_display(&row.bits),
             format!("{:.2}", row.accuracy),
             if row.figures.is_some() {
-                format!("{:+.2}", row.accuracy - fp)
+                format!("{:+.2}", row.accuracy - fp_of(row))
             } else {
                 "".into()
             },

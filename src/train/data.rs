@@ -25,6 +25,8 @@ pub enum DataError {
         "unknown dataset '{0}'; use fashion-mnist, an MNIST-format directory, a CIFAR-10 binary directory, or an .npz file (x_train, y_train, x_test, y_test)"
     )]
     Unknown(String),
+    #[error("dataset '{spec}': '@{size}' is not an image size from 1 to {MAX_RESIZE}")]
+    Resize { spec: String, size: String },
 }
 
 /// Images (`count x channels x height x width` bytes) and their labels.
@@ -102,6 +104,35 @@ impl Split {
         (head, tail)
     }
 
+    /// The images resampled to `size x size` by area averaging: each output pixel is the mean
+    /// of the input area it covers (edge pixels by their covered fraction), as a sensor binned
+    /// down would see the scene; rounded to the nearest byte.
+    pub fn resized(&self, size: usize) -> Split {
+        let rows = area_weights(self.height, size);
+        let columns = area_weights(self.width, size);
+        let mut images = Vec::with_capacity(self.len() * self.channels * size * size);
+        for plane in self.images.chunks_exact(self.height * self.width) {
+            for row in &rows {
+                for column in &columns {
+                    let mut sum = 0.0;
+                    for &(y, wy) in row {
+                        for &(x, wx) in column {
+                            sum += f64::from(plane[y * self.width + x]) * wy * wx;
+                        }
+                    }
+                    images.push(sum.round().clamp(0.0, 255.0) as u8);
+                }
+            }
+        }
+        Split {
+            images,
+            labels: self.labels.clone(),
+            channels: self.channels,
+            height: size,
+            width: size,
+        }
+    }
+
     /// A seeded permutation of the examples, the order of one epoch.
     pub fn epoch_order(&self, seed: u64, epoch: usize) -> Vec<usize> {
         let mut order: Vec<usize> = (0..self.len()).collect();
@@ -110,6 +141,23 @@ impl Split {
         order.shuffle(&mut rng);
         order
     }
+}
+
+/// For each of `to` output pixels along an axis of `from` input pixels: the input pixels it
+/// covers and the fraction of its area each covers (summing to 1).
+fn area_weights(from: usize, to: usize) -> Vec<Vec<(usize, f64)>> {
+    let scale = from as f64 / to as f64;
+    (0..to)
+        .map(|o| {
+            let (lo, hi) = (o as f64 * scale, (o + 1) as f64 * scale);
+            (lo.floor() as usize..(hi.ceil() as usize).min(from))
+                .map(|i| {
+                    let covered = hi.min(i as f64 + 1.0) - lo.max(i as f64);
+                    (i, covered / scale)
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// A dataset's training and test splits.
@@ -345,8 +393,28 @@ pub(crate) fn add_cifar_records(
 }
 
 /// `fashion-mnist` (Debian's package), a directory in MNIST or CIFAR-10 binary format, or an
-/// `.npz` file.
+/// `.npz` file; any of them followed by `@N` (`fashion-mnist@20`) with its images resized to
+/// `N x N` ([`Split::resized`]), for networks at another input resolution.
 pub fn load(spec: &str) -> Result<Dataset, DataError> {
+    if let Some((base, size)) = spec.rsplit_once('@')
+        && !Path::new(spec).exists()
+    {
+        let size: usize = size
+            .parse()
+            .ok()
+            .filter(|&n| (1..=MAX_RESIZE).contains(&n))
+            .ok_or_else(|| DataError::Resize {
+                spec: spec.to_string(),
+                size: size.to_string(),
+            })?;
+        let d = load(base)?;
+        return Ok(Dataset {
+            name: format!("{}@{size}", d.name),
+            train: d.train.resized(size),
+            test: d.test.resized(size),
+            classes: d.classes,
+        });
+    }
     if spec == "fashion-mnist" {
         return load_idx_dir(Path::new(FASHION_MNIST_DIR), "fashion-mnist");
     }
@@ -369,9 +437,39 @@ pub fn load(spec: &str) -> Result<Dataset, DataError> {
     Err(DataError::Unknown(spec.to_string()))
 }
 
+/// The largest image side `@N` resizes to.
+const MAX_RESIZE: usize = 1024;
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resizing_averages_the_covered_area() {
+        let split = Split {
+            images: vec![0, 100, 200, 60, 60, 60, 255, 255, 255],
+            labels: vec![3],
+            channels: 1,
+            height: 3,
+            width: 3,
+        };
+        let half = split.resized(2);
+        assert_eq!(
+            (half.height, half.width, half.labels.clone()),
+            (2, 2, vec![3])
+        );
+        // Each output pixel covers 1.5 x 1.5 input pixels: e.g. the first takes 0 in full,
+        // half of 100 and 60, a quarter of 60, over an area of 2.25.
+        let first = (0.0 + 0.5 * 100.0 + 0.5 * 60.0 + 0.25 * 60.0) / 2.25_f64;
+        assert_eq!(half.images[0], first.round() as u8);
+        assert_eq!(split.resized(3), split);
+        assert_eq!(split.resized(1).images, vec![138]);
+        let err = load("fashion-mnist@0").unwrap_err().to_string();
+        assert!(
+            err.contains("'@0' is not an image size from 1 to 1024"),
+            "{err}"
+        );
+    }
 
     fn idx(rank: u8, dims: &[u32], data: &[u8]) -> Vec<u8> {
         let mut v = vec![0, 0, 8, rank];

@@ -330,27 +330,32 @@ fn main_command_runs_the_whole_flow() {
     assert!(tradeoff.lines().count() >= 8, "{tradeoff}");
 }
 
+/// The small main job of `model` over the default search space with `line` added (its widths or
+/// resolutions), in a fresh results folder `name`: it must succeed and print every row of
+/// `rows`. Returns the results folder, the printed text and the search space file.
+fn main_job_over(name: &str, model: &str, line: &str, rows: &[&str]) -> (String, String, PathBuf) {
+    let results = temp_results(name);
+    std::fs::create_dir_all(&results).unwrap();
+    let space = PathBuf::from(&results).join("space.toml");
+    let default = include_str!("../search_spaces/default.toml");
+    std::fs::write(&space, format!("{line}\n{default}")).unwrap();
+    let args = ["--model", model, "--space", space.to_str().unwrap()];
+    let out = tiny_main_job(&results, &args, "300");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    for row in rows {
+        assert!(text.contains(row), "{row} missing from\n{text}");
+    }
+    (results, text, space)
+}
+
 /// The main flow over a search space's widths: every width's networks are fine-tuned and
 /// reported, and the chosen one, whichever width it has, deploys.
 #[test]
 fn main_command_searches_the_listed_widths() {
-    let results = temp_results("main-widths");
-    std::fs::create_dir_all(&results).unwrap();
-    let space = PathBuf::from(&results).join("widths.toml");
-    let default = include_str!("../search_spaces/default.toml");
-    std::fs::write(&space, format!("widths = [0.5, 0.25]\n{default}")).unwrap();
     // The network's own width is 0.5; the widest whose uniform 8-bit network fits 512 KB (0.9)
     // joins the listed ones.
-    let space_args = [
-        "--model",
-        "zoo:fashion-cnn:width=0.5",
-        "--space",
-        space.to_str().unwrap(),
-    ];
-    let out = tiny_main_job(&results, &space_args, "300");
-    assert!(out.status.success(), "{}", stderr(&out));
-    let text = stdout(&out);
-    for row in [
+    let rows = [
         "width 0.5 candidate 1",
         "width 0.5 memory-driven winner",
         "width 0.5 uniform 8-bit",
@@ -360,9 +365,13 @@ fn main_command_searches_the_listed_widths() {
         "width 0.9 uniform 8-bit",
         "(chosen)",
         "of 1000 images bit-exact at every layer",
-    ] {
-        assert!(text.contains(row), "{row} missing from\n{text}");
-    }
+    ];
+    let (results, text, space) = main_job_over(
+        "main-widths",
+        "zoo:fashion-cnn:width=0.5",
+        "widths = [0.5, 0.25]",
+        &rows,
+    );
     assert!(!text.contains("width 0.25 memory-driven"), "{text}");
     assert!(!text.contains("width 0.9 memory-driven"), "{text}");
     let dir = PathBuf::from(&results).join("main");
@@ -402,30 +411,20 @@ fn main_command_searches_the_listed_widths() {
 /// images, and the wrong images are refused.
 #[test]
 fn main_command_searches_the_listed_resolutions() {
-    let results = temp_results("main-resolutions");
-    std::fs::create_dir_all(&results).unwrap();
-    let space = PathBuf::from(&results).join("resolutions.toml");
-    let default = include_str!("../search_spaces/default.toml");
-    std::fs::write(&space, format!("resolutions = [16, 28]\n{default}")).unwrap();
-    let args = [
-        "--model",
-        "zoo:fashion-cnn:width=0.25",
-        "--space",
-        space.to_str().unwrap(),
-    ];
-    let out = tiny_main_job(&results, &args, "300");
-    assert!(out.status.success(), "{}", stderr(&out));
-    let text = stdout(&out);
-    for row in [
+    let rows = [
         "width 0.25 at 28x28 FP32",
         "width 0.25 at 16x16 FP32",
         "width 0.25 at 16x16 candidate 1",
         "width 0.25 at 16x16 uniform 8-bit",
         "width 0.25 at 28x28 memory-driven",
         "width 0.9 at 28x28 uniform 8-bit",
-    ] {
-        assert!(text.contains(row), "{row} missing from\n{text}");
-    }
+    ];
+    let (results, _, _) = main_job_over(
+        "main-resolutions",
+        "zoo:fashion-cnn:width=0.25",
+        "resolutions = [16, 28]",
+        &rows,
+    );
     let dir = PathBuf::from(&results).join("main");
     let tradeoff = std::fs::read_to_string(dir.join("tradeoff.csv")).unwrap();
     assert!(

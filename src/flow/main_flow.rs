@@ -8,7 +8,7 @@ use super::{
     finetune_assignment, measured_sensitivity, model_hash, prepare_graph, search,
 };
 use crate::graph::{FusedGraph, Graph};
-use crate::objective::{Metric, Objective};
+use crate::objective::{Limit, Metric};
 use crate::precision::Bits;
 use crate::report::{
     Figures, Row, assignment_json, bits_summary, deployment_text, plot, stages_text,
@@ -187,22 +187,6 @@ fn measured(
     let points = measured_sensitivity(graph, &calibration, Measure::Accuracy, progress);
     points.write_csv(&fused, &cache)?;
     Ok(points)
-}
-
-/// The same problem minimising `[primary, predicted accuracy loss]`, for the candidates.
-fn with_accuracy(p: &Problem) -> Result<Problem, FlowError> {
-    let objective = Objective {
-        name: format!("{}-accuracy", p.objective.name),
-        minimize: vec![p.objective.primary(), Metric::Accuracy],
-        limits: p.objective.limits.clone(),
-    };
-    Ok(Problem::new(
-        p.fused.clone(),
-        p.platform.clone(),
-        p.space.clone(),
-        objective,
-        p.sensitivity.clone(),
-    )?)
 }
 
 /// One searched variant: its trained network's problem (with its measured sensitivity table),
@@ -526,32 +510,48 @@ fn verdict(problem: &Problem, networks: &[Row], winner: usize) -> String {
     )
 }
 
-/// The ILP Pareto set of the objective's primary metric against the predicted accuracy loss
-/// (`3 * top_k` points, at least 6), from the fastest assignment to the least predicted loss.
-pub(super) fn predicted_front(
+/// The predicted accuracy drops (points, against uniform 8 bit) under which the main job looks
+/// for the fastest assignment: the accuracy tie first, then in half-decades.
+const PREDICTED_DROP_LADDER: [f64; 6] = [0.1, 0.3, 1.0, 3.0, 10.0, 30.0];
+
+/// For each of the first `n` drops of [`PREDICTED_DROP_LADDER`], the fastest assignment (the
+/// exact ILP's, the drop a limit next to the problem's) whose predicted accuracy drop from
+/// uniform 8 bit is at most that, loosest first. Candidates chosen by what they are predicted to
+/// lose find the fast networks that keep the accuracy, where the choice is made; a spread over
+/// the Pareto set's points missed them.
+pub(super) fn fastest_within_drops(
     problem: &Problem,
     settings: &MainSettings,
+    n: usize,
 ) -> Result<Vec<Candidate>, FlowError> {
-    let pareto = with_accuracy(problem)?;
-    let sweep = Settings {
-        pareto_points: (3 * settings.top_k).max(6),
-        ..settings.search.clone()
-    };
-    let mut ilp = policy(EXACT_POLICY, &sweep)?;
-    let front = run_policy(ilp.as_mut(), &pareto, &sweep, false)?;
-    let mut front: Vec<Candidate> = front
-        .front
-        .iter()
-        .map(|&i| problem.evaluate(&front.candidates[i].genes))
-        .collect();
-    front.sort_by(|a, b| a.metrics.cycles.total_cmp(&b.metrics.cycles));
-    Ok(front)
+    let eight_bit = problem.evaluate(&problem.space.uniform(Bits::B8));
+    let reference = eight_bit.metrics.get(Metric::Accuracy);
+    let mut found = Vec::new();
+    for &drop in PREDICTED_DROP_LADDER.iter().take(n).rev() {
+        let mut objective = problem.objective.clone();
+        objective.limits.push(Limit {
+            metric: Metric::Accuracy,
+            max: reference + drop,
+        });
+        let limited = Problem::new(
+            problem.fused.clone(),
+            problem.platform.clone(),
+            problem.space.clone(),
+            objective,
+            problem.sensitivity.clone(),
+        )?;
+        let mut ilp = policy(EXACT_POLICY, &settings.search)?;
+        if let Some(c) = run_policy(ilp.as_mut(), &limited, &settings.search, false)?.best() {
+            found.push(problem.evaluate(&c.genes));
+        }
+    }
+    Ok(found)
 }
 
-/// Step 3 at one width: the exact optimum, the ILP Pareto set against the predicted accuracy loss
-/// for the other candidates (`top_k` in all, spread along the set) and, at the primary width,
-/// each policy's winner, with the exact search written as the run. A width whose search finds
-/// nothing meeting the limits has no candidates.
+/// Step 3 at one variant: the exact optimum, the fastest assignments within predicted accuracy
+/// drops for the other candidates (`top_k` in all, [`fastest_within_drops`]) and, at the primary
+/// variant, each policy's winner, with the exact search written as the run. A variant whose
+/// search finds nothing meeting the limits has no candidates.
 fn shortlist(
     prepared: &Prepared,
     settings: &MainSettings,
@@ -586,18 +586,10 @@ fn shortlist(
     let Some(optimum) = optimum else {
         return Ok(nothing(None));
     };
-    // The candidates spread along the front: the fine-tunes measure the whole trade-off, not
-    // only its fast end.
-    let front = predicted_front(problem, settings)?;
     let mut candidates: Vec<Candidate> = vec![optimum];
-    let last = front.len().saturating_sub(1);
-    let picks = settings.top_k.saturating_sub(1);
-    for k in 1..=picks {
-        let Some(c) = front.get((k * last).div_ceil(picks)) else {
-            break;
-        };
+    for c in fastest_within_drops(problem, settings, settings.top_k.saturating_sub(1))? {
         if !candidates.iter().any(|x| x.genes == c.genes) {
-            candidates.push(c.clone());
+            candidates.push(c);
         }
     }
     let mut winners: Vec<(String, Candidate)> = Vec::new();

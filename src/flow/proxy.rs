@@ -4,7 +4,7 @@
 //! predicts the loss of the same fine-tuned assignments, and its Spearman correlation with the
 //! measured accuracy drop says how well it ranks them: 1 is the perfect order.
 
-use super::main_flow::predicted_front;
+use super::main_flow::fastest_within_drops;
 use super::{
     FlowError, Inputs, MAIN_CALIBRATION_IMAGES, MainSettings, Measure, cached_model,
     finetune_assignment, measured_sensitivity, model_hash, prepare_graph,
@@ -235,14 +235,14 @@ fn cached_table(
 }
 
 /// The main job's shortlist before fine-tuning: the exact optimum of the primary objective,
-/// then the feasible points of the ILP Pareto sweep against predicted loss that the main job
-/// picks its `top_k` from, distinct.
+/// then the fastest assignment within each predicted accuracy drop the main job picks its
+/// `top_k` from, distinct.
 fn top_candidates(problem: &Problem, main: &MainSettings) -> Result<Vec<Candidate>, FlowError> {
     let search = &main.search;
     let mut ilp = policy(EXACT_POLICY, search)?;
     let exact = run_policy(ilp.as_mut(), problem, search, false)?;
     let mut top: Vec<Candidate> = exact.best().into_iter().cloned().collect();
-    for c in predicted_front(problem, main)? {
+    for c in fastest_within_drops(problem, main, usize::MAX)? {
         if c.feasible() && !top.iter().any(|t| t.genes == c.genes) {
             top.push(c);
         }

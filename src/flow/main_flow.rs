@@ -15,7 +15,9 @@ use crate::report::{
     tradeoff_frame, tradeoff_markdown, tradeoff_plot, tradeoff_text,
 };
 use crate::results::{slug, write_frame, write_json, write_text};
-use crate::search::{Candidate, EXACT_POLICY, Problem, Settings, policy, run_policy};
+use crate::search::{
+    Candidate, EXACT_POLICY, Problem, SearchError, Settings, policy, run_policy,
+};
 use crate::sensitivity::Sensitivity;
 use crate::space::SpaceConfig;
 use crate::train::data::{self, Dataset};
@@ -541,8 +543,11 @@ pub(super) fn fastest_within_drops(
             problem.sensitivity.clone(),
         )?;
         let mut ilp = policy(EXACT_POLICY, &settings.search)?;
-        if let Some(c) = run_policy(ilp.as_mut(), &limited, &settings.search, false)?.best() {
-            found.push(problem.evaluate(&c.genes));
+        match run_policy(ilp.as_mut(), &limited, &settings.search, false) {
+            Ok(result) => found.extend(result.best().map(|c| problem.evaluate(&c.genes))),
+            // Nothing meets the limits within this drop; a looser one may still.
+            Err(SearchError::Infeasible(_)) => {}
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(found)

@@ -207,13 +207,13 @@ impl Cell<'_> {
         let points = self.rows[j].accuracy - self.rows[o].accuracy;
         if speed > 1.0 && points >= -ACCURACY_TIE_POINTS {
             (
-                format!("{speed:.2}x faster than the best {name} ({points:+.2} points)"),
+                format!("{speed:.3}x faster than the best {name} ({points:+.2} points)"),
                 true,
             )
         } else {
             (
                 format!(
-                    "{points:+.2} points over the best {name}, which is {:.2}x faster",
+                    "{points:+.2} points over the best {name}, which is {:.3}x faster",
                     1.0 / speed
                 ),
                 false,
@@ -443,11 +443,11 @@ mod tests {
         assert!(beats_eight, "{eight}");
         assert_eq!(
             eight,
-            "1.17x faster than the best uniform 8-bit network (-0.05 points)"
+            "1.167x faster than the best uniform 8-bit network (-0.05 points)"
         );
         let (mixed, beats_mixed) = c.against(Pick::MixedOwnWidth);
         assert!(beats_mixed, "{mixed}");
-        assert!(mixed.starts_with("1.50x faster"), "{mixed}");
+        assert!(mixed.starts_with("1.500x faster"), "{mixed}");
     }
 
     #[test]
@@ -475,7 +475,7 @@ mod tests {
         assert_eq!(
             c.against(Pick::UniformEightBit),
             (
-                "+1.30 points over the best uniform 8-bit network, which is 1.50x faster".into(),
+                "+1.30 points over the best uniform 8-bit network, which is 1.500x faster".into(),
                 false
             )
         );

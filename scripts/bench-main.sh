@@ -17,11 +17,12 @@ import csv, json, sys
 seconds = int(sys.argv[1])
 rows = list(csv.DictReader(open("results/bench-main/main/tradeoff.csv")))
 acc = {r["network"]: float(r["accuracy"]) for r in rows}
-fp = acc["FP32"]
+# The first FP32 row is the network's own width's (each width has one).
+fp = next(float(r["accuracy"]) for r in rows if r["bits"] == "fp32")
 chosen_name = json.load(open("results/bench-main/main/chosen.json"))["network"]
 chosen = next(r for r in rows if r["network"] == chosen_name)
 winner = acc[chosen_name]
-eight_fits = [r for r in rows if r["fits"] == "true" and "uniform 8-bit" in r["network"]]
+eight_fits = [r for r in rows if r["fits"] == "true" and r["uniform_8_bit"] == "true"]
 best_8 = max(eight_fits, key=lambda r: float(r["accuracy"]), default=None)
 # Issue 14's target: the chosen network is at least as fast as the fastest uniform 8-bit network
 # that fits and is within 0.1 point of the chosen one's measured accuracy.

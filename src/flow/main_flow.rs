@@ -1,6 +1,7 @@
-//! The main command: at every searched width, train the network (once, cached), measure its
-//! sensitivity, search, fine-tune the best candidates and uniform 8 bit; choose among all of them
-//! and report the accuracy-latency-size trade-off of mixed precision against uniform 8 bit.
+//! The main command: at every searched width and resolution, train the network (once, cached),
+//! measure its sensitivity, search, fine-tune the best candidates and uniform 8 bit; choose among
+//! all of them and report the accuracy-latency-size trade-off of mixed precision against uniform
+//! 8 bit.
 
 use super::variants::{self, Variant};
 use super::{
@@ -15,9 +16,7 @@ use crate::report::{
     tradeoff_frame, tradeoff_markdown, tradeoff_plot, tradeoff_text,
 };
 use crate::results::{slug, write_frame, write_json, write_text};
-use crate::search::{
-    Candidate, EXACT_POLICY, Problem, SearchError, Settings, policy, run_policy,
-};
+use crate::search::{Candidate, EXACT_POLICY, Problem, SearchError, Settings, policy, run_policy};
 use crate::sensitivity::Sensitivity;
 use crate::space::SpaceConfig;
 use crate::train::data::{self, Dataset};
@@ -30,7 +29,7 @@ use std::time::Instant;
 #[derive(Clone, Debug)]
 pub struct MainSettings {
     pub data: String,
-    /// Floating-point training schedule (of the network at every width).
+    /// Floating-point training schedule (of the network at every width and resolution).
     pub train: TrainConfig,
     /// Quantization-aware fine-tuning schedule (short).
     pub finetune: TrainConfig,
@@ -51,13 +50,13 @@ pub struct MainSettings {
 pub struct MainSchedule {
     /// Dataset to train and fine-tune on (`fashion-mnist`, a directory or an `.npz`).
     pub data: String,
-    /// Floating-point training epochs at every width.
+    /// Floating-point training epochs at every width and resolution.
     pub epochs: usize,
     /// Only the first N training images for floating-point training (all when absent).
     pub train_images: Option<usize>,
     /// Training images per fine-tuning run (one pass).
     pub finetune_images: usize,
-    /// Candidates fine-tuned at every width.
+    /// Candidates fine-tuned at every width and resolution.
     pub top_k: usize,
 }
 
@@ -146,7 +145,7 @@ impl Stopwatch {
         }
     }
 
-    /// Adds the time since the last lap to stage `name` (a stage met again, at another width,
+    /// Adds the time since the last lap to stage `name` (a stage met again, at another variant,
     /// keeps its first place).
     fn lap(&mut self, name: &str) {
         let seconds =
@@ -206,8 +205,8 @@ struct Searched {
     prefix: String,
 }
 
-/// The search stage's result at one width: the candidates to fine-tune (the exact optimum
-/// first) and each policy's winner; or, when no assignment at this width can meet the memory
+/// The search stage's result at one variant: the candidates to fine-tune (the exact optimum
+/// first) and each policy's winner; or, when no assignment of this variant can meet the memory
 /// limits, why.
 struct Shortlist {
     candidates: Vec<Candidate>,
@@ -306,7 +305,7 @@ pub fn run_main(inputs: &Inputs, settings: &MainSettings) -> Result<MainReport, 
         .position(|w| w.variant.spec == inputs.model)
         .unwrap_or(0);
 
-    // 3. Search: at every width the exact optimum and the candidates along the predicted front.
+    // 3. Search: at every variant the exact optimum and the fastest within predicted drops.
     let main = &widths[primary];
     let run = settings.run.clone().unwrap_or_else(|| {
         let problem = &main.prepared.problem;
@@ -340,7 +339,7 @@ pub fn run_main(inputs: &Inputs, settings: &MainSettings) -> Result<MainReport, 
     }
     watch.lap("search");
 
-    // 4. Quantization-aware fine-tuning of every width's candidates, winners and baselines.
+    // 4. Quantization-aware fine-tuning of every variant's candidates, winners and baselines.
     let mut networks = Vec::new();
     for (i, (w, list)) in widths.iter().zip(&shortlists).enumerate() {
         let root = if i == primary {
@@ -781,7 +780,7 @@ fn write_report(
 }
 
 /// Where a candidate's fine-tuning writes (checkpoint, quantized.onnx, quantization.json) under
-/// its width's folder `root`.
+/// its variant's folder `root`.
 fn finetune_dir(root: &Path, c: &Candidate) -> PathBuf {
     root.join(format!(
         "genes-{}",

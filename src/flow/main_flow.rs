@@ -260,7 +260,7 @@ pub fn run_main(inputs: &Inputs, settings: &MainSettings) -> Result<MainReport, 
     // sensitivity. The widest width whose uniform 8-bit network fits joins the listed ones (or
     // the network's own), so that the best 8-bit network that fits is always among the answers.
     let space = SpaceConfig::load(&inputs.space)?;
-    let mut widths = Vec::new();
+    let mut searched = Vec::new();
     let listed = variants::listed(
         &inputs.model,
         &inputs.space,
@@ -268,27 +268,27 @@ pub fn run_main(inputs: &Inputs, settings: &MainSettings) -> Result<MainReport, 
         &space.resolutions,
     )?;
     for variant in listed {
-        widths.push(prepare_variant(
+        searched.push(prepare_variant(
             inputs, settings, &dataset, variant, &mut watch,
         )?);
     }
-    if let Some(variant) = variants::widest_fitting(&inputs.model, &widths[0].prepared.problem)?
-        && widths
+    if let Some(variant) = variants::widest_fitting(&inputs.model, &searched[0].prepared.problem)?
+        && searched
             .iter()
             .all(|w| (w.variant.width, w.variant.resolution) != (variant.width, variant.resolution))
     {
-        widths.push(prepare_variant(
+        searched.push(prepare_variant(
             inputs, settings, &dataset, variant, &mut watch,
         )?);
-        widths.sort_by(|a, b| {
+        searched.sort_by(|a, b| {
             let (a, b) = (&a.variant, &b.variant);
             b.width
                 .total_cmp(&a.width)
                 .then(b.resolution.cmp(&a.resolution))
         });
     }
-    if widths.len() > 1 {
-        for w in &mut widths {
+    if searched.len() > 1 {
+        for w in &mut searched {
             let v = &w.variant;
             w.prefix = match v.resolution {
                 Some(r) if !space.resolutions.is_empty() => {
@@ -300,13 +300,13 @@ pub fn run_main(inputs: &Inputs, settings: &MainSettings) -> Result<MainReport, 
     }
     // The primary variant (the network's own, else the widest) writes the run's search and also
     // gets the policies' winners and uniform 4 bit.
-    let primary = widths
+    let primary = searched
         .iter()
         .position(|w| w.variant.spec == inputs.model)
         .unwrap_or(0);
 
     // 3. Search: at every variant the exact optimum and the fastest within predicted drops.
-    let main = &widths[primary];
+    let main = &searched[primary];
     let run = settings.run.clone().unwrap_or_else(|| {
         let problem = &main.prepared.problem;
         slug(&format!(
@@ -316,12 +316,12 @@ pub fn run_main(inputs: &Inputs, settings: &MainSettings) -> Result<MainReport, 
     });
     let dir = inputs.results.join(&run);
     let mut shortlists = Vec::new();
-    for (i, w) in widths.iter().enumerate() {
+    for (i, w) in searched.iter().enumerate() {
         let written = (i == primary).then_some(run.as_str());
         shortlists.push(shortlist(&w.prepared, settings, written)?);
     }
     if shortlists.iter().all(|s| s.candidates.is_empty()) {
-        let why: Vec<String> = widths
+        let why: Vec<String> = searched
             .iter()
             .zip(&shortlists)
             .map(|(w, s)| {
@@ -333,7 +333,7 @@ pub fn run_main(inputs: &Inputs, settings: &MainSettings) -> Result<MainReport, 
             })
             .collect();
         return Err(FlowError::Input(format!(
-            "no assignment meets the limits at any searched width; {}",
+            "no assignment meets the limits at any searched width or resolution; {}",
             why.join("; ")
         )));
     }
@@ -341,7 +341,7 @@ pub fn run_main(inputs: &Inputs, settings: &MainSettings) -> Result<MainReport, 
 
     // 4. Quantization-aware fine-tuning of every variant's candidates, winners and baselines.
     let mut networks = Vec::new();
-    for (i, (w, list)) in widths.iter().zip(&shortlists).enumerate() {
+    for (i, (w, list)) in searched.iter().zip(&shortlists).enumerate() {
         let root = if i == primary {
             dir.join("finetune")
         } else {
@@ -357,7 +357,7 @@ pub fn run_main(inputs: &Inputs, settings: &MainSettings) -> Result<MainReport, 
     let finetuned_rows: Vec<Row> = networks.iter().map(|n| n.row.clone()).collect();
     let winner = choose(&finetuned_rows);
     let chosen = &networks[winner];
-    let chosen_variant = &widths[chosen.variant];
+    let chosen_variant = &searched[chosen.variant];
     write_chosen(&chosen_variant.prepared.problem, chosen, &dir)?;
     let deployment = if settings.deploy {
         let text = deploy_chosen(inputs, chosen_variant, &chosen.dir, &dir)?;
@@ -374,10 +374,10 @@ pub fn run_main(inputs: &Inputs, settings: &MainSettings) -> Result<MainReport, 
     let verdict = verdict(&main.prepared.problem, &finetuned_rows, winner);
     // Each variant's floating-point network, the primary's first: what its networks' accuracy
     // is compared with.
-    let order = std::iter::once(primary).chain((0..widths.len()).filter(|&i| i != primary));
+    let order = std::iter::once(primary).chain((0..searched.len()).filter(|&i| i != primary));
     let mut rows: Vec<Row> = order
         .map(|i| {
-            let w = &widths[i];
+            let w = &searched[i];
             Row {
                 label: format!("{}FP32", w.prefix),
                 bits: "fp32".into(),

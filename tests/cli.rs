@@ -246,13 +246,13 @@ fn temp_results(name: &str) -> String {
         .to_string()
 }
 
-/// The main job at 512 KB on a small schedule (one epoch on 1,500 images, two candidates, one
+/// The main job at `budget` on a small schedule (one epoch on 1,500 images, two candidates, one
 /// other policy), fine-tuning on `finetune_images`, with `extra` arguments first.
-fn tiny_main_job(results: &str, extra: &[&str], finetune_images: &str) -> Output {
+fn tiny_main_job(results: &str, extra: &[&str], budget: &str, finetune_images: &str) -> Output {
     let mut args = extra.to_vec();
     args.extend([
         "--budget",
-        "512KB",
+        budget,
         "--objective",
         "latency",
         "--epochs",
@@ -279,7 +279,7 @@ fn tiny_main_job(results: &str, extra: &[&str], finetune_images: &str) -> Output
 #[test]
 fn main_command_runs_the_whole_flow() {
     let results = temp_results("main");
-    let out = tiny_main_job(&results, &[], "500");
+    let out = tiny_main_job(&results, &[], "512KB", "500");
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(
@@ -330,6 +330,36 @@ fn main_command_runs_the_whole_flow() {
     assert!(tradeoff.lines().count() >= 8, "{tradeoff}");
 }
 
+/// Under 128 KB no assignment of the full-width network fits: it gets no candidates and the
+/// widest width whose 8-bit network fits (0.425) carries the answer; under 20 KB nothing fits,
+/// and the error says what binds at the width it tried.
+#[test]
+fn main_command_skips_widths_that_cannot_fit() {
+    let results = temp_results("main-small");
+    let out = tiny_main_job(&results, &[], "128KB", "300");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    for row in [
+        "width 0.425 candidate 1",
+        "width 0.425 uniform 8-bit",
+        "(chosen)",
+    ] {
+        assert!(text.contains(row), "{row} missing from\n{text}");
+    }
+    assert!(!text.contains("width 1.0 candidate"), "{text}");
+    let chosen = std::fs::read_to_string(PathBuf::from(&results).join("main/chosen.json"));
+    assert!(chosen.unwrap().contains("width 0.425"));
+    let out = tiny_main_job(&results, &[], "20KB", "300");
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(
+            "no assignment meets the limits at any searched width or resolution; at width 1.0: memory limit 20,000 B cannot be met"
+        ),
+        "{}",
+        stderr(&out)
+    );
+}
+
 /// The small main job of `model` over the default search space with `line` added (its widths or
 /// resolutions), in a fresh results folder `name`: it must succeed and print every row of
 /// `rows`. Returns the results folder, the printed text and the search space file.
@@ -340,7 +370,7 @@ fn main_job_over(name: &str, model: &str, line: &str, rows: &[&str]) -> (String,
     let default = include_str!("../search_spaces/default.toml");
     std::fs::write(&space, format!("{line}\n{default}")).unwrap();
     let args = ["--model", model, "--space", space.to_str().unwrap()];
-    let out = tiny_main_job(&results, &args, "300");
+    let out = tiny_main_job(&results, &args, "512KB", "300");
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     for row in rows {

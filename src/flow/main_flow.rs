@@ -329,7 +329,11 @@ pub fn run_main(inputs: &Inputs, settings: &MainSettings) -> Result<MainReport, 
                     .out_of_reach
                     .as_deref()
                     .unwrap_or("the exact search found none");
-                format!("at {}: {reason}", w.prefix.trim_end())
+                let variant = match w.prefix.trim_end() {
+                    "" => format!("width {:?}", w.variant.width),
+                    prefix => prefix.to_string(),
+                };
+                format!("at {variant}: {reason}")
             })
             .collect();
         return Err(FlowError::Input(format!(

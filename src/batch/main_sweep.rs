@@ -7,7 +7,7 @@ use super::BatchError;
 use super::merge::Merged;
 use super::sweep::{Plan, Sweep, SweepDir, Task};
 use super::task::{table_error, task_inputs, with_coordinates};
-use crate::flow::{ACCURACY_TIE_POINTS, MainSchedule, fastest_within_tie, run_main};
+use crate::flow::{MainSchedule, fastest_within_tie, run_main};
 use crate::report::{Figures, Row};
 use crate::results::{read_parquet, slug, write_frame, write_text};
 use crate::table::Table;
@@ -64,6 +64,8 @@ struct Cell<'a> {
     rows: Vec<Row>,
     latency_ms: Vec<f64>,
     chosen: usize,
+    /// The accuracy tie the cell chose with.
+    tie: f64,
 }
 
 /// The three networks a cell compares.
@@ -97,7 +99,12 @@ impl Pick {
 }
 
 impl Cell<'_> {
-    fn read<'a>(task: &'a Task, frame: &DataFrame, path: &Path) -> Result<Cell<'a>, BatchError> {
+    fn read<'a>(
+        task: &'a Task,
+        frame: &DataFrame,
+        path: &Path,
+        tie: f64,
+    ) -> Result<Cell<'a>, BatchError> {
         let error = |e| table_error(path, e);
         let strings = |name: &str| -> Result<Vec<String>, BatchError> {
             let c = frame.column(name).map_err(error)?;
@@ -159,6 +166,7 @@ impl Cell<'_> {
             rows,
             latency_ms,
             chosen,
+            tie,
         })
     }
 
@@ -189,7 +197,7 @@ impl Cell<'_> {
         let pool = (0..self.rows.len())
             .filter(|&i| self.rows[i].fits && of_kind(&self.rows[i]))
             .collect();
-        fastest_within_tie(&self.rows, pool)
+        fastest_within_tie(&self.rows, pool, self.tie)
     }
 
     /// How the joint choice compares with `other`'s network, and whether it beats it: faster
@@ -205,7 +213,7 @@ impl Cell<'_> {
         }
         let speed = self.latency_ms[o] / self.latency_ms[j];
         let points = self.rows[j].accuracy - self.rows[o].accuracy;
-        if speed > 1.0 && points >= -ACCURACY_TIE_POINTS {
+        if speed > 1.0 && points >= -self.tie {
             (
                 format!("{speed:.3}x faster than the best {name} ({points:+.2} points)"),
                 true,
@@ -225,7 +233,11 @@ impl Cell<'_> {
 /// Merges a main sweep: `merged.{parquet,csv}` (every cell's networks), `summary.{parquet,csv}`
 /// and `summary.txt` (per cell the three networks compared, and whether the joint search beat
 /// both).
-pub(super) fn merge_cells(folder: &SweepDir, plan: &Plan) -> Result<Merged, BatchError> {
+pub(super) fn merge_cells(
+    folder: &SweepDir,
+    plan: &Plan,
+    schedule: &MainSchedule,
+) -> Result<Merged, BatchError> {
     let mut frames = Vec::new();
     for task in &plan.tasks {
         let path = folder.shard(task.task);
@@ -235,12 +247,13 @@ pub(super) fn merge_cells(folder: &SweepDir, plan: &Plan) -> Result<Merged, Batc
         .tasks
         .iter()
         .zip(&frames)
-        .map(|(task, (frame, path))| Cell::read(task, frame, path))
+        .map(|(task, (frame, path))| Cell::read(task, frame, path, schedule.accuracy_tie))
         .collect::<Result<_, _>>()?;
     let mut frame = super::merge::stack(frames)?;
     let dir = &folder.root;
     write_frame(&mut frame, dir, "merged")?;
-    let (mut summary, text) = summarise(plan, &cells).map_err(|e| table_error(dir, e))?;
+    let (mut summary, text) =
+        summarise(plan, &cells, schedule.accuracy_tie).map_err(|e| table_error(dir, e))?;
     write_frame(&mut summary, dir, "summary")?;
     write_text(&dir.join("summary.txt"), &text)?;
     Ok(Merged {
@@ -253,7 +266,7 @@ pub(super) fn merge_cells(folder: &SweepDir, plan: &Plan) -> Result<Merged, Batc
 
 /// The summary table and text: three rows per cell, then a sentence per cell and the count of
 /// cells where the joint search beats both other kinds.
-fn summarise(plan: &Plan, cells: &[Cell]) -> Result<(DataFrame, String), PolarsError> {
+fn summarise(plan: &Plan, cells: &[Cell], tie: f64) -> Result<(DataFrame, String), PolarsError> {
     let mut table = Table::new(&[
         "platform<",
         "budget<",
@@ -353,7 +366,7 @@ fn summarise(plan: &Plan, cells: &[Cell]) -> Result<(DataFrame, String), PolarsE
         format!("in {}: {}", winners.len(), winners.join(", "))
     };
     let text = format!(
-        "sweep {}: {} cells; per cell the joint width x precision search's choice, the best uniform 8-bit network that fits (any width) and the best mixed-precision network at the network's own width (each the fastest within {ACCURACY_TIE_POINTS} point of its kind's most accurate that fits; accuracy measured after fine-tuning)\n\n{}\n{sentences}\nThe joint search is faster than both at equal accuracy (within {ACCURACY_TIE_POINTS} point), or they do not fit, {outcome}.\n",
+        "sweep {}: {} cells; per cell the joint width x precision search's choice, the best uniform 8-bit network that fits (any width) and the best mixed-precision network at the network's own width (each the fastest within {tie} point of its kind's most accurate that fits; accuracy measured after fine-tuning)\n\n{}\n{sentences}\nThe joint search is faster than both at equal accuracy (within {tie} point), or they do not fit, {outcome}.\n",
         plan.sweep.name,
         cells.len(),
         table.render(),
@@ -420,6 +433,7 @@ mod tests {
             rows,
             latency_ms,
             chosen: chosen + 1,
+            tie: 0.1,
         }
     }
 

@@ -162,8 +162,8 @@ pub fn merge(dir: &Path) -> Result<Merged, BatchError> {
             dir.display()
         )));
     }
-    if plan.sweep.main.is_some() {
-        return super::main_sweep::merge_cells(&folder, &plan);
+    if let Some(schedule) = &plan.sweep.main {
+        return super::main_sweep::merge_cells(&folder, &plan, schedule);
     }
     let mut shards = Vec::new();
     let mut results = Vec::new();

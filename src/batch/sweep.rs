@@ -225,6 +225,9 @@ impl Sweep {
                 return fail(format!("'{field}' is empty; give at least one entry"));
             }
         }
+        if let Some(Err(e)) = self.main.as_ref().map(MainSchedule::check) {
+            return fail(format!("'main.accuracy_tie': {e}"));
+        }
         if self.main.is_some() && self.seeds != 1 {
             return fail(
                 "'seeds': a main sweep runs each cell once (its seed is 0); leave 'seeds' out"
@@ -529,6 +532,13 @@ top_k = 2"#,
             .to_string();
         assert!(
             err.contains("'seeds': a main sweep runs each cell once"),
+            "{err}"
+        );
+        let err = sweep(&format!("{base}[main]\naccuracy_tie = -1.0"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("'main.accuracy_tie': accuracy tie -1"),
             "{err}"
         );
         let err = sweep(&format!("{base}[main]\nepoch = 3"))

@@ -70,6 +70,10 @@ pub struct MainArgs {
     /// Candidates fine-tuned and re-ranked by measured accuracy.
     #[arg(long, default_value_t = MainSchedule::default().top_k)]
     pub top_k: usize,
+    /// Measured accuracies this many points apart count as equal: the fastest network within it
+    /// of the most accurate that fits is chosen.
+    #[arg(long, value_name = "POINTS", default_value_t = MainSchedule::default().accuracy_tie)]
+    pub accuracy_tie: f64,
     /// Policies whose winners are fine-tuned and reported next to the exact optimum.
     #[arg(
         long,
@@ -533,7 +537,11 @@ impl MainArgs {
             train_images: self.train_images,
             finetune_images: self.finetune_images,
             top_k: self.top_k,
+            accuracy_tie: self.accuracy_tie,
         };
+        schedule
+            .check()
+            .map_err(|e| SearchError::Config(format!("--accuracy-tie: {e}")))?;
         let run = self.policy_args.run.clone();
         Ok(schedule.settings(&self.policies, search, run, true, progress))
     }

@@ -41,6 +41,8 @@ pub struct MainSettings {
     pub run: Option<String>,
     /// Whether the chosen network is deployed and verified (step 5); a sweep's cells skip it.
     pub deploy: bool,
+    /// Measured accuracies this many points apart count as equal when choosing.
+    pub accuracy_tie: f64,
     pub progress: bool,
 }
 
@@ -58,6 +60,9 @@ pub struct MainSchedule {
     pub finetune_images: usize,
     /// Candidates fine-tuned at every width and resolution.
     pub top_k: usize,
+    /// Measured accuracies this many points apart count as equal: the fastest network within
+    /// it of the most accurate is chosen.
+    pub accuracy_tie: f64,
 }
 
 impl Default for MainSchedule {
@@ -68,11 +73,23 @@ impl Default for MainSchedule {
             train_images: None,
             finetune_images: 10_000,
             top_k: 3,
+            accuracy_tie: ACCURACY_TIE_POINTS,
         }
     }
 }
 
 impl MainSchedule {
+    /// Refuses an accuracy tie that is negative or not a number.
+    pub fn check(&self) -> Result<(), String> {
+        if !(self.accuracy_tie >= 0.0 && self.accuracy_tie.is_finite()) {
+            return Err(format!(
+                "accuracy tie {}: give the points (0 or more) within which measured accuracies count as equal",
+                self.accuracy_tie
+            ));
+        }
+        Ok(())
+    }
+
     /// The main flow's settings on this schedule: training and fine-tuning seeded by
     /// `search.seed`, each policy's winner fine-tuned too; the chosen network deployed when
     /// `deploy`.
@@ -105,6 +122,7 @@ impl MainSchedule {
             search,
             run,
             deploy,
+            accuracy_tie: self.accuracy_tie,
             progress,
         }
     }
@@ -223,31 +241,31 @@ struct Finetuned {
     genes: Vec<u8>,
 }
 
-/// Measured accuracies this close count as equal when the main job chooses: the fastest of the
-/// networks within this many points of the most accurate one wins.
+/// The default accuracy tie: measured accuracies this close count as equal when the main job
+/// chooses, so the fastest of the networks within this many points of the most accurate wins.
 pub const ACCURACY_TIE_POINTS: f64 = 0.1;
 
 /// The chosen network: among those that meet the limits, the fastest whose measured accuracy is
-/// within [`ACCURACY_TIE_POINTS`] of the most accurate one's; the most accurate network when
-/// none meets them.
-fn choose(networks: &[Row]) -> usize {
+/// within `tie` points of the most accurate one's; the most accurate network when none meets
+/// them.
+fn choose(networks: &[Row], tie: f64) -> usize {
     let fitting: Vec<usize> = (0..networks.len()).filter(|&i| networks[i].fits).collect();
     let pool = if fitting.is_empty() {
         (0..networks.len()).collect()
     } else {
         fitting
     };
-    fastest_within_tie(networks, pool).unwrap_or(0)
+    fastest_within_tie(networks, pool, tie).unwrap_or(0)
 }
 
-/// Of the networks at `pool`'s indices, the fastest whose measured accuracy is within
-/// [`ACCURACY_TIE_POINTS`] of the most accurate one's (the earlier on equal latency).
-pub fn fastest_within_tie(networks: &[Row], pool: Vec<usize>) -> Option<usize> {
+/// Of the networks at `pool`'s indices, the fastest whose measured accuracy is within `tie`
+/// points of the most accurate one's (the earlier on equal latency).
+pub fn fastest_within_tie(networks: &[Row], pool: Vec<usize>, tie: f64) -> Option<usize> {
     let accuracy = |i: usize| networks[i].accuracy;
     let best = pool.iter().map(|&i| accuracy(i)).fold(f64::MIN, f64::max);
     let cycles = |i: usize| networks[i].figures.map_or(f64::MAX, |f| f.cycles);
     pool.into_iter()
-        .filter(|&i| accuracy(i) >= best - ACCURACY_TIE_POINTS)
+        .filter(|&i| accuracy(i) >= best - tie)
         .min_by(|&a, &b| cycles(a).total_cmp(&cycles(b)).then(a.cmp(&b)))
 }
 
@@ -359,7 +377,7 @@ pub fn run_main(inputs: &Inputs, settings: &MainSettings) -> Result<MainReport, 
 
     // 5. The chosen network as integer C code, verified against the golden model.
     let finetuned_rows: Vec<Row> = networks.iter().map(|n| n.row.clone()).collect();
-    let winner = choose(&finetuned_rows);
+    let winner = choose(&finetuned_rows, settings.accuracy_tie);
     let chosen = &networks[winner];
     let chosen_variant = &searched[chosen.variant];
     write_chosen(&chosen_variant.prepared.problem, chosen, &dir)?;
@@ -375,7 +393,12 @@ pub fn run_main(inputs: &Inputs, settings: &MainSettings) -> Result<MainReport, 
     };
 
     // 6. The trade-off: report.md, the frame and the plot.
-    let verdict = verdict(&main.prepared.problem, &finetuned_rows, winner);
+    let verdict = verdict(
+        &main.prepared.problem,
+        &finetuned_rows,
+        winner,
+        settings.accuracy_tie,
+    );
     // Each variant's floating-point network, the primary's first: what its networks' accuracy
     // is compared with.
     let order = std::iter::once(primary).chain((0..searched.len()).filter(|&i| i != primary));
@@ -465,7 +488,7 @@ struct Ranked {
 
 /// The report's one-sentence answer: which kind of network won (mixed precision or uniform
 /// 8-bit at some width) and by how much against the best of the other kind that fits.
-fn verdict(problem: &Problem, networks: &[Row], winner: usize) -> String {
+fn verdict(problem: &Problem, networks: &[Row], winner: usize, tie: f64) -> String {
     let chosen = &networks[winner];
     let ms = |n: &Row| {
         n.figures.map_or(f64::NAN, |f| {
@@ -484,9 +507,9 @@ fn verdict(problem: &Problem, networks: &[Row], winner: usize) -> String {
     let others = (0..networks.len())
         .filter(|&i| networks[i].fits && networks[i].uniform_8_bit != chosen_is_8_bit)
         .collect();
-    let rival = fastest_within_tie(networks, others).map(|i| &networks[i]);
+    let rival = fastest_within_tie(networks, others, tie).map(|i| &networks[i]);
     let head = format!(
-        "Chosen: {}, a {} network: {:.2}% at {:.3} ms, the fastest that fits within {ACCURACY_TIE_POINTS} point of the most accurate that fits.",
+        "Chosen: {}, a {} network: {:.2}% at {:.3} ms, the fastest that fits within {tie} point of the most accurate that fits.",
         chosen.label,
         kind(chosen_is_8_bit),
         chosen.accuracy,
@@ -823,12 +846,14 @@ mod tests {
             network(91.38, 400.0, true),
         ];
         // 91.5 is the best that fits; 91.45 is within 0.1 point and faster; 91.38 is not.
-        assert_eq!(choose(&networks), 2);
+        assert_eq!(choose(&networks, ACCURACY_TIE_POINTS), 2);
+        // A looser tie trades 0.12 points for the faster network.
+        assert_eq!(choose(&networks, 0.15), 4);
     }
 
     #[test]
     fn without_a_fitting_network_the_most_accurate_wins() {
         let networks = [network(90.0, 100.0, false), network(91.0, 900.0, false)];
-        assert_eq!(choose(&networks), 1);
+        assert_eq!(choose(&networks, ACCURACY_TIE_POINTS), 1);
     }
 }

@@ -4,9 +4,10 @@
 //! (at any width) and the best mixed-precision network at the network's own width.
 
 use super::BatchError;
-use super::merge::Merged;
+use super::merge::{Merged, flags, numbers, strings};
 use super::sweep::{Plan, Sweep, SweepDir, Task};
-use super::task::{table_error, task_inputs, with_coordinates};
+use super::table_error;
+use super::task::{task_inputs, with_coordinates};
 use crate::flow::{MainSchedule, fastest_within_tie, run_main};
 use crate::report::{Figures, Row};
 use crate::results::{read_parquet, slug, write_frame, write_text};
@@ -50,9 +51,7 @@ pub(super) fn run_cell(
         Column::new("chosen".into(), chosen),
         Column::new("seconds".into(), vec![seconds; rows]),
     ] {
-        frame
-            .with_column(column)
-            .map_err(|e| table_error(&path, e))?;
+        frame.with_column(column).map_err(table_error(&path))?;
     }
     Ok((with_coordinates(frame, task, &path)?, seconds))
 }
@@ -105,56 +104,38 @@ impl Cell<'_> {
         path: &Path,
         tie: f64,
     ) -> Result<Cell<'a>, BatchError> {
-        let error = |e| table_error(path, e);
-        let strings = |name: &str| -> Result<Vec<String>, BatchError> {
-            let c = frame.column(name).map_err(error)?;
-            let s = c.str().map_err(error)?;
-            Ok(s.iter().map(|v| v.unwrap_or("").to_string()).collect())
-        };
-        let numbers = |name: &str| -> Result<Vec<Option<f64>>, BatchError> {
-            let c = frame
-                .column(name)
-                .and_then(|c| c.cast(&DataType::Float64))
-                .map_err(error)?;
-            Ok(c.f64().map_err(error)?.iter().collect())
-        };
-        let flags = |name: &str| -> Result<Vec<bool>, BatchError> {
-            let c = frame.column(name).map_err(error)?;
-            Ok(c.bool()
-                .map_err(error)?
-                .iter()
-                .map(|v| v == Some(true))
-                .collect())
-        };
-        let (labels, bits) = (strings("network")?, strings("bits")?);
-        let (accuracy, width) = (numbers("accuracy")?, numbers("width")?);
-        let resolution = numbers("resolution")?;
-        let (cycles, flash, ram) = (
-            numbers("cycles")?,
-            numbers("flash_bytes")?,
-            numbers("ram_bytes")?,
+        let number = |name: &str| numbers(frame, name, path);
+        let flag = |name: &str| flags(frame, name, path);
+        let (labels, bits) = (
+            strings(frame, "network", path)?,
+            strings(frame, "bits", path)?,
         );
-        let (fits, uniform, chosen) = (flags("fits")?, flags("uniform_8_bit")?, flags("chosen")?);
+        let (accuracy, width, resolution) =
+            (number("accuracy")?, number("width")?, number("resolution")?);
+        let (cycles, flash, ram) = (
+            number("cycles")?,
+            number("flash_bytes")?,
+            number("ram_bytes")?,
+        );
+        let (fits, uniform, chosen) = (flag("fits")?, flag("uniform_8_bit")?, flag("chosen")?);
         let rows = (0..frame.height())
             .map(|i| Row {
                 label: labels[i].clone(),
                 bits: bits[i].clone(),
-                figures: cycles[i].map(|cycles| Figures {
-                    cycles,
-                    flash: flash[i].unwrap_or(0.0) as u64,
-                    ram: ram[i].unwrap_or(0.0) as u64,
+                // The FP32 rows have no figures.
+                figures: (!cycles[i].is_nan()).then(|| Figures {
+                    cycles: cycles[i],
+                    flash: flash[i] as u64,
+                    ram: ram[i] as u64,
                 }),
-                accuracy: accuracy[i].unwrap_or(f64::NAN),
+                accuracy: accuracy[i],
                 fits: fits[i],
-                width: width[i].unwrap_or(f64::NAN),
-                resolution: resolution[i].unwrap_or(0.0) as usize,
+                width: width[i],
+                resolution: resolution[i] as usize,
                 uniform_8_bit: uniform[i],
             })
             .collect();
-        let latency_ms = numbers("latency_ms")?
-            .into_iter()
-            .map(|v| v.unwrap_or(f64::NAN))
-            .collect();
+        let latency_ms = number("latency_ms")?;
         let chosen = chosen.iter().position(|&c| c).ok_or_else(|| {
             BatchError::Input(format!(
                 "{}: no network is marked chosen; run the task again",
@@ -253,7 +234,7 @@ pub(super) fn merge_cells(
     let dir = &folder.root;
     write_frame(&mut frame, dir, "merged")?;
     let (mut summary, text) =
-        summarise(plan, &cells, schedule.accuracy_tie).map_err(|e| table_error(dir, e))?;
+        summarise(plan, &cells, schedule.accuracy_tie).map_err(table_error(dir))?;
     write_frame(&mut summary, dir, "summary")?;
     write_text(&dir.join("summary.txt"), &text)?;
     Ok(Merged {

@@ -3,11 +3,11 @@
 //! of the best objective against the budget for each model, platform and objective. A main
 //! sweep's merge is [`super::main_sweep`]'s.
 
-use super::BatchError;
 use super::sweep::{Plan, SweepDir, Task};
+use super::{BatchError, table_error};
 use crate::objective::{Metric, Objective};
 use crate::report::plot;
-use crate::results::{ResultsError, read_parquet, slug, write_frame, write_text};
+use crate::results::{read_parquet, slug, write_frame, write_text};
 use crate::search::pareto::normalised_hypervolumes;
 use crate::table::Table;
 use polars::prelude::*;
@@ -46,16 +46,8 @@ fn metric_column(metric: Metric) -> &'static str {
     }
 }
 
-fn table_error(path: &Path) -> impl Fn(PolarsError) -> BatchError + '_ {
-    move |source| {
-        BatchError::from(ResultsError::Table {
-            path: path.display().to_string(),
-            source,
-        })
-    }
-}
-
-fn numbers(frame: &DataFrame, name: &str, path: &Path) -> Result<Vec<f64>, BatchError> {
+/// A shard's column as numbers, NaN where a value is missing (FP32's figures).
+pub(super) fn numbers(frame: &DataFrame, name: &str, path: &Path) -> Result<Vec<f64>, BatchError> {
     let column = frame
         .column(name)
         .and_then(|c| c.cast(&DataType::Float64))
@@ -64,7 +56,19 @@ fn numbers(frame: &DataFrame, name: &str, path: &Path) -> Result<Vec<f64>, Batch
     Ok(values.iter().map(|v| v.unwrap_or(f64::NAN)).collect())
 }
 
-fn flags(frame: &DataFrame, name: &str, path: &Path) -> Result<Vec<bool>, BatchError> {
+/// A shard's column of text, empty where a value is missing.
+pub(super) fn strings(
+    frame: &DataFrame,
+    name: &str,
+    path: &Path,
+) -> Result<Vec<String>, BatchError> {
+    let column = frame.column(name).map_err(table_error(path))?;
+    let values = column.str().map_err(table_error(path))?;
+    Ok(values.iter().map(|v| v.unwrap_or("").to_string()).collect())
+}
+
+/// A shard's column of flags, false where a value is missing.
+pub(super) fn flags(frame: &DataFrame, name: &str, path: &Path) -> Result<Vec<bool>, BatchError> {
     let column = frame.column(name).map_err(table_error(path))?;
     let values = column.bool().map_err(table_error(path))?;
     Ok(values.iter().map(|v| v.unwrap_or(false)).collect())

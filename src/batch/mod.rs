@@ -12,12 +12,24 @@ pub mod status;
 pub mod sweep;
 pub mod task;
 
+use polars::prelude::PolarsError;
+
 pub use local::run_local;
 pub use merge::merge;
 pub use slurm::{array_ranges, submit};
 pub use status::{Status, status};
 pub use sweep::{Plan, Sweep, SweepDir, Task, plan};
 pub use task::{TaskRun, run_task, tasks_to_submit};
+
+/// A polars error on the table at `path`, as a [`BatchError`].
+pub(crate) fn table_error(path: &std::path::Path) -> impl Fn(PolarsError) -> BatchError + '_ {
+    move |source| {
+        BatchError::from(crate::results::ResultsError::Table {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum BatchError {

@@ -3,12 +3,12 @@
 //! task is over, so a finished task re-run is a no-op and a task killed midway leaves no shard at
 //! all.
 
-use super::BatchError;
 use super::status::Status;
 use super::sweep::{BudgetKind, Sweep, SweepDir, Task};
+use super::{BatchError, table_error};
 use crate::flow::{Inputs, Limits, prepare};
 use crate::report::{candidates_frame, display_unit, display_value};
-use crate::results::{ResultsError, write_parquet, write_text};
+use crate::results::{write_parquet, write_text};
 use crate::search::{Settings, policy, run_policy};
 use polars::prelude::*;
 use std::path::Path;
@@ -116,18 +116,9 @@ pub(super) fn with_coordinates(
         Column::new("budget_bytes".into(), vec![task.budget_bytes; rows]),
     ];
     for (i, c) in columns.into_iter().enumerate() {
-        frame
-            .insert_column(i, c)
-            .map_err(|e| table_error(path, e))?;
+        frame.insert_column(i, c).map_err(table_error(path))?;
     }
     Ok(frame)
-}
-
-pub(super) fn table_error(path: &Path, source: PolarsError) -> BatchError {
-    BatchError::from(ResultsError::Table {
-        path: path.display().to_string(),
-        source,
-    })
 }
 
 /// The task's search: its candidates with the task's coordinates, and the search's wall time.
@@ -147,7 +138,7 @@ fn search_task(dir: &Path, sweep: &Sweep, task: &Task) -> Result<(DataFrame, f64
         .map(|c| display_value(problem, primary, c.metrics.get(primary)))
         .collect();
     let rows = result.candidates.len();
-    let table = |e: PolarsError| table_error(dir, e);
+    let table = &table_error(dir);
     let mut frame = candidates_frame(problem, &[&result]).map_err(table)?;
     let columns = [
         Column::new("objective_value".into(), primary_values),

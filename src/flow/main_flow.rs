@@ -291,29 +291,17 @@ pub fn run_main(inputs: &Inputs, settings: &MainSettings) -> Result<MainReport, 
         )?);
     }
     if let Some(variant) = variants::widest_fitting(&inputs.model, &searched[0].prepared.problem)?
-        && searched
-            .iter()
-            .all(|w| (w.variant.width, w.variant.resolution) != (variant.width, variant.resolution))
+        && !searched.iter().any(|w| w.variant.same_shape(&variant))
     {
         searched.push(prepare_variant(
             inputs, settings, &dataset, variant, &mut watch,
         )?);
-        searched.sort_by(|a, b| {
-            let (a, b) = (&a.variant, &b.variant);
-            b.width
-                .total_cmp(&a.width)
-                .then(b.resolution.cmp(&a.resolution))
-        });
+        searched.sort_by(|a, b| variants::widest_first(&a.variant, &b.variant));
     }
+    let with_resolution = !space.resolutions.is_empty();
     if searched.len() > 1 {
         for w in &mut searched {
-            let v = &w.variant;
-            w.prefix = match v.resolution {
-                Some(r) if !space.resolutions.is_empty() => {
-                    format!("width {:?} at {r}x{r} ", v.width)
-                }
-                _ => format!("width {:?} ", v.width),
-            };
+            w.prefix = format!("{} ", w.variant.name(with_resolution));
         }
     }
     // The primary variant (the network's own, else the widest) writes the run's search and also
@@ -347,11 +335,7 @@ pub fn run_main(inputs: &Inputs, settings: &MainSettings) -> Result<MainReport, 
                     .out_of_reach
                     .as_deref()
                     .unwrap_or("the exact search found none");
-                let variant = match w.prefix.trim_end() {
-                    "" => format!("width {:?}", w.variant.width),
-                    prefix => prefix.to_string(),
-                };
-                format!("at {variant}: {reason}")
+                format!("at {}: {reason}", w.variant.name(with_resolution))
             })
             .collect();
         return Err(FlowError::Input(format!(
@@ -368,7 +352,7 @@ pub fn run_main(inputs: &Inputs, settings: &MainSettings) -> Result<MainReport, 
             dir.join("finetune")
         } else {
             dir.join("finetune")
-                .join(slug(&w.prefix.trim_end().replace(' ', "-")))
+                .join(slug(&w.variant.name(with_resolution).replace(' ', "-")))
         };
         let jobs = finetune_jobs(w, list, i == primary);
         networks.extend(finetune_variant(i, w, &jobs, settings, &root)?);

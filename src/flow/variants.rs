@@ -17,6 +17,28 @@ pub(super) struct Variant {
     pub spec: String,
 }
 
+impl Variant {
+    /// The same width and resolution (whatever spec builds them).
+    pub fn same_shape(&self, other: &Variant) -> bool {
+        (self.width, self.resolution) == (other.width, other.resolution)
+    }
+
+    /// How the report names it: `width 0.9`, and `width 0.9 at 20x20` when `with_resolution`.
+    pub fn name(&self, with_resolution: bool) -> String {
+        match self.resolution {
+            Some(r) if with_resolution => format!("width {:?} at {r}x{r}", self.width),
+            _ => format!("width {:?}", self.width),
+        }
+    }
+}
+
+/// The order variants are searched and reported in: widest first, then the larger input.
+pub(super) fn widest_first(a: &Variant, b: &Variant) -> std::cmp::Ordering {
+    b.width
+        .total_cmp(&a.width)
+        .then(b.resolution.cmp(&a.resolution))
+}
+
 /// A zoo network's entry and the options its spec gives (`a=1,b=2`).
 fn zoo_entry(model: &str) -> Option<(&'static zoo::ZooEntry, &str)> {
     let name = model.strip_prefix("zoo:")?;
@@ -128,11 +150,7 @@ pub(super) fn listed(
             });
         }
     }
-    variants.sort_by(|a, b| {
-        b.width
-            .total_cmp(&a.width)
-            .then(b.resolution.cmp(&a.resolution))
-    });
+    variants.sort_by(widest_first);
     Ok(variants)
 }
 
